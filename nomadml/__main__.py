@@ -1,0 +1,3 @@
+from nomadml.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""The one exception root and the one exit-code enum.
+
+    NomadMLError                      every error nomadml reports to an operator
+    ├── BadInput                      a spec, template, version or argument is wrong
+    │   ├── SpecError                 `file: field.path: what is wrong`
+    │   └── TemplateError             `template:line: what is wrong` (+ offending text)
+    ├── NomadUnreachable              no answer from the Nomad HTTP API
+    ├── NomadAPIError                 Nomad answered with an error (status + its own message)
+    │   └── Conflict                  a check-and-set write lost a race
+    ├── NotOwned                      a job exists that nomadml did not create
+    ├── ModelIntegrityError           a model file does not match its manifest
+    └── StackError                    the local stack / docker engine is not usable
+
+Each error renders as one line (``str(err)``); the CLI maps it to ``exit_code``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes, shared by every command (documented in `nomadml --help`)."""
+
+    OK = 0
+    CHANGES = 1  # plan: the job would change
+    BAD_INPUT = 2
+    NOMAD_UNREACHABLE = 3
+    NOMAD_ERROR = 4
+    CONFLICT = 5
+    ROLLED_BACK = 6
+    FAILED = 7  # failed, nothing rolled back
+    AWAITING_PROMOTION = 8
+    TIMEOUT = 9
+    NOT_OWNED = 10
+    INTEGRITY = 11
+    STACK = 12
+    INTERRUPTED = 130
+    INTERNAL = 70
+
+
+class NomadMLError(Exception):
+    """Root of every error nomadml reports; ``str()`` is one operator-readable line."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+
+class BadInput(NomadMLError):
+    exit_code = ExitCode.BAD_INPUT
+
+
+class SpecError(BadInput):
+    """A model spec is invalid: names the file and the field path."""
+
+    def __init__(self, source: str, field: str, problem: str) -> None:
+        self.source, self.field, self.problem = source, field, problem
+        where = f"{source}: {field}" if field else source
+        super().__init__(f"{where}: {problem}")
+
+
+class TemplateError(BadInput):
+    """A template failed to render: names the template, line and offending text."""
+
+    def __init__(self, template: str, line: int | None, problem: str, text: str = "") -> None:
+        self.template, self.line, self.problem, self.text = template, line, problem, text
+        where = f"{template}:{line}" if line else template
+        shown = f" (in: {text.strip()})" if text.strip() else ""
+        super().__init__(f"{where}: {problem}{shown}")
+
+
+class NomadUnreachable(NomadMLError):
+    exit_code = ExitCode.NOMAD_UNREACHABLE
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        super().__init__(f"cannot reach Nomad at {address}: {reason}")
+
+
+class NomadAPIError(NomadMLError):
+    exit_code = ExitCode.NOMAD_ERROR
+
+    def __init__(self, method: str, path: str, status: int, message: str) -> None:
+        self.method, self.path, self.status, self.message = method, path, status, message
+        first = " ".join(message.strip().split())[:300]
+        super().__init__(f"Nomad refused {method} {path} (HTTP {status}): {first}")
+
+
+class Conflict(NomadAPIError):
+    exit_code = ExitCode.CONFLICT
+
+
+class NotOwned(NomadMLError):
+    exit_code = ExitCode.NOT_OWNED
+
+
+class ModelIntegrityError(NomadMLError):
+    exit_code = ExitCode.INTEGRITY
+
+
+class StackError(NomadMLError):
+    exit_code = ExitCode.STACK

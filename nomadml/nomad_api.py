@@ -1,0 +1,236 @@
+"""The Nomad adapter: every HTTP call nomadml makes to Nomad goes through here.
+
+It rides on python-nomad's requester (session, token, namespace, region and TLS
+handling) but adds what nomadml needs on top: explicit timeouts, the
+`X-Nomad-Index` of each answer for blocking queries, the endpoints python-nomad
+does not wrap (version tags, job submissions), and translation of failures into
+nomadml's error tree with Nomad's own message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from nomadml.errors import Conflict, NomadAPIError, NomadUnreachable
+from nomadml.settings import NomadSettings
+
+Json = Any
+
+# Blocking queries: Nomad adds up to wait/16 of jitter, so the HTTP timeout must
+# comfortably exceed the wait we ask for.
+DEFAULT_TIMEOUT = 10.0
+BLOCKING_WAIT_S = 30
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Json
+    index: int  # X-Nomad-Index, 0 when absent
+
+
+class NomadAPI:
+    """A thin, typed client for the parts of Nomad's HTTP API nomadml uses."""
+
+    def __init__(self, settings: NomadSettings, session: Any = None) -> None:
+        self.settings = settings
+        self._session = session
+        self._requesters: dict[str, Any] = {}
+        self.calls = 0  # HTTP requests made; benchmarks read it
+
+    # -- transport -----------------------------------------------------------------
+
+    def _requester(self, first_segment: str) -> Any:
+        requester = self._requesters.get(first_segment)
+        if requester is None:
+            import requests
+            from nomad.api.base import Requester
+
+            s = self.settings
+            cert = (s.client_cert, s.client_key) if s.client_cert and s.client_key else ()
+            if self._session is None:
+                self._session = requests.Session()
+            kind = type(f"Endpoint_{first_segment}", (Requester,), {"ENDPOINT": first_segment})
+            requester = kind(
+                address=s.address,
+                namespace=s.namespace,
+                token=s.token,
+                region=s.region,
+                verify=s.verify,
+                cert=cert,
+                timeout=DEFAULT_TIMEOUT,
+                session=self._session,
+            )
+            self._requesters[first_segment] = requester
+        return requester
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Json = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Answer:
+        """Call `/v1/<path>`; raise NomadUnreachable or NomadAPIError on failure."""
+        import nomad.api.exceptions as nexc
+        import requests
+
+        segments = path.strip("/").split("/")
+        requester = self._requester(segments[0])
+        self.calls += 1
+        try:
+            response = requester.request(
+                *segments[1:],
+                method=method.lower(),
+                params=dict(params or {}),
+                json=body,
+                timeout=timeout,
+            )
+        except nexc.BaseNomadException as err:
+            raise self._translate(method, path, err.nomad_resp) from None
+        except (requests.RequestException, nexc.TimeoutNomadException) as err:
+            raise NomadUnreachable(self.settings.address, _reason(err)) from None
+        index = int(response.headers.get("X-Nomad-Index", "0") or 0)
+        text = response.text
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return Answer(response.status_code, parsed, index)
+
+    def _translate(self, method: str, path: str, resp: Any) -> Exception:
+        import requests
+
+        if not isinstance(resp, requests.Response):
+            return NomadUnreachable(self.settings.address, _reason(resp))
+        text = resp.text or resp.reason or ""
+        if resp.status_code == 409 or "conflicting job modify index" in text.lower():
+            return Conflict(method.upper(), "/v1/" + path, resp.status_code, text)
+        if resp.status_code == 403:
+            text = f"permission denied (check NOMAD_TOKEN and its policy): {text}"
+        return NomadAPIError(method.upper(), "/v1/" + path, resp.status_code, text)
+
+    # -- cluster -------------------------------------------------------------------
+
+    def leader(self) -> str:
+        return str(self.request("GET", "status/leader").body or "")
+
+    def agent_self(self) -> Json:
+        return self.request("GET", "agent/self").body
+
+    # -- jobs ----------------------------------------------------------------------
+
+    def parse_hcl(self, hcl: str, variables: dict[str, str] | None = None) -> Json:
+        """Nomad's own HCL2 parse (canonicalized), so we submit what Nomad would."""
+        body: dict[str, Any] = {"JobHCL": hcl, "Canonicalize": True}
+        if variables:
+            body["Variables"] = "\n".join(f"{k} = {json.dumps(v)}" for k, v in variables.items())
+        return self.request("PUT", "jobs/parse", body=body).body
+
+    def validate(self, job: Json) -> list[str]:
+        """Server-side validation; Nomad answers 200 even when the job is invalid."""
+        body = self.request("PUT", "validate/job", body={"Job": job}).body or {}
+        errors = list(body.get("ValidationErrors") or [])
+        if not errors and body.get("Error"):
+            errors = [str(body["Error"])]
+        return [str(e) for e in errors]
+
+    def plan(self, job: Json, diff: bool = True) -> Json:
+        return self.request("PUT", f"job/{job['ID']}/plan", body={"Job": job, "Diff": diff}).body
+
+    def register(
+        self,
+        job: Json,
+        *,
+        enforce_index: int | None,
+        source: str | None = None,
+        variables: str = "",
+    ) -> Json:
+        """Register with check-and-set: `enforce_index` 0 means "only if new"."""
+        body: dict[str, Any] = {"Job": job}
+        if enforce_index is not None:
+            body["EnforceIndex"] = True
+            body["JobModifyIndex"] = enforce_index
+        if source is not None:
+            body["Submission"] = {"Source": source, "Format": "hcl2", "Variables": variables}
+        return self.request("PUT", f"job/{job['ID']}", body=body).body
+
+    def job(self, job_id: str) -> Json | None:
+        try:
+            return self.request("GET", f"job/{job_id}").body
+        except NomadAPIError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def job_versions(self, job_id: str) -> list[Json]:
+        body = self.request("GET", f"job/{job_id}/versions").body or {}
+        return list(body.get("Versions") or [])
+
+    def job_submission(self, job_id: str, version: int) -> Json:
+        return self.request("GET", f"job/{job_id}/submission", params={"version": version}).body
+
+    def job_allocations(self, job_id: str) -> list[Json]:
+        return list(self.request("GET", f"job/{job_id}/allocations").body or [])
+
+    def latest_deployment(self, job_id: str) -> Json | None:
+        return self.request("GET", f"job/{job_id}/deployment").body
+
+    def tag_version(self, job_id: str, tag: str, version: int, description: str) -> None:
+        self.request(
+            "PUT",
+            f"job/{job_id}/versions/{tag}/tag",
+            body={"Version": version, "Description": description},
+        )
+
+    def stop_job(self, job_id: str, purge: bool = False) -> Json:
+        return self.request("DELETE", f"job/{job_id}", params={"purge": str(purge).lower()}).body
+
+    # -- deployments ---------------------------------------------------------------
+
+    def deployment(self, deployment_id: str, index: int = 0) -> Answer:
+        """A deployment; with index > 0 this is a blocking query."""
+        return self._maybe_blocking(f"deployment/{deployment_id}", index)
+
+    def deployment_allocations(self, deployment_id: str, index: int = 0) -> Answer:
+        return self._maybe_blocking(f"deployment/allocations/{deployment_id}", index)
+
+    def promote(self, deployment_id: str) -> Json:
+        return self.request(
+            "PUT",
+            f"deployment/promote/{deployment_id}",
+            body={"DeploymentID": deployment_id, "All": True},
+        ).body
+
+    def fail_deployment(self, deployment_id: str) -> Json:
+        return self.request(
+            "PUT", f"deployment/fail/{deployment_id}", body={"DeploymentID": deployment_id}
+        ).body
+
+    # -- services ------------------------------------------------------------------
+
+    def service(self, name: str) -> list[Json]:
+        return list(self.request("GET", f"service/{name}").body or [])
+
+    def _maybe_blocking(self, path: str, index: int) -> Answer:
+        if index <= 0:
+            return self.request("GET", path)
+        return self.request(
+            "GET",
+            path,
+            params={"index": index, "wait": f"{BLOCKING_WAIT_S}s"},
+            timeout=BLOCKING_WAIT_S * 1.25 + 5,
+        )
+
+
+def _reason(err: object) -> str:
+    text = str(err)
+    if "Connection refused" in text:
+        return "connection refused (is the agent running? check NOMAD_ADDR)"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS certificate not trusted (set NOMAD_CACERT to the CA that signed it)"
+    return text.splitlines()[0][:200] if text else type(err).__name__
