@@ -34,7 +34,9 @@ class NomadSettings:
         return f"NomadSettings(address={self.address!r}, token={shown})"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | None) -> NomadSettings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: str | None
+    ) -> NomadSettings:
         """Read NOMAD_* variables; non-None keyword overrides (from flags) win."""
         env = os.environ if env is None else env
         values: dict[str, object] = {

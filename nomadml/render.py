@@ -1,0 +1,106 @@
+"""Render job templates: a pure function of (template name, values) to HCL text.
+
+Templates run in Jinja's sandbox with strict undefined variables, and use
+delimiters that cannot collide with what Nomad job files already contain:
+`[[ expr ]]`, `[% statement %]`, `[# comment #]` — Nomad's `{{ }}` (consul-template
+in `template` blocks) and HCL's `${ }` pass through as plain text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+
+from nomadml.errors import TemplateError
+
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def hcl(value: Any) -> str:
+    """An HCL literal for a Python value; strings never start an interpolation."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if isinstance(value, str):
+        # HCL2 string templates treat ${ and %{ as interpolation: escape them.
+        return json.dumps(value).replace("${", "$${").replace("%{", "%%{")
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{json.dumps(str(k))} = {hcl(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(hcl(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    raise TypeError(f"no HCL literal for {type(value).__name__}")
+
+
+def environment(search_path: Sequence[Path] = ()) -> jinja2.Environment:
+    """A sandboxed environment; operator folders come before the shipped templates."""
+    folders = [str(p) for p in (*search_path, SHIPPED_TEMPLATES)]
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(folders),
+        undefined=jinja2.StrictUndefined,
+        variable_start_string="[[",
+        variable_end_string="]]",
+        block_start_string="[%",
+        block_end_string="%]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["hcl"] = hcl
+    return env
+
+
+def render(template: str, values: Mapping[str, Any], search_path: Sequence[Path] = ()) -> str:
+    """Render `template` with `values`; errors name the template file and line."""
+    env = environment(search_path)
+    try:
+        return env.get_template(template).render(**values)
+    except jinja2.TemplateSyntaxError as err:
+        raise TemplateError(
+            err.filename or err.name or template,
+            err.lineno,
+            err.message or "syntax error",
+            (err.source and _line(err.source, err.lineno)) or "",
+        ) from None
+    except jinja2.TemplateNotFound as err:
+        raise TemplateError(
+            str(err.name),
+            None,
+            "template not found in " + ", ".join(str(p) for p in (*search_path, SHIPPED_TEMPLATES)),
+        ) from None
+    except (jinja2.UndefinedError, jinja2.exceptions.SecurityError, TypeError, ValueError) as err:
+        name, line, text = _locate(env, template, err)
+        raise TemplateError(name, line, str(err), text) from None
+
+
+def _line(source: str, lineno: int | None) -> str:
+    lines = source.splitlines()
+    return lines[lineno - 1] if lineno and 0 < lineno <= len(lines) else ""
+
+
+def _locate(
+    env: jinja2.Environment, template: str, err: BaseException
+) -> tuple[str, int | None, str]:
+    """Find the template file and line of a runtime error.
+
+    Jinja rewrites tracebacks so that template frames carry the template's file
+    name and line number; the innermost such frame is where the error is."""
+    folders = [str(p) for p in getattr(env.loader, "searchpath", [])]
+    found: tuple[str, int | None, str] = (template, None, "")
+    tb = err.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if any(filename.startswith(folder) for folder in folders):
+            source = Path(filename).read_text(encoding="utf-8")
+            found = (filename, tb.tb_lineno, _line(source, tb.tb_lineno))
+        tb = tb.tb_next
+    return found

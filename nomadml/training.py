@@ -1,0 +1,54 @@
+"""Train the reference model: a softmax classifier on the iris data set that
+ships with scikit-learn (no download). It is exported as plain coefficients so the
+serving image needs nothing beyond Python's standard library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def train_iris(
+    out_dir: Path, *, seed: int = 0, c: float = 1.0, max_iter: int = 500
+) -> dict[str, Any]:
+    """Fit, evaluate on a held-out split, write model.json + metadata.json."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    data = load_iris()
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=0.3, random_state=seed, stratify=data.target
+    )
+    clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
+    clf.fit(x_train, y_train)
+    accuracy = float(clf.score(x_test, y_test))
+    classes = [str(data.target_names[i]) for i in clf.classes_]
+    model = {
+        "kind": "linear-softmax",
+        "features": FEATURES,
+        "classes": classes,
+        "coef": [[float(v) for v in row] for row in clf.coef_],
+        "intercept": [float(v) for v in clf.intercept_],
+    }
+    metadata = {
+        "metrics": {"accuracy": round(accuracy, 6), "test_samples": len(y_test)},
+        "signature": {
+            "inputs": [{"name": f, "type": "float"} for f in FEATURES],
+            "outputs": [{"name": "label", "type": "string", "values": classes}],
+        },
+        "training_data": {
+            "source": "sklearn.datasets.load_iris",
+            "rows": len(data.target),
+            "split_seed": seed,
+        },
+        "params": {"C": c, "max_iter": max_iter},
+        "notes": "logistic regression (softmax), exported as coefficients",
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "model.json").write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
+    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+    return metadata

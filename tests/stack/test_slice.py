@@ -1,0 +1,44 @@
+"""The first vertical slice on the real stack: model image -> prestart bootstrap
+into the host volume -> serving task -> a real prediction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nomadml import quickstart
+from nomadml.nomad_api import NomadAPI
+
+
+def test_slice_serves_a_real_prediction(
+    nomad: NomadAPI, docker_client: object, models_volume: Path, job_id: str
+) -> None:
+    result = quickstart.run(nomad, job_id=job_id)
+
+    assert result.prediction["version"] == quickstart.VERSION
+    assert result.prediction["model"] == quickstart.MODEL
+    assert [p["label"] for p in result.prediction["predictions"]] == quickstart.EXPECTED
+    for p in result.prediction["predictions"]:
+        assert abs(sum(p["probabilities"].values()) - 1.0) < 1e-6
+
+    # The bootstrap installed the version under <volume>/<model>/<version>/ with
+    # its manifest and completion marker, and the files match the manifest.
+    installed = models_volume / quickstart.MODEL / quickstart.VERSION
+    manifest = json.loads((installed / "manifest.json").read_text())
+    assert manifest["version"] == quickstart.VERSION
+    assert (installed / ".nomadml-complete").is_file()
+    assert {f["path"] for f in manifest["files"]} == {"model.json", "metadata.json"}
+
+    # What the operator sees in Nomad: the service, the job meta, the submitted source.
+    job = nomad.job(job_id)
+    assert job is not None
+    assert job["Meta"]["nomadml.model"] == quickstart.MODEL
+    assert job["Meta"]["nomadml.version"] == quickstart.VERSION
+    group = job["TaskGroups"][0]
+    bootstrap = next(t for t in group["Tasks"] if t["Name"] == "bootstrap")
+    assert bootstrap["Lifecycle"]["Hook"] == "prestart"
+    assert "@sha256:" in bootstrap["Config"]["image"]
+    serve = next(t for t in group["Tasks"] if t["Name"] == "serve")
+    assert serve["VolumeMounts"][0]["ReadOnly"] is True
+    submission = nomad.job_submission(job_id, job["Version"])
+    assert f'job "{job_id}"' in submission["Source"]
