@@ -1,0 +1,772 @@
+#!/usr/bin/env python3
+"""Model bootstrap: install one model version from an image into a shared host volume.
+
+A Nomad ``prestart`` task runs this file inside the model's own container image, which
+only promises a ``python3``; so this module is standalone and uses the standard library
+only. It copies ``<source>`` (e.g. ``/model``) into ``<volume>/<model>/<version>/``,
+checking every file against the ``manifest.json`` baked into the image.
+
+Invariants, because old and new versions share the volume during a canary:
+
+* only ``<volume>/<model>/<version>`` and this version's own lock and temp dirs are written;
+* the final directory appears atomically (rename of a complete, fsynced temp dir) and
+  always carries the ``.nomadml-complete`` marker; anything without it is never replaced;
+* symlinks are refused on the way in and never followed on the way out.
+
+Command line::
+
+    bootstrap.py install  --source DIR --volume DIR --model NAME --version V
+    bootstrap.py verify   --volume DIR --model NAME --version V
+    bootstrap.py manifest --source DIR --model NAME --version V
+
+Exit codes: 0 ok, 2 bad input, 3 integrity failure, 4 I/O error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+MANIFEST_FORMAT: Final = 1
+MANIFEST_NAME: Final = "manifest.json"
+MARKER_NAME: Final = ".nomadml-complete"
+# Names we write next to the model files; a model file with one of these names would
+# clobber them, so the manifest may not list them.
+RESERVED_NAMES: Final = frozenset({MANIFEST_NAME, MARKER_NAME})
+
+HASH_CHUNK: Final = 1 << 20
+# Bigger than the hash chunk: fewer syscalls and hash calls per byte is what keeps the
+# one-pass copy at `cp` speed.
+COPY_CHUNK: Final = 4 << 20
+
+EXIT_OK: Final = 0
+EXIT_BAD_INPUT: Final = 2
+EXIT_INTEGRITY: Final = 3
+EXIT_IO: Final = 4
+EXIT_INTERNAL: Final = 70
+EXIT_INTERRUPTED: Final = 130
+
+NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
+# fullmatch without the anchors: with re.match, `$` would also accept a trailing "\n".
+_NAME_RE: Final = re.compile(NAME_PATTERN[1:-1])
+_SHA256_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
+# Temp dirs are `.tmp-<version>-<16 hex>`; the exact suffix shape is what stops version
+# "1.0" from matching (and deleting) the live temp dir of version "1.0-rc1".
+_TMP_SUFFIX_RE: Final = re.compile(r"[0-9a-f]{16}")
+
+_FILE_MODE: Final = 0o644
+_DIR_MODE: Final = 0o755
+
+
+class BootstrapError(ValueError):
+    """Bad input: a name, argument or manifest is wrong. ``str()`` is one line."""
+
+    exit_code: int = EXIT_BAD_INPUT
+
+
+class IntegrityError(BootstrapError):
+    """A model file does not match its manifest (checksum, size, or missing)."""
+
+    exit_code: int = EXIT_INTEGRITY
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    path: Path
+    already_installed: bool
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    version: str
+    files: tuple[ManifestEntry, ...]
+    raw: bytes  # the exact bytes validated, so the installed copy is what was checked
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry.size for entry in self.files)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def validate_name(kind: str, value: str) -> str:
+    """Return ``value`` if it is a safe model name / version, else raise BootstrapError.
+
+    The value becomes a directory name on a shared volume, so anything that could
+    escape it or hide from a listing (``..``, ``/``, leading dot, NUL, spaces) is refused.
+    """
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
+        raise BootstrapError(
+            f"invalid {kind} {value!r}: must match {NAME_PATTERN} and not contain '..'"
+        )
+    return value
+
+
+def _version_dir(volume: Path, model: str, version: str) -> Path:
+    return volume / validate_name("model", model) / validate_name("version", version)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _with_path(err: OSError, path: Path | str) -> OSError:
+    """Attach ``path`` to an OSError raised on a bare fd, so the operator sees where."""
+    if err.filename is not None:
+        return err
+    new = type(err)(err.errno, err.strerror or str(err), str(path))
+    new.__cause__ = err
+    return new
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        # Some filesystems cannot fsync a directory; their rename is as durable as it gets.
+        if err.errno != errno.EINVAL:
+            raise _with_path(err, path) from err
+    finally:
+        os.close(fd)
+
+
+def _is_complete(final: Path) -> bool:
+    """Cheap check (two lstat calls) for a finished install: the whole fast path."""
+    try:
+        if not stat.S_ISDIR(os.lstat(final).st_mode):
+            return False
+        return stat.S_ISREG(os.lstat(final / MARKER_NAME).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _open_regular(root: Path, rel: str, error: type[BootstrapError]) -> int:
+    """Open ``root/rel`` for reading without following any symlink below ``root``.
+
+    Each component is lstat'ed (for a clear message) and then opened with O_NOFOLLOW
+    relative to its parent's fd (so a swap between the two cannot redirect us).
+    """
+    parts = rel.split("/")
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for index, part in enumerate(parts):
+            shown = root / "/".join(parts[: index + 1])
+            last = index == len(parts) - 1
+            try:
+                mode = os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                raise error(f"{shown}: listed in the manifest but missing") from None
+            except NotADirectoryError:
+                raise error(f"{shown}: a parent is not a directory") from None
+            if stat.S_ISLNK(mode):
+                raise error(f"refusing symlink {shown}")
+            if last and not stat.S_ISREG(mode):
+                raise error(f"{shown}: not a regular file")
+            if not last and not stat.S_ISDIR(mode):
+                raise error(f"{shown}: not a directory")
+            # O_NONBLOCK: if the entry was swapped for a FIFO, open must not hang.
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+            if not last:
+                flags |= os.O_DIRECTORY
+            try:
+                fd = os.open(part, flags, dir_fd=dir_fd)
+            except OSError as err:
+                if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise error(f"{shown}: changed while being read (symlink?)") from None
+                raise _with_path(err, shown) from err
+            os.close(dir_fd)
+            dir_fd = fd
+        if not stat.S_ISREG(os.fstat(dir_fd).st_mode):
+            raise error(f"{root / rel}: not a regular file")
+        fd, dir_fd = dir_fd, -1
+        return fd
+    finally:
+        if dir_fd >= 0:
+            os.close(dir_fd)
+
+
+def _hash_fd(fd: int, path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    total = 0
+    try:
+        while n := os.readv(fd, [buf]):
+            digest.update(view[:n])
+            total += n
+    except OSError as err:
+        raise _with_path(err, path) from err
+    return digest.hexdigest(), total
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _walk_source(root: Path, rel: str = "") -> Iterator[str]:
+    """Yield relative POSIX paths of regular files; refuse symlinks and special files."""
+    directory = root / rel if rel else root
+    with os.scandir(directory) as entries:
+        children = sorted(entries, key=lambda entry: entry.name)
+    for entry in children:
+        child = f"{rel}/{entry.name}" if rel else entry.name
+        if not rel and entry.name == MANIFEST_NAME:
+            continue
+        if entry.is_symlink():
+            raise BootstrapError(f"refusing symlink in model source: {root / child}")
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk_source(root, child)
+        elif entry.is_file(follow_symlinks=False):
+            yield child
+        else:
+            raise BootstrapError(f"not a regular file or directory in model source: {root / child}")
+
+
+def build_manifest(source_dir: Path, model: str, version: str) -> dict[str, Any]:
+    """Describe every regular file under ``source_dir`` (sha256 + size), sorted by path."""
+    validate_name("model", model)
+    validate_name("version", version)
+    source_dir = Path(source_dir)
+    files: list[dict[str, Any]] = []
+    for rel in sorted(_walk_source(source_dir)):
+        _check_entry_path(rel, f"files[{len(files)}].path", source_dir / MANIFEST_NAME)
+        fd = _open_regular(source_dir, rel, BootstrapError)
+        try:
+            sha256, size = _hash_fd(fd, source_dir / rel)
+        finally:
+            os.close(fd)
+        files.append({"path": rel, "sha256": sha256, "size": size})
+    return {"format": MANIFEST_FORMAT, "model": model, "version": version, "files": files}
+
+
+def write_manifest(source_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` atomically, so a crash never leaves half a manifest."""
+    source_dir = Path(source_dir)
+    target = source_dir / MANIFEST_NAME
+    tmp = source_dir / f".{MANIFEST_NAME}.tmp-{secrets.token_hex(8)}"
+    data = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+    try:
+        _write_new_file(tmp, data)
+        os.rename(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(source_dir)
+    return target
+
+
+def _manifest_error(where: Path, field: str, problem: str) -> BootstrapError:
+    return BootstrapError(f"manifest {where}: {field}: {problem}")
+
+
+def _check_entry_path(path: object, field: str, where: Path) -> str:
+    if not isinstance(path, str) or not path:
+        raise _manifest_error(where, field, "must be a non-empty string")
+    if path.startswith("/"):
+        raise _manifest_error(where, field, f"{path!r} is absolute")
+    if "\x00" in path:
+        raise _manifest_error(where, field, f"{path!r} contains NUL")
+    segments = path.split("/")
+    if ".." in segments:
+        raise _manifest_error(where, field, f"{path!r} escapes the model directory")
+    if any(segment in ("", ".") for segment in segments):
+        raise _manifest_error(where, field, f"{path!r} is not a normalized relative path")
+    if path in RESERVED_NAMES:
+        raise _manifest_error(where, field, f"{path!r} is a reserved name")
+    return path
+
+
+def _check_entry(item: object, index: int, where: Path) -> ManifestEntry:
+    field = f"files[{index}]"
+    if not isinstance(item, dict):
+        raise _manifest_error(where, field, "must be an object")
+    path = _check_entry_path(item.get("path"), f"{field}.path", where)
+    sha256 = item.get("sha256")
+    if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+        raise _manifest_error(where, f"{field}.sha256", "must be 64 hex characters")
+    size = item.get("size")
+    # bool is an int subclass; `true` is not a size.
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise _manifest_error(where, f"{field}.size", "must be an integer >= 0")
+    return ManifestEntry(path=path, sha256=sha256.lower(), size=size)
+
+
+def _check_no_collisions(entries: Sequence[ManifestEntry], where: Path) -> None:
+    """Refuse duplicates and file-vs-directory clashes ("a" and "a/b") up front."""
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        if entry.path in seen:
+            raise _manifest_error(where, f"files[{index}].path", f"duplicate {entry.path!r}")
+        seen.add(entry.path)
+    for index, entry in enumerate(entries):
+        parts = entry.path.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in seen:
+                raise _manifest_error(
+                    where, f"files[{index}].path", f"{entry.path!r} is below file {parent!r}"
+                )
+
+
+def parse_manifest(raw: bytes, where: Path, model: str, version: str) -> Manifest:
+    """Validate manifest bytes for ``model``/``version``; errors name the bad field."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as err:
+        raise BootstrapError(f"manifest {where}: not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise _manifest_error(where, "(top level)", "must be a JSON object")
+    fmt = data.get("format")
+    if fmt != MANIFEST_FORMAT or isinstance(fmt, bool):
+        raise _manifest_error(where, "format", f"expected {MANIFEST_FORMAT}, got {fmt!r}")
+    if data.get("model") != model:
+        raise _manifest_error(where, "model", f"expected {model!r}, got {data.get('model')!r}")
+    if data.get("version") != version:
+        raise _manifest_error(
+            where, "version", f"expected {version!r}, got {data.get('version')!r}"
+        )
+    items = data.get("files")
+    if not isinstance(items, list):
+        raise _manifest_error(where, "files", "must be a list")
+    entries = tuple(_check_entry(item, index, where) for index, item in enumerate(items))
+    _check_no_collisions(entries, where)
+    return Manifest(model=model, version=version, files=entries, raw=raw)
+
+
+def _load_manifest(directory: Path, model: str, version: str) -> Manifest:
+    where = directory / MANIFEST_NAME
+    if not os.path.isdir(directory):
+        raise BootstrapError(f"model directory not found: {directory}")
+    if not os.path.lexists(where):
+        raise BootstrapError(f"no manifest at {where} (create it with `bootstrap.py manifest`)")
+    fd = _open_regular(directory, MANIFEST_NAME, BootstrapError)
+    try:
+        with os.fdopen(fd, "rb", closefd=True) as handle:
+            raw = handle.read()
+    except OSError as err:
+        raise _with_path(err, where) from err
+    return parse_manifest(raw, where, model, version)
+
+
+# --------------------------------------------------------------------------- install
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (never through a symlink, never over a file) with data, fsynced."""
+    fd = os.open(
+        path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _FILE_MODE
+    )
+    try:
+        # The serving task may run as another user; the umask must not hide the model.
+        os.fchmod(fd, _FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as err:
+        raise _with_path(err, path) from err
+    finally:
+        os.close(fd)
+
+
+def _ensure_model_dir(volume: Path, model: str) -> Path:
+    """Create ``volume/model`` if needed and make sure it is a real directory."""
+    os.makedirs(volume, exist_ok=True)
+    model_dir = volume / model
+    try:
+        os.mkdir(model_dir, _DIR_MODE)
+        os.chmod(model_dir, _DIR_MODE)
+    except FileExistsError:
+        pass
+    if not stat.S_ISDIR(os.lstat(model_dir).st_mode):
+        raise BootstrapError(f"{model_dir} is not a directory (symlink?); refusing to write")
+    return model_dir
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive flock; the kernel drops it if we die, so it is never stale."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        # The file stays: unlinking a lock file races with the next waiter.
+        os.close(fd)
+
+
+def _remove_stale_temp_dirs(model_dir: Path, version: str) -> list[Path]:
+    """Remove temp dirs of this version left by crashed runs (we hold the lock)."""
+    prefix = f".tmp-{version}-"
+    removed: list[Path] = []
+    with os.scandir(model_dir) as entries:
+        names = [entry.name for entry in entries]
+    for name in names:
+        if name.startswith(prefix) and _TMP_SUFFIX_RE.fullmatch(name[len(prefix) :]):
+            stale = model_dir / name
+            # rmtree never follows symlinks inside and refuses a symlink at the top.
+            shutil.rmtree(stale)
+            removed.append(stale)
+    return removed
+
+
+def _refuse_foreign_final(final: Path) -> None:
+    if os.path.lexists(final) and not _is_complete(final):
+        raise BootstrapError(
+            f"refusing to replace {final}: it exists but has no {MARKER_NAME} marker "
+            "(not installed by bootstrap, or tampered with); remove it by hand"
+        )
+
+
+def _check_free_space(model_dir: Path, needed: int) -> None:
+    vfs = os.statvfs(model_dir)
+    # f_blocks == 0: the filesystem does not report space; let the writes decide.
+    free = vfs.f_bavail * vfs.f_frsize
+    if vfs.f_blocks and free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device (need {_human_size(needed)}, {_human_size(free)} free)",
+            str(model_dir),
+        )
+
+
+def _integrity_error(manifest: Manifest, path: str, problem: str, kind: str) -> IntegrityError:
+    return IntegrityError(f"{kind} for {manifest.model} {manifest.version}: {path}: {problem}")
+
+
+def _copy_fd(src: int, dst: int, src_path: Path, dst_path: Path, limit: int) -> tuple[str, int]:
+    """Copy and hash in one pass; stop once more than ``limit`` bytes were read."""
+    digest = hashlib.sha256()
+    buf = bytearray(COPY_CHUNK)
+    view = memoryview(buf)
+    total = 0
+    while True:
+        try:
+            n = os.readv(src, [buf])
+        except OSError as err:
+            raise _with_path(err, src_path) from err
+        if not n:
+            return digest.hexdigest(), total
+        chunk = view[:n]
+        digest.update(chunk)
+        try:
+            while chunk:
+                chunk = chunk[os.write(dst, chunk) :]
+        except OSError as err:
+            raise _with_path(err, dst_path) from err
+        total += n
+        if total > limit:
+            # A file that grew must not be allowed to fill the shared volume.
+            return digest.hexdigest(), total
+
+
+def _copy_entry(source: Path, tmp_dir: Path, entry: ManifestEntry, manifest: Manifest) -> None:
+    src = _open_regular(source, entry.path, BootstrapError)
+    try:
+        size = os.fstat(src).st_size
+        if size != entry.size:
+            raise _integrity_error(
+                manifest, entry.path, f"expected {entry.size} bytes, got {size}", "size mismatch"
+            )
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        dst_path = tmp_dir / entry.path
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        dst = os.open(dst_path, flags, _FILE_MODE)
+        try:
+            os.fchmod(dst, _FILE_MODE)
+            sha256, copied = _copy_fd(src, dst, source / entry.path, dst_path, entry.size)
+            try:
+                os.fsync(dst)
+            except OSError as err:
+                raise _with_path(err, dst_path) from err
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+    if copied != entry.size:
+        got = f"{copied}" if copied < entry.size else f"more than {entry.size}"
+        raise _integrity_error(
+            manifest, entry.path, f"expected {entry.size} bytes, got {got}", "size mismatch"
+        )
+    if sha256 != entry.sha256:
+        raise _integrity_error(
+            manifest,
+            entry.path,
+            f"expected sha256 {entry.sha256[:12]}…, got {sha256[:12]}…",
+            "checksum mismatch",
+        )
+
+
+def _make_parents(tmp_dir: Path, rel: str, made: set[str], dirs: list[Path]) -> None:
+    parts = rel.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        sub = "/".join(parts[:depth])
+        if sub not in made:
+            path = tmp_dir / sub
+            os.mkdir(path, _DIR_MODE)
+            os.chmod(path, _DIR_MODE)
+            made.add(sub)
+            dirs.append(path)
+
+
+def _marker_bytes(manifest: Manifest) -> bytes:
+    marker = {
+        "model": manifest.model,
+        "version": manifest.version,
+        "installed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": len(manifest.files),
+        "bytes": manifest.total_bytes,
+    }
+    return (json.dumps(marker, indent=2) + "\n").encode("utf-8")
+
+
+def _populate(source: Path, tmp_dir: Path, manifest: Manifest) -> None:
+    made: set[str] = set()
+    dirs: list[Path] = [tmp_dir]
+    for entry in manifest.files:
+        _make_parents(tmp_dir, entry.path, made, dirs)
+        _copy_entry(source, tmp_dir, entry, manifest)
+    _write_new_file(tmp_dir / MANIFEST_NAME, manifest.raw)
+    _write_new_file(tmp_dir / MARKER_NAME, _marker_bytes(manifest))
+    # Deepest first, so every directory entry is durable before the rename publishes it.
+    for directory in reversed(dirs):
+        _fsync_dir(directory)
+
+
+def _install_locked(
+    source: Path, model_dir: Path, final: Path, manifest: Manifest
+) -> InstallResult:
+    _refuse_foreign_final(final)
+    _remove_stale_temp_dirs(model_dir, manifest.version)
+    _check_free_space(model_dir, manifest.total_bytes + len(manifest.raw))
+    tmp_dir = model_dir / f".tmp-{manifest.version}-{secrets.token_hex(8)}"
+    os.mkdir(tmp_dir, _DIR_MODE)
+    try:
+        os.chmod(tmp_dir, _DIR_MODE)
+        _populate(source, tmp_dir, manifest)
+        _refuse_foreign_final(final)
+        os.rename(tmp_dir, final)
+    except BaseException:
+        # Also on KeyboardInterrupt: a half-copied version must never linger.
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    _fsync_dir(model_dir)
+    return InstallResult(
+        path=final, already_installed=False, files=len(manifest.files), bytes=manifest.total_bytes
+    )
+
+
+def install(source: Path, volume: Path, model: str, version: str) -> InstallResult:
+    """Install ``source`` as ``volume/model/version``; a no-op if already complete."""
+    source, volume = Path(source), Path(volume)
+    final = _version_dir(volume, model, version)
+    if _is_complete(final):
+        return _already_installed(final)
+    manifest = _load_manifest(source, model, version)
+    model_dir = _ensure_model_dir(volume, model)
+    with _locked(model_dir / f".{version}.lock"):
+        if _is_complete(final):
+            return _already_installed(final)
+        return _install_locked(source, model_dir, final, manifest)
+
+
+def _already_installed(final: Path) -> InstallResult:
+    """Result for a finished install, from its marker only (never from the model files)."""
+    files = size = 0
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        with open(final / MARKER_NAME, "rb") as handle:
+            marker = json.loads(handle.read(64 * 1024))
+        if isinstance(marker, dict):
+            files = int(marker.get("files", 0))
+            size = int(marker.get("bytes", 0))
+    return InstallResult(path=final, already_installed=True, files=files, bytes=size)
+
+
+def verify(volume: Path, model: str, version: str) -> int:
+    """Re-hash an installed version against its own manifest; return the file count."""
+    final = _version_dir(Path(volume), model, version)
+    if not _is_complete(final):
+        raise BootstrapError(f"{model} {version} is not installed at {final}")
+    manifest = _load_manifest(final, model, version)
+    for entry in manifest.files:
+        fd = _open_regular(final, entry.path, IntegrityError)
+        try:
+            sha256, size = _hash_fd(fd, final / entry.path)
+        finally:
+            os.close(fd)
+        if size != entry.size:
+            raise _integrity_error(
+                manifest, entry.path, f"expected {entry.size} bytes, got {size}", "size mismatch"
+            )
+        if sha256 != entry.sha256:
+            raise _integrity_error(
+                manifest,
+                entry.path,
+                f"expected sha256 {entry.sha256[:12]}…, got {sha256[:12]}…",
+                "checksum mismatch",
+            )
+    return len(manifest.files)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus an error over several lines; we promise one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BootstrapError(message)
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog="bootstrap.py", description=__doc__.splitlines()[0] if __doc__ else "")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    env = os.environ
+
+    def add(name: str, help_text: str, *, source: bool, volume: bool) -> None:
+        sub = commands.add_parser(name, help=help_text)
+        if source:
+            sub.add_argument(
+                "--source",
+                type=Path,
+                default=Path(env.get("NOMADML_MODEL_SOURCE") or "/model"),
+                help="model directory in the image (default: $NOMADML_MODEL_SOURCE or /model)",
+            )
+        if volume:
+            sub.add_argument(
+                "--volume",
+                type=Path,
+                default=Path(env.get("NOMADML_VOLUME") or "/models"),
+                help="shared host volume (default: $NOMADML_VOLUME or /models)",
+            )
+        sub.add_argument(
+            "--model",
+            default=env.get("NOMADML_MODEL_NAME") or None,
+            help="model name (default: $NOMADML_MODEL_NAME)",
+        )
+        sub.add_argument(
+            "--version",
+            default=env.get("NOMADML_MODEL_VERSION") or None,
+            help="model version (default: $NOMADML_MODEL_VERSION)",
+        )
+
+    add("install", "copy the model version into the volume", source=True, volume=True)
+    add("verify", "re-hash an installed version", source=False, volume=True)
+    add("manifest", "write manifest.json for the source directory", source=True, volume=False)
+    return parser
+
+
+def _required(value: str | None, option: str, env_name: str) -> str:
+    if not value:
+        raise BootstrapError(f"missing {option} (or set ${env_name})")
+    return value
+
+
+def _run(args: argparse.Namespace) -> str:
+    model = _required(args.model, "--model", "NOMADML_MODEL_NAME")
+    version = _required(args.version, "--version", "NOMADML_MODEL_VERSION")
+    if args.command == "install":
+        result = install(args.source, args.volume, model, version)
+        if result.already_installed:
+            return f"{model} {version} already installed at {result.path}"
+        return (
+            f"installed {model} {version} into {result.path} "
+            f"({_plural(result.files, 'file')}, {_human_size(result.bytes)})"
+        )
+    if args.command == "verify":
+        count = verify(args.volume, model, version)
+        return f"verified {model} {version} at {args.volume / model / version} " + (
+            f"({_plural(count, 'file')})"
+        )
+    manifest = build_manifest(args.source, model, version)
+    target = write_manifest(args.source, manifest)
+    total = sum(int(item["size"]) for item in manifest["files"])
+    return f"wrote {target} ({_plural(len(manifest['files']), 'file')}, {_human_size(total)})"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
+def _describe_os_error(err: OSError) -> str:
+    reason = err.strerror or str(err)
+    if err.filename is None:
+        return reason
+    where = os.fsdecode(err.filename)
+    if err.filename2 is not None:
+        where = f"{where} -> {os.fsdecode(err.filename2)}"
+    return f"{where}: {reason}"
+
+
+def _robust_streams() -> None:
+    # An odd locale must not turn a "…" or an undecodable path into a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="backslashreplace")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _robust_streams()
+    try:
+        args = _build_parser().parse_args(argv)
+        print(_run(args), flush=True)
+        return EXIT_OK
+    except BootstrapError as err:
+        code, message = err.exit_code, str(err)
+    except OSError as err:
+        code, message = EXIT_IO, _describe_os_error(err)
+    except KeyboardInterrupt:
+        code, message = EXIT_INTERRUPTED, "interrupted"
+    except Exception as err:  # the contract is "never a traceback", even for our bugs
+        code, message = EXIT_INTERNAL, f"internal error: {type(err).__name__}: {err}"
+    with contextlib.suppress(OSError, ValueError):
+        print(f"bootstrap: {_one_line(message)}", file=sys.stderr, flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
