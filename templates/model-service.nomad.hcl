@@ -13,7 +13,7 @@ job "[[ job.id ]]" {
 [%- endif %]
 
   # Ownership and provenance: nomadml refuses to overwrite a job without these.
-  meta {
+  meta = {
 [%- for key, value in job.meta | dictsort %]
     [[ key | hcl ]] = [[ value | hcl ]]
 [%- endfor %]
@@ -57,7 +57,7 @@ job "[[ job.id ]]" {
       tags     = [[ service.tags | hcl ]]
       meta {
 [%- for key, value in service.meta | dictsort %]
-        [[ key | hcl ]] = [[ value | hcl ]]
+        [[ key ]] = [[ value | hcl ]]
 [%- endfor %]
       }
       check {
@@ -112,12 +112,12 @@ job "[[ job.id ]]" {
         destination = "/models"
         read_only   = true
       }
-      env {
+      env = {
         NOMADML_MODEL_NAME    = [[ model.name | hcl ]]
         NOMADML_MODEL_VERSION = [[ model.version | hcl ]]
         NOMADML_MODEL_DIR     = [[ ("/models/" ~ model.name ~ "/" ~ model.version) | hcl ]]
 [%- for key, value in serving.env | dictsort %]
-        [[ key ]] = [[ value | hcl ]]
+        [[ key | hcl ]] = [[ value | hcl ]]
 [%- endfor %]
       }
       # Deregister first, then keep serving in-flight requests for a moment.
