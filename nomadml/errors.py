@@ -52,10 +52,19 @@ class BadInput(NomadMLError):
 class SpecError(BadInput):
     """A model spec is invalid: names the file and the field path."""
 
-    def __init__(self, source: str, field: str, problem: str) -> None:
+    def __init__(
+        self, source: str, field: str, problem: str, problems: list[tuple[str, str]] | None = None
+    ) -> None:
         self.source, self.field, self.problem = source, field, problem
+        self.problems = problems or [(field, problem)]
         where = f"{source}: {field}" if field else source
         super().__init__(f"{where}: {problem}")
+
+    def lines(self) -> list[str]:
+        """Every problem found, one `file: field: problem` line each."""
+        return [
+            f"{self.source}: {f}: {p}" if f else f"{self.source}: {p}" for f, p in self.problems
+        ]
 
 
 class TemplateError(BadInput):

@@ -1,16 +1,14 @@
 [#- The model service job: one Nomad job per model line and major version.
     nomadml's delimiters are double square brackets for values and square
     bracket + percent for statements, so Nomad's own curly-brace templates and
-    HCL's dollar-brace interpolation pass through untouched. -#]
-job "[[ job.id ]]" {
+    HCL's dollar-brace interpolation pass through untouched.
+    Extension points for operators' templates ([% extends %]): job_extra,
+    group_extra, bootstrap_extra, serve_extra, serve_config_extra. -#]
+job [[ job.id | hcl ]] {
   type        = "service"
   datacenters = [[ job.datacenters | hcl ]]
-[%- if job.namespace %]
   namespace   = [[ job.namespace | hcl ]]
-[%- endif %]
-[%- if job.region %]
   region      = [[ job.region | hcl ]]
-[%- endif %]
 
   # Ownership and provenance: nomadml refuses to overwrite a job without these.
   meta = {
@@ -29,12 +27,18 @@ job "[[ job.id ]]" {
     auto_promote      = [[ update.auto_promote | hcl ]]
     auto_revert       = [[ update.auto_revert | hcl ]]
   }
-
+[% block job_extra %][% endblock %]
   group "model" {
     count = [[ serving.count ]]
 
     network {
+[%- if serving.port %]
+      port "http" {
+        static = [[ serving.port ]]
+      }
+[%- else %]
       port "http" {}
+[%- endif %]
     }
 
     volume [[ volume.name | hcl ]] {
@@ -51,10 +55,11 @@ job "[[ job.id ]]" {
     }
 
     service {
-      provider = "nomad"
-      name     = [[ service.name | hcl ]]
-      port     = "http"
-      tags     = [[ service.tags | hcl ]]
+      provider    = "nomad"
+      name        = [[ service.name | hcl ]]
+      port        = "http"
+      tags        = [[ service.tags | hcl ]]
+      canary_tags = [[ service.canary_tags | hcl ]]
       meta {
 [%- for key, value in service.meta | dictsort %]
         [[ key ]] = [[ value | hcl ]]
@@ -68,7 +73,7 @@ job "[[ job.id ]]" {
         timeout  = [[ service.check_timeout | hcl ]]
       }
     }
-
+[% block group_extra %][% endblock %]
     # Installs this model version into <volume>/<model>/<version>/, verified
     # against its manifest; a no-op when that version is already installed.
     task "bootstrap" {
@@ -94,18 +99,22 @@ job "[[ job.id ]]" {
         destination = "/models"
       }
       resources {
-        cpu    = [[ bootstrap.cpu ]]
-        memory = [[ bootstrap.memory ]]
+        cpu    = [[ bootstrap.resources.cpu ]]
+        memory = [[ bootstrap.resources.memory ]]
       }
+[% block bootstrap_extra %][% endblock %]
     }
 
     task "serve" {
-      driver = "docker"
+      driver = [[ serving.driver | hcl ]]
       config {
+[%- if serving.driver == "docker" %]
         image        = [[ serving.image | hcl ]]
         network_mode = "host"
+[%- endif %]
         command      = [[ serving.command | hcl ]]
         args         = [[ serving.args | hcl ]]
+[% block serve_config_extra %][% endblock %]
       }
       volume_mount {
         volume      = [[ volume.name | hcl ]]
@@ -115,18 +124,19 @@ job "[[ job.id ]]" {
       env = {
         NOMADML_MODEL_NAME    = [[ model.name | hcl ]]
         NOMADML_MODEL_VERSION = [[ model.version | hcl ]]
-        NOMADML_MODEL_DIR     = [[ ("/models/" ~ model.name ~ "/" ~ model.version) | hcl ]]
+        NOMADML_MODEL_DIR     = [[ model.path | hcl ]]
 [%- for key, value in serving.env | dictsort %]
-        [[ key | hcl ]] = [[ value | hcl ]]
+        [[ key ]] = [[ value | hcl ]]
 [%- endfor %]
       }
       # Deregister first, then keep serving in-flight requests for a moment.
       shutdown_delay = [[ serving.shutdown_delay | hcl ]]
       kill_timeout   = [[ serving.kill_timeout | hcl ]]
       resources {
-        cpu    = [[ serving.cpu ]]
-        memory = [[ serving.memory ]]
+        cpu    = [[ serving.resources.cpu ]]
+        memory = [[ serving.resources.memory ]]
       }
+[% block serve_extra %][% endblock %]
     }
   }
 }

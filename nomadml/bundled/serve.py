@@ -563,6 +563,9 @@ class Handler(BaseHTTPRequestHandler):
     timeout = SOCKET_TIMEOUT_SECONDS
     _status = 0
     _body_consumed = False
+    _started = 0.0
+    _recorded = True
+    _route_known = False
 
     @property
     def state(self) -> ServerState:
@@ -601,22 +604,32 @@ class Handler(BaseHTTPRequestHandler):
         }
 
     def _dispatch(self) -> None:
-        started = time.perf_counter()
-        self._status, self._body_consumed = 0, False
+        self._started = time.perf_counter()
+        self._status, self._body_consumed, self._recorded = 0, False, False
         path = urlsplit(self.path).path
         route = self._routes().get(path)
+        self._route_known = route is not None
         try:
             self._answer(path, route)
         except (ConnectionError, TimeoutError):
             self.close_connection = True  # the client went away; nothing left to tell it
         finally:
             self._discard_unread_body()
+            self._record()
+
+    def _record(self) -> None:
+        """Count this request once, before its answer leaves: a client that has its
+        answer must find it counted when it scrapes /metrics next."""
+        if self._recorded:
+            return
+        self._recorded = True
+        path = urlsplit(self.path).path
         timed = path == "/predict" and self.command == "POST"
         # Unknown paths share one label: clients must not be able to grow the series set.
         self.state.metrics.record(
-            path if route else "other",
+            path if self._route_known else "other",
             self._status,
-            time.perf_counter() - started if timed else None,
+            time.perf_counter() - self._started if timed else None,
         )
 
     def _answer(self, path: str, route: Route | None) -> None:
@@ -761,6 +774,8 @@ class Handler(BaseHTTPRequestHandler):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self._status = code
+        if not path_is_metrics(self.path):
+            self._record()
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -770,6 +785,11 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def path_is_metrics(raw_path: str) -> bool:
+    # A scrape is counted after it is rendered, so it does not count itself mid-render.
+    return urlsplit(raw_path).path == "/metrics"
 
 
 class ModelServer(ThreadingHTTPServer):

@@ -1,0 +1,56 @@
+[#- The retraining job: a Nomad periodic batch job per model line that trains a
+    new candidate, registers it and runs the validation gates. prohibit_overlap
+    keeps one run in flight per model line. Extension point: train_extra. -#]
+job [[ job.id | hcl ]] {
+  type        = "batch"
+  datacenters = [[ job.datacenters | hcl ]]
+  namespace   = [[ job.namespace | hcl ]]
+  region      = [[ job.region | hcl ]]
+
+  meta = {
+[%- for key, value in job.meta | dictsort %]
+    [[ key | hcl ]] = [[ value | hcl ]]
+[%- endfor %]
+  }
+
+  periodic {
+    crons            = [[ [retraining.schedule] | hcl ]]
+    time_zone        = [[ retraining.time_zone | hcl ]]
+    prohibit_overlap = true
+  }
+
+  group "train" {
+    count = 1
+
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    task "train" {
+      driver = [[ retraining.driver | hcl ]]
+      config {
+[%- if retraining.driver == "docker" %]
+        image        = [[ retraining.image | hcl ]]
+        network_mode = "host"
+[%- endif %]
+        command = [[ retraining.command[0] | hcl ]]
+        args    = [[ (retraining.command[1:] + retraining.args) | hcl ]]
+      }
+      env = {
+        NOMADML_MODEL_NAME = [[ model.name | hcl ]]
+        NOMADML_AUTO_DEPLOY = [[ (retraining.auto_deploy | string | lower) | hcl ]]
+      }
+      resources {
+        cpu    = [[ retraining.resources.cpu ]]
+        memory = [[ retraining.resources.memory ]]
+      }
+[% block train_extra %][% endblock %]
+    }
+  }
+}
