@@ -4,26 +4,35 @@ into the host volume -> serving task -> a real prediction."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from nomadml import quickstart
 from nomadml.nomad_api import NomadAPI
+from nomadml.spec import load_spec
 
 
 def test_slice_serves_a_real_prediction(
-    nomad: NomadAPI, docker_client: object, models_volume: Path, job_id: str
+    nomad: NomadAPI,
+    docker_client: object,
+    models_volume: Path,
+    model_name: str,
+    make_spec: Callable[..., Path],
 ) -> None:
-    result = quickstart.run(nomad, job_id=job_id)
+    spec = load_spec(make_spec())
+    result = quickstart.run(nomad, spec)
+    job_id = f"{model_name}-v1"
 
+    assert result.job_id == job_id
     assert result.prediction["version"] == quickstart.VERSION
-    assert result.prediction["model"] == quickstart.MODEL
+    assert result.prediction["model"] == model_name
     assert [p["label"] for p in result.prediction["predictions"]] == quickstart.EXPECTED
     for p in result.prediction["predictions"]:
         assert abs(sum(p["probabilities"].values()) - 1.0) < 1e-6
 
     # The bootstrap installed the version under <volume>/<model>/<version>/ with
     # its manifest and completion marker, and the files match the manifest.
-    installed = models_volume / quickstart.MODEL / quickstart.VERSION
+    installed = models_volume / model_name / quickstart.VERSION
     manifest = json.loads((installed / "manifest.json").read_text())
     assert manifest["version"] == quickstart.VERSION
     assert (installed / ".nomadml-complete").is_file()
@@ -32,13 +41,17 @@ def test_slice_serves_a_real_prediction(
     # What the operator sees in Nomad: the service, the job meta, the submitted source.
     job = nomad.job(job_id)
     assert job is not None
-    assert job["Meta"]["nomadml.model"] == quickstart.MODEL
+    assert job["Meta"]["nomadml.model"] == model_name
     assert job["Meta"]["nomadml.version"] == quickstart.VERSION
+    assert job["Meta"]["nomadml.spec_hash"] == spec.spec_hash
     group = job["TaskGroups"][0]
     bootstrap = next(t for t in group["Tasks"] if t["Name"] == "bootstrap")
     assert bootstrap["Lifecycle"]["Hook"] == "prestart"
     assert "@sha256:" in bootstrap["Config"]["image"]
     serve = next(t for t in group["Tasks"] if t["Name"] == "serve")
     assert serve["VolumeMounts"][0]["ReadOnly"] is True
+    assert "@sha256:" in serve["Config"]["image"]
     submission = nomad.job_submission(job_id, job["Version"])
     assert f'job "{job_id}"' in submission["Source"]
+    # Both allocations of the line (count = 2 in the spec) are registered.
+    assert len(nomad.service(job_id)) == 2
