@@ -4,14 +4,20 @@ commands so `nomadml --version` and `--help` start fast."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from nomadml import __version__
-from nomadml.errors import ExitCode, NomadMLError
+from nomadml.errors import ExitCode, NomadMLError, NomadUnreachable, SpecError
+
+if TYPE_CHECKING:
+    from nomadml.nomad_api import NomadAPI
+    from nomadml.prepare import Prepared
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,6 +31,14 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except SpecError as err:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            # `validate` lists every problem; other commands stop at one clear line.
+            lines = err.lines() if ctx.invoked_subcommand == "validate" else [str(err)]
+            for line in lines:
+                click.echo(f"nomadml: error: {line}", err=True)
+            ctx.exit(int(err.exit_code))
         except NomadMLError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -36,12 +50,17 @@ class _Group(click.Group):
 
 
 @click.group(
-    cls=_Group, epilog=_exit_codes_help(), context_settings={"help_option_names": ["-h", "--help"]}
+    cls=_Group,
+    epilog=_exit_codes_help(),
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="nomadml")
+@click.option(
+    "--address", help="Nomad HTTP address (default: $NOMAD_ADDR or http://127.0.0.1:4646)."
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, address: str | None, debug: bool) -> None:
     """Put machine learning models into production on HashiCorp Nomad, safely.
 
     Nomad is reached through the same variables as the nomad CLI: NOMAD_ADDR,
@@ -49,7 +68,136 @@ def main(ctx: click.Context, debug: bool) -> None:
     NOMAD_CLIENT_KEY, NOMAD_SKIP_VERIFY.
     """
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+    ctx.obj.update(debug=debug, address=address)
+
+
+def _api(ctx: click.Context) -> NomadAPI:
+    from nomadml.nomad_api import NomadAPI
+    from nomadml.settings import NomadSettings
+
+    return NomadAPI(NomadSettings.from_env(address=ctx.obj.get("address")))
+
+
+def release_options(f: F) -> F:
+    """--version plus the options that pin images and add template folders."""
+    f = click.option(
+        "--templates",
+        "templates",
+        multiple=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="An operator template folder, searched before the spec's and the shipped ones.",
+    )(f)
+    f = click.option(
+        "--serving-image", help="Serving image to use instead of the spec's (tag or @sha256)."
+    )(f)
+    f = click.option(
+        "--image", "model_image", help="Model image (repository@sha256:... or :tag to resolve)."
+    )(f)
+    f = click.option(
+        "--version", "version", required=True, help="Model version, MAJOR.MINOR.PATCH."
+    )(f)
+    return click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))(f)
+
+
+def _prepare(
+    spec: Path,
+    version: str,
+    model_image: str | None,
+    serving_image: str | None,
+    templates: tuple[Path, ...],
+) -> Prepared:
+    from nomadml.prepare import prepare
+    from nomadml.spec import load_spec
+
+    return prepare(
+        load_spec(spec),
+        version,
+        model_image=model_image,
+        serving_image=serving_image,
+        templates=templates,
+    )
+
+
+@main.command()
+@release_options
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the job as Nomad parses it (needs Nomad)."
+)
+@click.pass_context
+def render(
+    ctx: click.Context,
+    spec: Path,
+    version: str,
+    model_image: str | None,
+    serving_image: str | None,
+    templates: tuple[Path, ...],
+    as_json: bool,
+) -> None:
+    """Render the Nomad job of SPEC at a model version (offline unless --json)."""
+    prepared = _prepare(spec, version, model_image, serving_image, templates)
+    if not as_json:
+        click.echo(prepared.hcl, nl=False)
+        return
+    from nomadml.prepare import parse_and_validate
+
+    job = parse_and_validate(_api(ctx), prepared.hcl, str(spec))
+    click.echo(json.dumps(job, indent=2, sort_keys=True))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--templates",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="An operator template folder, searched first.",
+)
+@click.pass_context
+def validate(ctx: click.Context, spec: Path, templates: tuple[Path, ...]) -> None:
+    """Check SPEC offline, then with Nomad's parse + validate when it is reachable."""
+    from nomadml.jobs import Release, render_retraining, render_service
+    from nomadml.prepare import parse_and_validate
+    from nomadml.spec import load_spec
+
+    model_spec = load_spec(spec)
+    # A stand-in release: validation is about the spec and templates, not a version.
+    sample = Release("0.0.0", f"127.0.0.1:5000/nomadml/models/{model_spec.name}@sha256:{'0' * 64}")
+    rendered = {"service job": render_service(model_spec, sample, templates)}
+    if model_spec.data["retraining"]["enabled"]:
+        rendered["retraining job"] = render_retraining(model_spec, templates)
+    click.echo(f"{spec}: spec and templates ok ({', '.join(rendered)} rendered)")
+    api = _api(ctx)
+    try:
+        api.leader()
+    except NomadUnreachable as err:
+        click.echo(f"{spec}: Nomad checks skipped: {err}")
+        return
+    for what, hcl in rendered.items():
+        parse_and_validate(api, hcl, f"{spec} ({what})")
+    click.echo(f"{spec}: Nomad parses and validates the {' and '.join(rendered)}")
+
+
+@main.command()
+@release_options
+@click.pass_context
+def plan(
+    ctx: click.Context,
+    spec: Path,
+    version: str,
+    model_image: str | None,
+    serving_image: str | None,
+    templates: tuple[Path, ...],
+) -> None:
+    """Show what deploying SPEC at a model version would change.
+
+    Exit 0 = no changes, 1 = changes, other codes = errors (see nomadml --help)."""
+    from nomadml.prepare import plan as plan_release
+
+    prepared = _prepare(spec, version, model_image, serving_image, templates)
+    _, summary = plan_release(_api(ctx), prepared)
+    for line in summary.lines():
+        click.echo(line)
+    ctx.exit(int(ExitCode.CHANGES if summary.changed else ExitCode.OK))
 
 
 @main.command()

@@ -40,6 +40,15 @@ class NomadAPI:
         self._requesters: dict[str, Any] = {}
         self.calls = 0  # HTTP requests made; benchmarks read it
 
+    def scoped(self, namespace: str | None) -> NomadAPI:
+        """The same client for another namespace (job and deployment calls)."""
+        import dataclasses
+
+        if not namespace or namespace == self.settings.namespace:
+            return self
+        other = NomadAPI(dataclasses.replace(self.settings, namespace=namespace), self._session)
+        return other
+
     # -- transport -----------------------------------------------------------------
 
     def _requester(self, first_segment: str) -> Any:
@@ -214,7 +223,8 @@ class NomadAPI:
     # -- services ------------------------------------------------------------------
 
     def service(self, name: str) -> list[Json]:
-        return list(self.request("GET", f"service/{name}").body or [])
+        params = {"namespace": self.settings.namespace} if self.settings.namespace else None
+        return list(self.request("GET", f"service/{name}", params=params).body or [])
 
     def _maybe_blocking(self, path: str, index: int) -> Answer:
         if index <= 0:

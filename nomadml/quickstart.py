@@ -1,8 +1,9 @@
 """The first end-to-end slice: train a model, ship it as an image, run it on Nomad
 (bootstrap task -> host volume -> serving task), and ask it for a prediction.
 
-The job values are put together by hand here; model specs (jobspecs/) replace
-that with operator-owned files."""
+It drives the same stages as the product: spec -> release pinned by digest ->
+render -> Nomad parse/validate -> ownership check -> plan -> check-and-set register
+with the HCL as the job submission -> watch with blocking queries."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from nomadml.bundled.bootstrap import build_manifest, write_manifest
 from nomadml.errors import NomadMLError
 from nomadml.images import build_model_image, build_serving_image
 from nomadml.nomad_api import NomadAPI
-from nomadml.render import render
+from nomadml.prepare import plan, prepare
 from nomadml.settings import NomadSettings
+from nomadml.spec import ModelSpec, load_spec
 from nomadml.training import train_iris
 from nomadml.watch import wait_for_deployment
 
-MODEL, VERSION = "iris", "1.0.0"
+SPEC = Path(__file__).resolve().parent.parent / "jobspecs" / "iris.toml"
+VERSION = "1.0.0"
 SAMPLES = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 EXPECTED = ["setosa", "virginica"]
 
@@ -40,86 +43,45 @@ def step(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def job_values(job_id: str, model_image: str, serving_image: str) -> dict[str, object]:
-    return {
-        "job": {
-            "id": job_id,
-            "datacenters": ["*"],
-            "namespace": None,
-            "region": None,
-            "meta": {
-                "nomadml.managed": "true",
-                "nomadml.model": MODEL,
-                "nomadml.version": VERSION,
-                "nomadml.image": model_image,
-            },
-        },
-        "update": {
-            "max_parallel": 1,
-            "canary": 1,
-            "min_healthy_time": "3s",
-            "healthy_deadline": "60s",
-            "progress_deadline": "120s",
-            "auto_promote": False,
-            "auto_revert": True,
-        },
-        "serving": {
-            "count": 1,
-            "health_path": "/health",
-            "image": serving_image,
-            "command": "python3",
-            "args": ["/opt/nomadml/serve.py"],
-            "env": {},
-            "shutdown_delay": "3s",
-            "kill_timeout": "10s",
-            "cpu": 100,
-            "memory": 128,
-        },
-        "volume": {"name": "models", "source": "models"},
-        "restart": {"attempts": 1, "interval": "5m", "delay": "3s"},
-        "service": {
-            "name": job_id,
-            "tags": [f"model={MODEL}", f"version={VERSION}"],
-            "meta": {"model": MODEL, "version": VERSION},
-            "check_interval": "2s",
-            "check_timeout": "1s",
-        },
-        "model": {"name": MODEL, "version": VERSION, "image": model_image},
-        "bootstrap": {"cpu": 100, "memory": 64},
-    }
+def predict(url: str, instances: list[list[float]]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"{url}/predict",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+        data=json.dumps({"instances": instances}).encode(),
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.load(response)
+    return answer
 
 
-def run(api: NomadAPI, job_id: str = f"{MODEL}-v1") -> SliceResult:
+def run(api: NomadAPI, spec: ModelSpec, version: str = VERSION) -> SliceResult:
     """Train, ship, deploy and query the model; raise NomadMLError on failure."""
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        step(f"train {MODEL} {VERSION} (scikit-learn, iris data set)")
+        step(f"train {spec.name} {version} (scikit-learn, iris data set)")
         metrics = train_iris(model_dir)["metrics"]
         print(f"    held-out accuracy {metrics['accuracy']:.3f} on {metrics['test_samples']} rows")
-        write_manifest(model_dir, build_manifest(model_dir, MODEL, VERSION))
+        write_manifest(model_dir, build_manifest(model_dir, spec.name, version))
         step("build + push the model image and the serving image (docker SDK)")
+        labels = {"io.nomadml.model": spec.name, "io.nomadml.version": version}
         model_image = build_model_image(
-            model_dir,
-            MODEL,
-            VERSION,
-            labels={"io.nomadml.model": MODEL, "io.nomadml.version": VERSION},
+            model_dir, spec.name, version, labels=labels, registry=spec.data["model"]["registry"]
         )
-        serving_image = build_serving_image()
+        serving_image = build_serving_image(registry=spec.data["model"]["registry"])
         print(f"    model   {model_image.pinned}\n    serving {serving_image.pinned}")
-    hcl = render(
-        "model-service.nomad.hcl", job_values(job_id, model_image.pinned, serving_image.pinned)
+    prepared = prepare(
+        spec, version, model_image=model_image.pinned, serving_image=serving_image.pinned
     )
-    job = api.parse_hcl(hcl)
-    step(f"register job {job['ID']} on Nomad ({api.settings.address})")
-    existing = api.job(job["ID"])
-    result = api.register(
-        job, enforce_index=existing["JobModifyIndex"] if existing else 0, source=hcl
-    )
-    version = (api.job(job["ID"]) or {}).get("Version", 0)
-    print(f"    evaluation {result['EvalID'][:8]}, job version {version}")
+    job, summary = plan(api, prepared)
+    step(f"plan job {job['ID']}: " + summary.lines()[0])
+    api = api.scoped(job.get("Namespace"))
+    result = api.register(job, enforce_index=summary.job_modify_index, source=prepared.hcl)
+    version_n = (api.job(job["ID"]) or {}).get("Version", 0)
+    step(f"registered {job['ID']} version {version_n} (evaluation {result['EvalID'][:8]})")
     step("wait for the deployment (bootstrap installs the model, serving task passes /health)")
     started = time.monotonic()
-    deployment = wait_for_deployment(api, job["ID"], version, timeout_s=180)
+    deployment = wait_for_deployment(api, job["ID"], version_n, timeout_s=180)
     print(
         f"    deployment {deployment['ID'][:8]} {deployment['Status']} "
         f"in {time.monotonic() - started:.1f} s"
@@ -129,14 +91,7 @@ def run(api: NomadAPI, job_id: str = f"{MODEL}-v1") -> SliceResult:
         raise NomadMLError(f"no service registration for {job['ID']}")
     url = f"http://{services[0]['Address']}:{services[0]['Port']}"
     step(f"serving at {url}")
-    request = urllib.request.Request(
-        f"{url}/predict",
-        method="POST",
-        headers={"Content-Type": "application/json"},
-        data=json.dumps({"instances": SAMPLES}).encode(),
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        answer = json.load(response)
+    answer = predict(url, SAMPLES)
     print(f"    POST {url}/predict -> {json.dumps(answer)}")
     return SliceResult(job["ID"], url, answer)
 
@@ -144,7 +99,7 @@ def run(api: NomadAPI, job_id: str = f"{MODEL}-v1") -> SliceResult:
 def main() -> int:
     """Run the slice against NOMAD_ADDR; exit 0 only if the prediction is right."""
     try:
-        result = run(NomadAPI(NomadSettings.from_env()))
+        result = run(NomadAPI(NomadSettings.from_env()), load_spec(SPEC))
     except NomadMLError as err:
         print(f"demo: {err}", file=sys.stderr)
         return 1
@@ -156,7 +111,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"demo: ok — {MODEL} {VERSION} serves on Nomad at {result.url}")
+    print(f"demo: ok — {result.job_id} serves model version {VERSION} at {result.url}")
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,9 +62,27 @@ def models_volume(nomad: NomadAPI) -> Path:
 
 
 @pytest.fixture()
-def job_id(nomad: NomadAPI) -> Iterator[str]:
-    """A unique job id, purged after the test."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
+def model_name(nomad: NomadAPI) -> Iterator[str]:
+    """A unique model name; every job of that model line is purged after the test."""
+    name = f"t{uuid.uuid4().hex[:8]}"
     yield name
-    with contextlib.suppress(NomadMLError):
-        nomad.stop_job(name, purge=True)
+    for job in nomad.request("GET", "jobs", params={"prefix": name}).body or []:
+        with contextlib.suppress(NomadMLError):
+            nomad.stop_job(job["ID"], purge=True)
+
+
+@pytest.fixture()
+def make_spec(tmp_path: Path, model_name: str) -> Callable[..., Path]:
+    """Write the shipped iris spec under the test's model name; `replace` edits it."""
+
+    def write(replace: dict[str, str] | None = None, file: str = "spec.toml") -> Path:
+        text = (Path(__file__).resolve().parent.parent / "jobspecs" / "iris.toml").read_text()
+        text = text.replace('name = "iris"', f'name = "{model_name}"', 1)
+        for old, new in (replace or {}).items():
+            assert old in text, f"spec has no {old!r} to replace"
+            text = text.replace(old, new, 1)
+        path = tmp_path / file
+        path.write_text(text)
+        return path
+
+    return write

@@ -1,0 +1,78 @@
+"""Load -> resolve images -> render -> Nomad parse/validate -> ownership -> plan.
+
+The stages every command shares before anything is submitted. Each returns data;
+nothing here registers, deletes or writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nomadml.errors import BadInput
+from nomadml.image_registry import resolve_digest
+from nomadml.jobs import Release, model_repository, render_service
+from nomadml.nomad_api import NomadAPI
+from nomadml.plan import PlanSummary, check_owner, summarize
+from nomadml.spec import ModelSpec, parse_version
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: ModelSpec
+    release: Release
+    hcl: str
+
+    @property
+    def job_id(self) -> str:
+        return self.spec.job_id(self.release.version)
+
+
+def resolve_release(
+    spec: ModelSpec, version: str, model_image: str | None = None, serving_image: str | None = None
+) -> Release:
+    """Pin the model image by digest: as given, or looked up in the image registry."""
+    parse_version(version, "--version")
+    image = model_image or f"{model_repository(spec)}:{version}"
+    return Release(
+        version, resolve_digest(image), resolve_digest(serving_image) if serving_image else ""
+    )
+
+
+def prepare(
+    spec: ModelSpec,
+    version: str,
+    *,
+    model_image: str | None = None,
+    serving_image: str | None = None,
+    templates: Sequence[Path] = (),
+) -> Prepared:
+    release = resolve_release(spec, version, model_image, serving_image)
+    return Prepared(spec, release, render_service(spec, release, templates))
+
+
+def parse_and_validate(api: NomadAPI, hcl: str, where: str) -> dict[str, Any]:
+    """Nomad's own parse and validate; its complaints become one BadInput line."""
+    from nomadml.errors import NomadAPIError
+
+    try:
+        job = api.parse_hcl(hcl)
+    except NomadAPIError as err:
+        if err.status == 400:
+            raise BadInput(
+                f"{where}: Nomad cannot parse the rendered job: {err.message.strip()}"
+            ) from None
+        raise
+    problems = api.validate(job)
+    if problems:
+        raise BadInput(f"{where}: Nomad rejects the rendered job: {'; '.join(problems)}")
+    return dict(job)
+
+
+def plan(api: NomadAPI, prepared: Prepared) -> tuple[dict[str, Any], PlanSummary]:
+    """The parsed job and Nomad's plan for it against what runs now."""
+    job = parse_and_validate(api, prepared.hcl, prepared.spec.source)
+    api = api.scoped(job.get("Namespace"))
+    check_owner(job["ID"], api.job(job["ID"]), prepared.spec.name)
+    return job, summarize(job["ID"], api.plan(job))
