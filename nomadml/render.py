@@ -9,6 +9,7 @@ in `template` blocks) and HCL's `${ }` pass through as plain text.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ def hcl(value: Any) -> str:
         # HCL2 string templates treat ${ and %{ as interpolation: escape them.
         return json.dumps(value).replace("${", "$${").replace("%{", "%%{")
     if isinstance(value, Mapping):
-        inner = ", ".join(f"{json.dumps(str(k))} = {hcl(v)}" for k, v in value.items())
+        inner = ", ".join(f"{hcl(str(k))} = {hcl(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"
     if isinstance(value, Sequence):
         return "[" + ", ".join(hcl(v) for v in value) + "]"
@@ -72,12 +73,16 @@ def render(template: str, values: Mapping[str, Any], search_path: Sequence[Path]
             (err.source and _line(err.source, err.lineno)) or "",
         ) from None
     except jinja2.TemplateNotFound as err:
+        searched = ", ".join(str(p) for p in (*search_path, SHIPPED_TEMPLATES))
+        if err.name == template:
+            raise TemplateError(template, None, "template not found in " + searched) from None
+        # An [% include %], [% import %] or [% extends %] names a missing file: say where.
+        name, line, text = _locate(env, template, err)
         raise TemplateError(
-            str(err.name),
-            None,
-            "template not found in " + ", ".join(str(p) for p in (*search_path, SHIPPED_TEMPLATES)),
+            name, line, f"template {str(err.name)!r} not found in {searched}", text
         ) from None
-    except (jinja2.UndefinedError, jinja2.exceptions.SecurityError, TypeError, ValueError) as err:
+    except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as err:
+        # Runtime failures inside a template (undefined, sandbox, 1/0, ...): never a traceback.
         name, line, text = _locate(env, template, err)
         raise TemplateError(name, line, str(err), text) from None
 
@@ -94,7 +99,8 @@ def _locate(
 
     Jinja rewrites tracebacks so that template frames carry the template's file
     name and line number; the innermost such frame is where the error is."""
-    folders = [str(p) for p in getattr(env.loader, "searchpath", [])]
+    # Jinja normalises template file names (os.path.normpath): compare like with like.
+    folders = [os.path.join(os.path.normpath(p), "") for p in getattr(env.loader, "searchpath", [])]
     found: tuple[str, int | None, str] = (template, None, "")
     tb = err.__traceback__
     while tb is not None:

@@ -38,7 +38,9 @@ NAME = r"[a-z][a-z0-9-]{0,39}"
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 ENV_KEY = r"(?!NOMADML_|NOMAD_)[A-Za-z_][A-Za-z0-9_]*"
 VERSION = re.compile(
-    r"(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})(-[0-9A-Za-z][0-9A-Za-z.]{0,31})?"
+    r"(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
+    # prerelease: dot-separated non-empty identifiers ("rc.1", never "a..b"), 32 chars at most
+    r"(-(?=[0-9A-Za-z.]{1,32}$)[0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*)?"
 )
 REFERENCE_SERVER = "reference"
 

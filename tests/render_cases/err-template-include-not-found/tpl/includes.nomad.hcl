@@ -1,0 +1,4 @@
+[% extends "model-service.nomad.hcl" %]
+[% block group_extra %]
+[% include "partials/missing.hcl" %]
+[% endblock %]

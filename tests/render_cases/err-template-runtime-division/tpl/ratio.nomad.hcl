@@ -1,0 +1,4 @@
+job [[ job.id | hcl ]] {
+  # canaries per allocation
+  meta = { ratio = "[[ serving.count / update.canary ]]" }
+}

@@ -1,0 +1,6 @@
+[% extends "model-service.nomad.hcl" %]
+[% block job_extra %]
+  meta {
+    leak = "[[ model.__class__ ]]"
+  }
+[% endblock %]

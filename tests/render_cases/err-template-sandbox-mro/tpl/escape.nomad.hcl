@@ -1,0 +1,3 @@
+job "x" {
+  meta = { classes = "[[ ''.__class__.__mro__[1].__subclasses__() ]]" }
+}

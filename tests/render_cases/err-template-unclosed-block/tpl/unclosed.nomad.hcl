@@ -1,0 +1,4 @@
+job [[ job.id | hcl ]] {
+[% if serving.port %]
+  # static port
+}

@@ -1,0 +1,58 @@
+job "pricing-retrain" {
+  type        = "batch"
+  datacenters = ["*"]
+  namespace   = "default"
+  region      = "global"
+
+  meta = {
+    "nomadml.managed" = "true"
+    "nomadml.model" = "pricing"
+    "nomadml.role" = "retraining"
+    "nomadml.spec_hash" = "1ab9d441154ac4f3"
+    "nomadml.tool_version" = "0.1.0"
+  }
+
+  periodic {
+    crons            = ["0 3 * * *"]
+    time_zone        = "UTC"
+    prohibit_overlap = true
+  }
+
+  group "train" {
+    count = 1
+
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    task "train" {
+      driver = "docker"
+      config {
+        image        = "127.0.0.1:5000/nomadml/trainer:<reference-tag>"
+        network_mode = "host"
+        command = "python3"
+        args    = ["-m", "nomadml.retrain"]
+      }
+      env = {
+        NOMADML_MODEL_NAME = "pricing"
+        NOMADML_AUTO_DEPLOY = "false"
+      }
+      resources {
+        cpu    = 500
+        memory = 512
+      }
+
+      artifact {
+        source      = "s3::https://s3.amazonaws.com/training-data/pricing/latest.tgz"
+        destination = "local/data"
+      }
+
+    }
+  }
+}

@@ -1,0 +1,53 @@
+job "demand-retrain" {
+  type        = "batch"
+  datacenters = ["*"]
+  namespace   = "default"
+  region      = "global"
+
+  meta = {
+    "nomadml.managed" = "true"
+    "nomadml.model" = "demand"
+    "nomadml.role" = "retraining"
+    "nomadml.spec_hash" = "695046057c486f73"
+    "nomadml.tool_version" = "0.1.0"
+  }
+
+  periodic {
+    crons            = ["0 3 * * *"]
+    time_zone        = "UTC"
+    prohibit_overlap = true
+  }
+
+  group "train" {
+    count = 1
+
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    task "train" {
+      driver = "docker"
+      config {
+        image        = "registry.example.com/team/trainer:7"
+        network_mode = "host"
+        command = "train"
+        args    = ["--fast"]
+      }
+      env = {
+        NOMADML_MODEL_NAME = "demand"
+        NOMADML_AUTO_DEPLOY = "false"
+      }
+      resources {
+        cpu    = 500
+        memory = 512
+      }
+
+    }
+  }
+}
