@@ -125,6 +125,8 @@ SCHEMA: Schema = {
     },
     "gates": {
         "health": Field("bool", True),
+        # false: promote on Nomad health alone, no canary-vs-stable metric analysis
+        "analysis": Field("bool", True),
         "window": Field("duration", "30s"),
         "interval": Field("duration", "5s"),
         "consecutive_passes": Field("int", 3, (between(1, 100),)),

@@ -11,8 +11,8 @@ job "churn-v4" {
     "nomadml.major" = "4"
     "nomadml.managed" = "true"
     "nomadml.model" = "churn"
-    "nomadml.spec_hash" = "98efdd31fef31f46"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
     "nomadml.version" = "4.0.2"
   }
 

@@ -11,8 +11,8 @@ job "escapes-v1" {
     "nomadml.major" = "1"
     "nomadml.managed" = "true"
     "nomadml.model" = "escapes"
-    "nomadml.spec_hash" = "1ca419b7f157b4c0"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
     "nomadml.version" = "1.2.0"
   }
 

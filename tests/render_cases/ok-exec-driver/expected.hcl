@@ -11,8 +11,8 @@ job "fraud-score-v3" {
     "nomadml.major" = "3"
     "nomadml.managed" = "true"
     "nomadml.model" = "fraud-score"
-    "nomadml.spec_hash" = "b3495426b9d52f7e"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
     "nomadml.version" = "3.1.4"
   }
 

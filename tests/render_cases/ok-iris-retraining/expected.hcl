@@ -8,8 +8,8 @@ job "iris-retrain" {
     "nomadml.managed" = "true"
     "nomadml.model" = "iris"
     "nomadml.role" = "retraining"
-    "nomadml.spec_hash" = "3ab94b4f318fbb53"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
   }
 
   periodic {

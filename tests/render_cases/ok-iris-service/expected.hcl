@@ -11,8 +11,8 @@ job "iris-v1" {
     "nomadml.major" = "1"
     "nomadml.managed" = "true"
     "nomadml.model" = "iris"
-    "nomadml.spec_hash" = "3ab94b4f318fbb53"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
     "nomadml.version" = "1.0.0"
   }
 

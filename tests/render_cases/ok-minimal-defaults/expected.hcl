@@ -11,8 +11,8 @@ job "minimal-v1" {
     "nomadml.major" = "1"
     "nomadml.managed" = "true"
     "nomadml.model" = "minimal"
-    "nomadml.spec_hash" = "bc65cccf2ee9d3c2"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
     "nomadml.version" = "1.2.0"
   }
 

@@ -8,8 +8,8 @@ job "pricing-retrain" {
     "nomadml.managed" = "true"
     "nomadml.model" = "pricing"
     "nomadml.role" = "retraining"
-    "nomadml.spec_hash" = "1ab9d441154ac4f3"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
   }
 
   periodic {

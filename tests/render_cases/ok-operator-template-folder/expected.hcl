@@ -11,8 +11,8 @@ job "pricing-v1" {
     "nomadml.major" = "1"
     "nomadml.managed" = "true"
     "nomadml.model" = "pricing"
-    "nomadml.spec_hash" = "369684859e091a4c"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
     "nomadml.version" = "1.2.0"
   }
 

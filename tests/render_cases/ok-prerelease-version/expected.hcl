@@ -11,8 +11,8 @@ job "iris-v2" {
     "nomadml.major" = "2"
     "nomadml.managed" = "true"
     "nomadml.model" = "iris"
-    "nomadml.spec_hash" = "a60494f4d1032a7b"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
     "nomadml.version" = "2.0.0-rc.1"
   }
 

@@ -8,8 +8,8 @@ job "demand-retrain" {
     "nomadml.managed" = "true"
     "nomadml.model" = "demand"
     "nomadml.role" = "retraining"
-    "nomadml.spec_hash" = "695046057c486f73"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
   }
 
   periodic {

@@ -11,8 +11,8 @@ job "legacy-port-v1" {
     "nomadml.major" = "1"
     "nomadml.managed" = "true"
     "nomadml.model" = "legacy-port"
-    "nomadml.spec_hash" = "85805f3329ed3b2b"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
     "nomadml.version" = "1.2.0"
   }
 

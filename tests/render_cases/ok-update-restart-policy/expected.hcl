@@ -11,8 +11,8 @@ job "ranker-v1" {
     "nomadml.major" = "1"
     "nomadml.managed" = "true"
     "nomadml.model" = "ranker"
-    "nomadml.spec_hash" = "16c84be4942f3bc7"
-    "nomadml.tool_version" = "0.1.0"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
     "nomadml.version" = "1.2.0"
   }
 
