@@ -125,3 +125,40 @@ def test_bad_version_is_one_line_and_sends_nothing(
     assert len(err.strip().splitlines()) == 1
     assert "invalid model version" in err and "Traceback" not in err
     assert nomad.request("GET", "jobs").index == before
+
+
+def test_render_json_prints_the_job_as_nomad_parses_it(
+    nomad: NomadAPI, model_name: str, make_spec: Callable[..., Path]
+) -> None:
+    import json
+
+    image = f"127.0.0.1:5000/nomadml/models/{model_name}@sha256:{'ab' * 32}"
+    code, out, err = cli(
+        "render",
+        str(make_spec()),
+        "--version",
+        "3.1.4",
+        "--image",
+        image,
+        "--serving-image",
+        "127.0.0.1:5000/nomadml/serve@sha256:" + "cd" * 32,
+    )
+    assert code == 0, err
+    assert out.startswith(f'job "{model_name}-v3"')
+    code, out, err = cli(
+        "render",
+        str(make_spec()),
+        "--version",
+        "3.1.4",
+        "--image",
+        image,
+        "--serving-image",
+        "127.0.0.1:5000/nomadml/serve@sha256:" + "cd" * 32,
+        "--json",
+    )
+    assert code == 0, err
+    job = json.loads(out)
+    assert job["ID"] == f"{model_name}-v3"
+    assert job["Meta"]["nomadml.version"] == "3.1.4"
+    assert job["TaskGroups"][0]["Update"]["Canary"] == 1
+    assert job["TaskGroups"][0]["Tasks"][0]["Lifecycle"]["Hook"] == "prestart"

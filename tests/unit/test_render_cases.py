@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from nomadml.errors import BadInput, NomadMLError, SpecError, TemplateError
 from nomadml import __version__
+from nomadml.errors import BadInput, NomadMLError, SpecError, TemplateError
 from nomadml.jobs import Release, reference_serving_tag, render_retraining, render_service
 from nomadml.render import SHIPPED_TEMPLATES
 from nomadml.schema import REQUIRED, Field, Schema
@@ -113,8 +113,9 @@ def stable_text(output: str, case_dir: Path, config: dict[str, Any]) -> str:
     spec = load_spec(case_dir / config.get("spec", "spec.toml"))
     output = output.replace(reference_serving_tag(), TAG)
     output = output.replace(f'"{spec.spec_hash}"', '"<spec-hash>"')
-    return output.replace(f'"nomadml.tool_version" = "{__version__}"',
-                          '"nomadml.tool_version" = "<tool-version>"')
+    return output.replace(
+        f'"nomadml.tool_version" = "{__version__}"', '"nomadml.tool_version" = "<tool-version>"'
+    )
 
 
 def portable(message: str, case_dir: Path) -> str:
