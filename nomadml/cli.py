@@ -201,6 +201,62 @@ def plan(
 
 
 @main.command()
+@release_options
+@click.option("--no-promote", is_flag=True, help="Stop when canaries pass their gates (exit 8).")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=1),
+    help="Client-side deadline in seconds (default: progress deadline + gates + 60).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@click.pass_context
+def deploy(
+    ctx: click.Context,
+    spec: Path,
+    version: str,
+    model_image: str | None,
+    serving_image: str | None,
+    templates: tuple[Path, ...],
+    no_promote: bool,
+    timeout_s: float | None,
+    as_json: bool,
+) -> None:
+    """Roll a model version out: plan, register (check-and-set), watch, gate,
+    then promote or roll back. Ctrl-C detaches; the deployment goes on in Nomad."""
+    from nomadml.progress import Printer
+    from nomadml.rollout import deploy as run_deploy
+
+    printer = Printer("json" if as_json else "auto")
+    resume = f"nomadml deploy {spec} --version {version}"
+    try:
+        prepared = _prepare(spec, version, model_image, serving_image, templates)
+        result = run_deploy(
+            _api(ctx), prepared, no_promote=no_promote, timeout_s=timeout_s, emit=printer
+        )
+    except KeyboardInterrupt:
+        printer.close()
+        if printer.registered():
+            click.echo(
+                f"nomadml: detached; the deployment goes on in Nomad. Resume with: {resume}",
+                err=True,
+            )
+        else:
+            click.echo("nomadml: interrupted before registering; nothing was submitted", err=True)
+        ctx.exit(int(ExitCode.INTERRUPTED))
+    printer.close()
+    if not as_json:
+        click.echo(
+            f"{result.job_id}: {result.action.value} — {result.reason} ({result.seconds:.1f} s)"
+        )
+        if result.rollback_seconds is not None:
+            click.echo(f"{result.job_id}: rollback took {result.rollback_seconds:.1f} s")
+        if result.action.value == "await-promotion":
+            click.echo(f"promote with: nomadml promote {result.job_id}")
+    ctx.exit(int(result.exit_code))
+
+
+@main.command()
 def quickstart() -> None:
     """Train, ship and serve the iris reference model on the local stack."""
     from nomadml import quickstart as qs

@@ -90,12 +90,15 @@ class NomadAPI:
 
         segments = path.strip("/").split("/")
         requester = self._requester(segments[0])
+        params = dict(params or {})
+        if self.settings.namespace:
+            params.setdefault("namespace", self.settings.namespace)
         self.calls += 1
         try:
             response = requester.request(
                 *segments[1:],
                 method=method.lower(),
-                params=dict(params or {}),
+                params=params,
                 json=body,
                 timeout=timeout,
             )
@@ -196,6 +199,54 @@ class NomadAPI:
             body={"Version": version, "Description": description},
         )
 
+    def untag_version(self, job_id: str, tag: str) -> None:
+        self.request("DELETE", f"job/{job_id}/versions/{tag}/tag")
+
+    def job_services(self, job_id: str) -> list[Json]:
+        return list(self.request("GET", f"job/{job_id}/services").body or [])
+
+    def evaluation(self, eval_id: str, index: int = 0) -> Answer:
+        return self._maybe_blocking(f"evaluation/{eval_id}", index)
+
+    def task_log_tail(
+        self, alloc_id: str, task: str, kind: str = "stderr", size: int = 2048
+    ) -> str:
+        """The last `size` bytes a task wrote to stderr/stdout (empty if unavailable)."""
+        try:
+            answer = self.request(
+                "GET",
+                f"client/fs/logs/{alloc_id}",
+                params={
+                    "task": task,
+                    "type": kind,
+                    "origin": "end",
+                    "offset": size,
+                    "plain": "true",
+                },
+            )
+        except NomadAPIError:
+            return ""
+        return answer.body if isinstance(answer.body, str) else json.dumps(answer.body)
+
+    def get_variable(self, path: str) -> Json | None:
+        try:
+            return self.request("GET", f"var/{path}").body
+        except NomadAPIError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def put_variable(self, path: str, items: dict[str, str], cas: int | None = None) -> Json:
+        """Write a Nomad Variable; with `cas`, only if its ModifyIndex is still `cas`."""
+        params = {"cas": cas} if cas is not None else None
+        body = {"Path": path, "Items": items}
+        if self.settings.namespace:
+            body["Namespace"] = self.settings.namespace
+        return self.request("PUT", f"var/{path}", params=params, body=body).body
+
+    def list_variables(self, prefix: str) -> list[Json]:
+        return list(self.request("GET", "vars", params={"prefix": prefix}).body or [])
+
     def stop_job(self, job_id: str, purge: bool = False) -> Json:
         return self.request("DELETE", f"job/{job_id}", params={"purge": str(purge).lower()}).body
 
@@ -223,8 +274,7 @@ class NomadAPI:
     # -- services ------------------------------------------------------------------
 
     def service(self, name: str) -> list[Json]:
-        params = {"namespace": self.settings.namespace} if self.settings.namespace else None
-        return list(self.request("GET", f"service/{name}", params=params).body or [])
+        return list(self.request("GET", f"service/{name}").body or [])
 
     def _maybe_blocking(self, path: str, index: int) -> Answer:
         if index <= 0:

@@ -63,9 +63,8 @@ def failed_tasks(alloc: dict[str, Any]) -> list[tuple[str, str]]:
         events = state.get("Events") or []
         bad = [e for e in events if e.get("Type") in FAILURE_EVENTS or e.get("FailsTask")]
         if state.get("Failed") or bad:
-            text = "; ".join(
-                (e.get("DisplayMessage") or e.get("Type") or "").strip() for e in bad[-3:]
-            )
+            said = [(e.get("DisplayMessage") or e.get("Type") or "").strip() for e in bad[-3:]]
+            text = "; ".join(dict.fromkeys(said))  # restarts repeat the same words
             out.append((task, text or "task failed"))
     return out
 

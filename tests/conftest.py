@@ -86,3 +86,43 @@ def make_spec(tmp_path: Path, model_name: str) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def serving_image(docker_client: object) -> str:
+    """The reference serving image, built and pushed once per run, pinned."""
+    from nomadml.images import build_serving_image
+
+    return build_serving_image().pinned
+
+
+@pytest.fixture()
+def ship(docker_client: object, model_name: str) -> Callable[..., str]:
+    """Train, build and push a model version of the test's model; returns it pinned.
+
+    `serving` goes into model.json's fault-injection knobs (error_rate,
+    extra_latency_ms); `corrupt=True` changes a file after its manifest was made."""
+    import json
+    import tempfile
+
+    from nomadml.bundled.bootstrap import build_manifest, write_manifest
+    from nomadml.images import build_model_image
+    from nomadml.training import train_iris
+
+    def push(
+        version: str, c: float = 1.0, serving: dict[str, float] | None = None, corrupt: bool = False
+    ) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = Path(tmp)
+            train_iris(model_dir, c=c)
+            if serving:
+                model = json.loads((model_dir / "model.json").read_text())
+                model["serving"] = serving
+                (model_dir / "model.json").write_text(json.dumps(model))
+            write_manifest(model_dir, build_manifest(model_dir, model_name, version))
+            if corrupt:
+                with open(model_dir / "model.json", "a") as f:
+                    f.write(" ")
+            return build_model_image(model_dir, model_name, version, labels={}).pinned
+
+    return push

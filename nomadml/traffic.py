@@ -1,0 +1,103 @@
+"""A bounded load generator for demos and tests: sends /predict requests to a
+Nomad service's live registrations (re-read as they change) and counts outcomes.
+It only ever targets addresses Nomad registered; bounded in count and time."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from nomadml.errors import NomadMLError
+from nomadml.nomad_api import NomadAPI
+
+SAMPLE = {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
+
+
+@dataclass
+class TrafficReport:
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    by_version: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class Traffic:
+    """Use as a context manager: requests flow while the block runs."""
+
+    def __init__(
+        self,
+        api: NomadAPI,
+        service: str,
+        rate_per_s: float = 20.0,
+        max_seconds: float = 600.0,
+        max_requests: int = 100_000,
+    ) -> None:
+        self.api, self.service = api, service
+        self.interval = 1.0 / rate_per_s
+        self.max_seconds, self.max_requests = max_seconds, max_requests
+        self.report = TrafficReport()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"traffic-{service}")
+        self._targets: list[str] = []
+        self._refreshed = 0.0
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _refresh(self) -> None:
+        try:
+            regs = self.api.service(self.service)
+        except NomadMLError:
+            return
+        self._targets = [
+            f"http://{r['Address']}:{r['Port']}" for r in regs if r["Address"].startswith("127.")
+        ]
+        self._refreshed = time.monotonic()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        body = json.dumps(SAMPLE).encode()
+        n = 0
+        while not self._stop.is_set() and time.monotonic() < deadline and n < self.max_requests:
+            if time.monotonic() - self._refreshed > 0.5:
+                self._refresh()
+            if not self._targets:
+                self._stop.wait(self.interval)
+                continue
+            target = self._targets[n % len(self._targets)]
+            n += 1
+            self._send(target, body)
+            self._stop.wait(self.interval)
+
+    def _send(self, target: str, body: bytes) -> None:
+        r = self.report
+        r.sent += 1
+        request = urllib.request.Request(
+            f"{target}/predict",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                answer = json.load(response)
+            r.ok += 1
+            r.by_version[str(answer.get("version"))] += 1
+        except urllib.error.HTTPError as err:
+            r.failed += 1
+            r.errors[f"HTTP {err.code}"] += 1
+        except (OSError, ValueError) as err:
+            r.failed += 1
+            r.errors[type(err).__name__] += 1
