@@ -245,15 +245,145 @@ def deploy(
             click.echo("nomadml: interrupted before registering; nothing was submitted", err=True)
         ctx.exit(int(ExitCode.INTERRUPTED))
     printer.close()
-    if not as_json:
-        click.echo(
-            f"{result.job_id}: {result.action.value} — {result.reason} ({result.seconds:.1f} s)"
-        )
-        if result.rollback_seconds is not None:
-            click.echo(f"{result.job_id}: rollback took {result.rollback_seconds:.1f} s")
-        if result.action.value == "await-promotion":
-            click.echo(f"promote with: nomadml promote {result.job_id}")
+    _report(result, as_json)
+    if not as_json and result.action.value == "await-promotion":
+        click.echo(f"promote with: nomadml promote {result.job_id}")
     ctx.exit(int(result.exit_code))
+
+
+def _report(result: Any, as_json: bool) -> None:
+    if as_json:
+        return
+    click.echo(f"{result.job_id}: {result.action.value} — {result.reason} ({result.seconds:.1f} s)")
+    if result.rollback_seconds is not None:
+        click.echo(f"{result.job_id}: rollback took {result.rollback_seconds:.1f} s")
+
+
+@main.command()
+@click.argument("line")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Client-side deadline in seconds.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@click.pass_context
+def promote(ctx: click.Context, line: str, timeout_s: float, as_json: bool) -> None:
+    """Promote the canaries of LINE (e.g. iris-v1) and follow the deployment to its end."""
+    import time
+
+    from nomadml.errors import BadInput
+    from nomadml.progress import Printer
+    from nomadml.rollout import WatchOptions, _promote, watch
+
+    api = _api(ctx)
+    job = api.job(line)
+    dep = api.latest_deployment(line) if job else None
+    if not job or not dep or dep.get("Status") != "running":
+        raise BadInput(f"{line}: no running deployment to promote")
+    printer = Printer("json" if as_json else "auto")
+    started = time.monotonic()
+    _promote(api, line, dep["ID"], printer)
+    result = watch(
+        api,
+        line,
+        int(dep["JobVersion"]),
+        str(job["Meta"].get("nomadml.version")),
+        WatchOptions(timeout_s=timeout_s),
+        None,
+        printer,
+        started=started,
+    )
+    printer.close()
+    _report(result, as_json)
+    ctx.exit(int(result.exit_code))
+
+
+@main.command()
+@click.argument("line")
+@click.option(
+    "--to", "to", help="The model version to return to (default: the previous stable one)."
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    show_default=True,
+    help="Client-side deadline in seconds.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@click.pass_context
+def rollback(
+    ctx: click.Context, line: str, to: str | None, timeout_s: float, as_json: bool
+) -> None:
+    """Bring LINE back to an earlier model version, without a canary phase to promote."""
+    from nomadml.progress import Printer
+    from nomadml.rollback import rollback as run_rollback
+
+    if to is not None:
+        from nomadml.spec import parse_version
+
+        parse_version(to, "--to")
+    printer = Printer("json" if as_json else "auto")
+    result = run_rollback(_api(ctx), line, to, timeout_s=timeout_s, emit=printer)
+    printer.close()
+    _report(result, as_json)
+    ctx.exit(int(result.exit_code))
+
+
+@main.command()
+@click.argument("line", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--watch", "follow", is_flag=True, help="Print again whenever a job changes (Ctrl-C ends)."
+)
+@click.pass_context
+def status(ctx: click.Context, line: str | None, as_json: bool, follow: bool) -> None:
+    """Model lines in Nomad: model version, job version, what runs, what is in flight.
+
+    LINE may be a job (iris-v1) or a model name (iris: all its majors)."""
+    from nomadml.lines import format_status
+    from nomadml.lines import status as gather
+
+    api = _api(ctx)
+    index = 0
+    while True:
+        rows = gather(api, line)
+        click.echo(json.dumps(rows, indent=2) if as_json else "\n".join(format_status(rows)))
+        if not follow:
+            return
+        answer = api.request(
+            "GET", "jobs", params={"index": max(index, 1), "wait": "30s"}, timeout=45
+        )
+        index = answer.index
+        click.echo("")
+
+
+@main.command()
+@click.argument("line")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def history(ctx: click.Context, line: str, as_json: bool) -> None:
+    """LINE's job versions with their model versions, deployments, outcomes and gate values."""
+    from nomadml.lines import format_history, history_rows, managed_jobs
+
+    api = _api(ctx)
+    jobs = [line] if api.job(line) else [j["ID"] for j in managed_jobs(api, line)]
+    if not jobs:
+        from nomadml.errors import BadInput
+
+        raise BadInput(f"no nomadml model line or model named {line!r} in Nomad")
+    for job_id in jobs:
+        rows = history_rows(api, job_id)
+        click.echo(
+            json.dumps({job_id: rows}, indent=2)
+            if as_json
+            else "\n".join(format_history(job_id, rows))
+        )
 
 
 @main.command()

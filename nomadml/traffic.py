@@ -25,6 +25,7 @@ class TrafficReport:
     ok: int = 0
     failed: int = 0
     by_version: Counter[str] = field(default_factory=Counter)
+    failed_by_version: Counter[str] = field(default_factory=Counter)  # from service tags
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -45,7 +46,7 @@ class Traffic:
         self.report = TrafficReport()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"traffic-{service}")
-        self._targets: list[str] = []
+        self._targets: list[tuple[str, str]] = []
         self._refreshed = 0.0
 
     def __enter__(self) -> Traffic:
@@ -76,12 +77,12 @@ class Traffic:
             if not self._targets:
                 self._stop.wait(self.interval)
                 continue
-            target = self._targets[n % len(self._targets)]
+            target, version = self._targets[n % len(self._targets)]
             n += 1
-            self._send(target, body)
+            self._send(target, version, body)
             self._stop.wait(self.interval)
 
-    def _send(self, target: str, body: bytes) -> None:
+    def _send(self, target: str, version: str, body: bytes) -> None:
         r = self.report
         r.sent += 1
         request = urllib.request.Request(
@@ -97,7 +98,13 @@ class Traffic:
             r.by_version[str(answer.get("version"))] += 1
         except urllib.error.HTTPError as err:
             r.failed += 1
+            r.failed_by_version[version] += 1
             r.errors[f"HTTP {err.code}"] += 1
         except (OSError, ValueError) as err:
             r.failed += 1
+            r.failed_by_version[version] += 1
             r.errors[type(err).__name__] += 1
+
+
+def _version_tag(tags: list[str]) -> str:
+    return next((t.split("=", 1)[1] for t in tags if t.startswith("version=")), "?")

@@ -1,0 +1,171 @@
+"""Bring an earlier model version back, fast. After a promotion, Nomad's own revert
+re-registers the old version with its canary settings, so it waits for a manual
+promotion (Nomad issue #10882). nomadml registers the earlier job version with
+canaries switched off instead: a plain rolling update, no promotion needed."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from typing import Any
+
+from nomadml import history
+from nomadml.decide import Action
+from nomadml.errors import BadInput, NomadMLError
+from nomadml.events import Emit, Event, discard
+from nomadml.nomad_api import NomadAPI
+from nomadml.plan import check_owner
+from nomadml.rollout import RolloutResult, WatchOptions, follow_revert, tag_version, watch
+
+SERVER_FIELDS = (
+    "Version",
+    "JobModifyIndex",
+    "ModifyIndex",
+    "CreateIndex",
+    "SubmitTime",
+    "Stable",
+    "Status",
+    "StatusDescription",
+    "VersionTag",
+)
+
+
+def choose_target(
+    job: dict[str, Any], versions: list[dict[str, Any]], to: str | None
+) -> dict[str, Any]:
+    """The job version to return to: the newest stable earlier version running
+    another model version, or the newest one running `to`. Pure."""
+    current = (job.get("Meta") or {}).get("nomadml.version")
+    earlier = [v for v in versions if v["Version"] < job["Version"]]
+    if to is not None:
+        matching = [v for v in earlier if (v.get("Meta") or {}).get("nomadml.version") == to]
+        if not matching:
+            kept = sorted({(v.get("Meta") or {}).get("nomadml.version", "?") for v in earlier})
+            raise BadInput(
+                f"{job['ID']}: model version {to} is not among the job versions Nomad "
+                f"kept (kept: {', '.join(kept) or 'none'})"
+            )
+        stable = [v for v in matching if v.get("Stable")]
+        return (stable or matching)[0]
+    others = [v for v in earlier if (v.get("Meta") or {}).get("nomadml.version") != current]
+    stable = [v for v in others if v.get("Stable")]
+    if not stable:
+        raise BadInput(
+            f"{job['ID']}: no earlier stable job version with another model version to roll back to"
+        )
+    return stable[0]
+
+
+def without_canaries(target: dict[str, Any], rolled_back_from: str) -> dict[str, Any]:
+    """The target job as a new version whose update is a plain rolling update. Pure."""
+    new = copy.deepcopy(target)
+    for key in SERVER_FIELDS:
+        new.pop(key, None)
+    new["Stop"] = False
+    for update in [new.get("Update"), *[tg.get("Update") for tg in new.get("TaskGroups") or []]]:
+        if update:
+            update["Canary"] = 0
+            update["AutoPromote"] = False
+    new["Meta"] = {**(new.get("Meta") or {}), "nomadml.rolled_back_from": rolled_back_from}
+    return new
+
+
+def rollback(
+    api: NomadAPI,
+    job_id: str,
+    to: str | None = None,
+    *,
+    timeout_s: float = 600.0,
+    emit: Emit = discard,
+) -> RolloutResult:
+    started = time.monotonic()
+    job = api.job(job_id)
+    if job is None:
+        raise BadInput(f"no job {job_id} in Nomad")
+    model = str((job.get("Meta") or {}).get("nomadml.model", ""))
+    check_owner(job_id, job, model)
+    current = str(job["Meta"].get("nomadml.version", "?"))
+    dep: dict[str, Any] = api.latest_deployment(job_id) or {}
+    in_flight = dep.get("Status") == "running" and dep.get("JobVersion") == job["Version"]
+    if (
+        in_flight
+        and to is None
+        and not any(
+            g.get("Promoted") for g in dep["TaskGroups"].values() if g.get("DesiredCanaries")
+        )
+    ):
+        # Canaries not promoted yet: failing the deployment is the rollback.
+        emit(Event("fail", job_id, f"failing unpromoted deployment {dep['ID'][:8]}"))
+        api.fail_deployment(dep["ID"])
+        follow_revert(api, job_id, int(job["Version"]), started + timeout_s, emit)
+        seconds = time.monotonic() - started
+        return RolloutResult(
+            Action.ROLLED_BACK,
+            job_id,
+            current,
+            "unpromoted canaries failed; Nomad reverted",
+            int(job["Version"]),
+            dep["ID"],
+            seconds=seconds,
+            rollback_seconds=seconds,
+        )
+    target = choose_target(job, api.job_versions(job_id), to)
+    model_version = str(target["Meta"].get("nomadml.version", "?"))
+    emit(
+        Event(
+            "plan",
+            job_id,
+            f"rolling back {job_id} from {current} to {model_version} "
+            f"(job version {target['Version']}, canaries off)",
+        )
+    )
+    source = None
+    with contextlib.suppress(NomadMLError):  # older versions may have no stored submission
+        source = api.job_submission(job_id, int(target["Version"])).get("Source")
+    if source:
+        source = (
+            f"# nomadml rollback from {current}: job version {target['Version']} "
+            "re-registered with canary = 0\n" + source
+        )
+    answer = api.register(
+        without_canaries(target, current), enforce_index=int(job["JobModifyIndex"]), source=source
+    )
+    new_version = int((api.job(job_id) or {}).get("Version", 0))
+    emit(
+        Event(
+            "registered",
+            job_id,
+            f"registered {job_id} version {new_version} (model "
+            f"{model_version}, evaluation {answer.get('EvalID', '')[:8]})",
+        )
+    )
+    tag_version(
+        api,
+        job_id,
+        model_version,
+        new_version,
+        f"nomadml rollback from {current} to {model_version}",
+    )
+    history.record(
+        api,
+        job_id,
+        new_version,
+        {"kind": "rollback", "model_version": model_version, "from": current, "outcome": "running"},
+    )
+    result = watch(
+        api,
+        job_id,
+        new_version,
+        model_version,
+        WatchOptions(timeout_s=timeout_s),
+        None,
+        emit,
+        eval_id=answer.get("EvalID"),
+        started=started,
+    )
+    result.rollback_seconds = result.seconds
+    history.record(
+        api, job_id, new_version, {"kind": "rollback", "from": current, **result.as_dict()}
+    )
+    return result
