@@ -62,8 +62,11 @@ class Traffic:
             regs = self.api.service(self.service)
         except NomadMLError:
             return
+        # Loopback only: this generator never sends traffic off the machine.
         self._targets = [
-            f"http://{r['Address']}:{r['Port']}" for r in regs if r["Address"].startswith("127.")
+            (f"http://{r['Address']}:{r['Port']}", _version_tag(r.get("Tags") or []))
+            for r in regs
+            if r["Address"].startswith("127.")
         ]
         self._refreshed = time.monotonic()
 
