@@ -105,6 +105,7 @@ def _prepare(
     model_image: str | None,
     serving_image: str | None,
     templates: tuple[Path, ...],
+    pin_serving: bool = True,
 ) -> Prepared:
     from nomadml.prepare import prepare
     from nomadml.spec import load_spec
@@ -115,6 +116,7 @@ def _prepare(
         model_image=model_image,
         serving_image=serving_image,
         templates=templates,
+        pin_serving=pin_serving,
     )
 
 
@@ -134,7 +136,7 @@ def render(
     as_json: bool,
 ) -> None:
     """Render the Nomad job of SPEC at a model version (offline unless --json)."""
-    prepared = _prepare(spec, version, model_image, serving_image, templates)
+    prepared = _prepare(spec, version, model_image, serving_image, templates, pin_serving=False)
     if not as_json:
         click.echo(prepared.hcl, nl=False)
         return

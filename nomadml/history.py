@@ -8,19 +8,27 @@ import json
 import time
 from typing import Any
 
-from nomadml.errors import NomadAPIError
+from nomadml.errors import Conflict, NomadAPIError
 from nomadml.nomad_api import NomadAPI
 
 PREFIX = "nomadml/rollouts"
 
 
 def record(api: NomadAPI, job_id: str, job_version: int, fields: dict[str, Any]) -> None:
-    """Write (or overwrite) the record of one job version's rollout."""
-    items = {
-        k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in fields.items()
-    }
-    items.setdefault("recorded_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    api.put_variable(f"{PREFIX}/{job_id}/{job_version}", items)
+    """Add `fields` to the record of one job version's rollout (check-and-set, so two
+    writers never drop each other's fields)."""
+    path = f"{PREFIX}/{job_id}/{job_version}"
+    new = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in fields.items()}
+    new["recorded_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for _ in range(5):
+        current = api.get_variable(path) or {}
+        items = {**(current.get("Items") or {}), **new}
+        try:
+            api.put_variable(path, items, cas=int(current.get("ModifyIndex") or 0))
+            return
+        except Conflict:
+            continue
+    raise Conflict("PUT", f"/v1/var/{path}", 409, "rollout record kept changing; gave up")
 
 
 def records(api: NomadAPI, job_id: str) -> dict[int, dict[str, Any]]:

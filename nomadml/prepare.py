@@ -12,10 +12,10 @@ from typing import Any
 
 from nomadml.errors import BadInput
 from nomadml.image_registry import resolve_digest
-from nomadml.jobs import Release, model_repository, render_service
+from nomadml.jobs import Release, model_repository, reference_serving_tag, render_service
 from nomadml.nomad_api import NomadAPI
 from nomadml.plan import PlanSummary, check_owner, summarize
-from nomadml.spec import ModelSpec, parse_version
+from nomadml.spec import REFERENCE_SERVER, ModelSpec, parse_version
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,34 @@ class Prepared:
 
 
 def resolve_release(
-    spec: ModelSpec, version: str, model_image: str | None = None, serving_image: str | None = None
+    spec: ModelSpec,
+    version: str,
+    model_image: str | None = None,
+    serving_image: str | None = None,
+    pin_serving: bool = False,
 ) -> Release:
-    """Pin the model image by digest: as given, or looked up in the image registry."""
+    """Pin the model image by digest: as given, or looked up in the image registry.
+    With `pin_serving`, nomadml's reference server is pinned too (built and pushed
+    first if the registry does not have it yet)."""
     parse_version(version, "--version")
     image = model_image or f"{model_repository(spec)}:{version}"
-    return Release(
-        version, resolve_digest(image), resolve_digest(serving_image) if serving_image else ""
-    )
+    release = Release(version, resolve_digest(image))
+    if serving_image:
+        return Release(version, release.model_image, resolve_digest(serving_image))
+    if pin_serving and spec.data["serving"]["image"] == REFERENCE_SERVER:
+        return Release(version, release.model_image, reference_server(spec))
+    return release
+
+
+def reference_server(spec: ModelSpec) -> str:
+    """nomadml's reference serving image, pinned; pushed to the spec's registry if missing."""
+    registry = spec.data["model"]["registry"]
+    try:
+        return resolve_digest(f"{registry}/nomadml/serve:{reference_serving_tag()}")
+    except BadInput:
+        from nomadml.images import build_serving_image
+
+        return build_serving_image(registry=registry).pinned
 
 
 def prepare(
@@ -47,8 +67,9 @@ def prepare(
     model_image: str | None = None,
     serving_image: str | None = None,
     templates: Sequence[Path] = (),
+    pin_serving: bool = False,
 ) -> Prepared:
-    release = resolve_release(spec, version, model_image, serving_image)
+    release = resolve_release(spec, version, model_image, serving_image, pin_serving)
     return Prepared(spec, release, render_service(spec, release, templates))
 
 

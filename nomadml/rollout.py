@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from nomadml import history
 from nomadml.decide import Action, Decision, Observation, decide
 from nomadml.errors import ExitCode, NomadAPIError, NomadMLError, NomadUnreachable
 from nomadml.events import Emit, Event, discard
@@ -124,6 +125,18 @@ def deploy(
             f"(model {version}, evaluation {answer.get('EvalID', '')[:8]})",
             {"job_version": job_version, "eval": answer.get("EvalID")},
         )
+    )
+    history.record(
+        api,
+        job_id,
+        job_version,
+        {
+            "kind": "deploy",
+            "model_version": version,
+            "outcome": "running",
+            "spec_hash": spec.spec_hash,
+            "image": prepared.release.model_image,
+        },
     )
     tag_version(
         api,
@@ -371,6 +384,11 @@ def _finish(
         follow_revert(api, result.job_id, int(result.job_version or 0), deadline, emit)
         result.rollback_seconds = time.monotonic() - t0
     result.seconds = time.monotonic() - started
+    if result.job_version is not None:
+        with contextlib.suppress(NomadMLError):  # the record is a report; the rollout is done
+            history.record(
+                api, result.job_id, result.job_version, {"kind": "deploy", **result.as_dict()}
+            )
     emit(
         Event(
             "result", result.job_id, f"{decision.action.value}: {result.reason}", result.as_dict()

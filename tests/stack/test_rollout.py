@@ -1,0 +1,209 @@
+"""The rollout engine on the real stack: canary + gates + promotion, automatic
+rollback on a bad canary, a failing bootstrap, a promotion made by someone else,
+a deploy race, and a post-promotion rollback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nomadml import history
+from nomadml.decide import Action
+from nomadml.errors import Conflict, ExitCode
+from nomadml.nomad_api import NomadAPI
+from nomadml.prepare import prepare
+from nomadml.rollback import rollback
+from nomadml.rollout import RolloutResult, deploy
+from nomadml.spec import load_spec
+from nomadml.traffic import Traffic
+
+FAST_GATES = {
+    'window = "20s"': 'window = "6s"',
+    'interval = "5s"': 'interval = "2s"',
+    "consecutive_passes = 3": "consecutive_passes = 2",
+    "min_requests = 20": "min_requests = 10",
+}
+
+
+def _deploy(
+    nomad: NomadAPI, spec: Path, version: str, image: str, serving: str, **kwargs: Any
+) -> RolloutResult:
+    prepared = prepare(load_spec(spec), version, model_image=image, serving_image=serving)
+    return deploy(nomad, prepared, timeout_s=kwargs.pop("timeout_s", 240), **kwargs)
+
+
+def _running_versions(nomad: NomadAPI, job_id: str) -> set[str]:
+    allocs = [a for a in nomad.job_allocations(job_id) if a["ClientStatus"] == "running"]
+    versions = {a["JobVersion"] for a in allocs}
+    job_versions = {v["Version"]: v["Meta"]["nomadml.version"] for v in nomad.job_versions(job_id)}
+    return {job_versions[v] for v in versions}
+
+
+def test_good_version_canaries_pass_gates_and_are_promoted_then_rolled_back(
+    nomad: NomadAPI,
+    model_name: str,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    serving_image: str,
+) -> None:
+    spec = make_spec(FAST_GATES)
+    job_id = f"{model_name}-v1"
+    first = _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image)
+    assert first.action is Action.SUCCEEDED, first.reason
+
+    with Traffic(nomad, job_id, rate_per_s=15, max_seconds=180) as traffic:
+        result = _deploy(nomad, spec, "1.1.0", ship("1.1.0", c=0.5), serving_image)
+    assert result.action is Action.SUCCEEDED, result.reason
+    assert result.exit_code is ExitCode.OK
+    assert [g["verdict"] for g in result.gates][-2:] == ["pass", "pass"]
+    assert result.gates[-1]["values"]["canary_requests"] >= 10
+    assert traffic.report.by_version["1.1.0"] > 0  # real traffic reached the canary
+    assert _running_versions(nomad, job_id) == {"1.1.0"}  # old allocations are gone
+
+    job = nomad.job(job_id)
+    assert job is not None and job["Meta"]["nomadml.version"] == "1.1.0"
+    tagged = {
+        v["Version"]: (v.get("VersionTag") or {}).get("Name") for v in nomad.job_versions(job_id)
+    }
+    assert tagged[job["Version"]] == "v1.1.0"
+    record = history.records(nomad, job_id)[job["Version"]]
+    assert record["outcome"] == "succeeded"
+    assert record["gates"][-1]["values"]["canary_error_rate"] == 0
+
+    # Post-promotion rollback: back to 1.0.0 with no canary phase to promote.
+    back = rollback(nomad, job_id, timeout_s=240)
+    assert back.action is Action.SUCCEEDED, back.reason
+    assert back.rollback_seconds is not None and back.rollback_seconds > 0
+    assert _running_versions(nomad, job_id) == {"1.0.0"}
+    deployment = nomad.latest_deployment(job_id)
+    assert deployment is not None and deployment["Status"] == "successful"
+    assert not any(g.get("DesiredCanaries") for g in deployment["TaskGroups"].values())
+
+
+def test_erroring_canary_fails_its_gate_and_stable_keeps_serving(
+    nomad: NomadAPI,
+    model_name: str,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    serving_image: str,
+) -> None:
+    spec = make_spec(FAST_GATES)
+    job_id = f"{model_name}-v1"
+    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    with Traffic(nomad, job_id, rate_per_s=15, max_seconds=180) as traffic:
+        result = _deploy(
+            nomad, spec, "1.1.0", ship("1.1.0", serving={"error_rate": 0.5}), serving_image
+        )
+    assert result.action is Action.ROLLED_BACK, result.reason
+    assert result.exit_code is ExitCode.ROLLED_BACK
+    assert "gate failed: error rate" in result.reason
+    assert result.gates[-1]["verdict"] == "fail"
+    assert traffic.report.by_version["1.0.0"] > 0
+    assert traffic.report.failed_by_version["1.0.0"] == 0  # stable served the whole time
+    assert traffic.report.failed_by_version["1.1.0"] > 0  # the canary really was bad
+    assert _running_versions(nomad, job_id) == {"1.0.0"}
+    assert nomad.job(job_id)["Meta"]["nomadml.version"] == "1.0.0"  # type: ignore[index]
+
+
+def test_corrupted_model_fails_in_bootstrap_and_leaves_previous_version_alone(
+    nomad: NomadAPI,
+    model_name: str,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    serving_image: str,
+    models_volume: Path,
+) -> None:
+    spec = make_spec(FAST_GATES)
+    job_id = f"{model_name}-v1"
+    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    installed = models_volume / model_name / "1.0.0"
+    before = {p.name: p.stat().st_mtime_ns for p in installed.iterdir()}
+
+    result = _deploy(nomad, spec, "1.1.0", ship("1.1.0", corrupt=True), serving_image)
+    assert result.action is Action.ROLLED_BACK, result.reason
+    assert "task bootstrap" in result.reason
+    assert "bootstrap said: bootstrap: size mismatch" in result.reason
+    assert not (models_volume / model_name / "1.1.0").exists()
+    assert {p.name: p.stat().st_mtime_ns for p in installed.iterdir()} == before
+    assert _running_versions(nomad, job_id) == {"1.0.0"}
+
+
+def test_promotion_made_outside_nomadml_is_noticed(
+    nomad: NomadAPI,
+    model_name: str,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    serving_image: str,
+) -> None:
+    # No traffic and a high sample minimum: nomadml's gates cannot decide, so the
+    # canary waits for them — until an operator promotes it through the API.
+    spec = make_spec({**FAST_GATES, "min_requests = 20": "min_requests = 100000"})
+    job_id = f"{model_name}-v1"
+    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    image = ship("1.1.0")
+    outcome: list[RolloutResult] = []
+    watcher = threading.Thread(
+        target=lambda: outcome.append(_deploy(nomad, spec, "1.1.0", image, serving_image))
+    )
+    watcher.start()
+    deadline = time.monotonic() + 120
+    promoted = False
+    while time.monotonic() < deadline and not promoted:
+        dep = nomad.latest_deployment(job_id) or {}
+        group = (dep.get("TaskGroups") or {}).get("model", {})
+        if dep.get("JobVersion", 0) >= 1 and group.get("HealthyAllocs", 0) >= 1:
+            nomad.promote(dep["ID"])
+            promoted = True
+        time.sleep(0.5)
+    watcher.join(timeout=180)
+    assert promoted
+    assert outcome and outcome[0].action is Action.SUCCEEDED, outcome
+    assert _running_versions(nomad, job_id) == {"1.1.0"}
+
+
+def test_two_deploys_at_once_exactly_one_registers(
+    nomad: NomadAPI,
+    model_name: str,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    serving_image: str,
+) -> None:
+    spec = make_spec(FAST_GATES)
+    job_id = f"{model_name}-v1"
+    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    images = {"1.1.0": ship("1.1.0"), "1.2.0": ship("1.2.0", c=0.3)}
+    barrier = threading.Barrier(2, timeout=60)
+
+    class RacingAPI(NomadAPI):
+        """The real client; register waits until both deploys have planned."""
+
+        def register(self, job: Any, **kwargs: Any) -> Any:
+            barrier.wait()
+            return super().register(job, **kwargs)
+
+    outcomes: dict[str, object] = {}
+
+    def run(version: str) -> None:
+        try:
+            outcomes[version] = _deploy(
+                RacingAPI(nomad.settings), spec, version, images[version], serving_image
+            )
+        except Conflict as err:
+            outcomes[version] = err
+
+    threads = [threading.Thread(target=run, args=(v,)) for v in images]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    conflicts = [v for v, o in outcomes.items() if isinstance(o, Conflict)]
+    winners = [v for v, o in outcomes.items() if isinstance(o, RolloutResult)]
+    assert len(conflicts) == 1 and len(winners) == 1, outcomes
+    err = outcomes[conflicts[0]]
+    assert isinstance(err, Conflict) and err.exit_code is ExitCode.CONFLICT
+    assert "conflicting job modify index" in str(err).lower()
+    versions = [v["Meta"]["nomadml.version"] for v in nomad.job_versions(job_id)]
+    assert conflicts[0] not in versions  # the loser registered nothing
