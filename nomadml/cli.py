@@ -226,15 +226,19 @@ def deploy(
 ) -> None:
     """Roll a model version out: plan, register (check-and-set), watch, gate,
     then promote or roll back. Ctrl-C detaches; the deployment goes on in Nomad."""
+    from nomadml.events import fanout
     from nomadml.progress import Printer
     from nomadml.rollout import deploy as run_deploy
 
     printer = Printer("json" if as_json else "auto")
     resume = f"nomadml deploy {spec} --version {version}"
+    webhook = None
     try:
         prepared = _prepare(spec, version, model_image, serving_image, templates)
+        webhook = _webhook(prepared.spec.data)
+        emit = fanout(printer, webhook) if webhook else printer
         result = run_deploy(
-            _api(ctx), prepared, no_promote=no_promote, timeout_s=timeout_s, emit=printer
+            _api(ctx), prepared, no_promote=no_promote, timeout_s=timeout_s, emit=emit
         )
     except KeyboardInterrupt:
         printer.close()
@@ -246,11 +250,33 @@ def deploy(
         else:
             click.echo("nomadml: interrupted before registering; nothing was submitted", err=True)
         ctx.exit(int(ExitCode.INTERRUPTED))
+    finally:
+        if webhook is not None:
+            webhook.close()
     printer.close()
     _report(result, as_json)
     if not as_json and result.action.value == "await-promotion":
         click.echo(f"promote with: nomadml promote {result.job_id}")
     ctx.exit(int(result.exit_code))
+
+
+def _webhook(spec_data: dict[str, Any] | None = None) -> Any:
+    """A webhook sink when one is configured (env beats spec), else None."""
+    import os
+
+    notify = (spec_data or {}).get("notify") or {}
+    url = os.environ.get("NOMADML_WEBHOOK_URL") or notify.get("webhook_url") or ""
+    if not url:
+        return None
+    secret_env = notify.get("secret_env") or "NOMADML_WEBHOOK_SECRET"
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        from nomadml.errors import BadInput
+
+        raise BadInput(f"a webhook is configured ({url}) but ${secret_env} holds no secret")
+    from nomadml.notify import Webhook
+
+    return Webhook(url, secret)
 
 
 def _report(result: Any, as_json: bool) -> None:

@@ -32,3 +32,13 @@ Emit = Callable[[Event], None]
 
 def discard(_: Event) -> None:
     """An event sink that shows nothing."""
+
+
+def fanout(*sinks: Emit) -> Emit:
+    """One sink that passes every event to each of `sinks`, in order."""
+
+    def emit(event: Event) -> None:
+        for sink in sinks:
+            sink(event)
+
+    return emit

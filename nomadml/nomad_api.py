@@ -44,10 +44,9 @@ class NomadAPI:
         """The same client for another namespace (job and deployment calls)."""
         import dataclasses
 
-        if not namespace or namespace == self.settings.namespace:
+        if not namespace or namespace == (self.settings.namespace or "default"):
             return self
-        other = NomadAPI(dataclasses.replace(self.settings, namespace=namespace), self._session)
-        return other
+        return type(self)(dataclasses.replace(self.settings, namespace=namespace), self._session)
 
     # -- transport -----------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The first end-to-end slice: train a model, ship it as an image, run it on Nomad
 (bootstrap task -> host volume -> serving task), and ask it for a prediction.
 
-It drives the same stages as the product: spec -> release pinned by digest ->
+It drives the product's own rollout engine: spec -> release pinned by digest ->
 render -> Nomad parse/validate -> ownership check -> plan -> check-and-set register
 with the HCL as the job submission -> watch with blocking queries."""
 
@@ -10,21 +10,21 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nomadml.bundled.bootstrap import build_manifest, write_manifest
+from nomadml.decide import Action
 from nomadml.errors import NomadMLError
 from nomadml.images import build_model_image, build_serving_image
 from nomadml.nomad_api import NomadAPI
-from nomadml.prepare import plan, prepare
+from nomadml.prepare import prepare
+from nomadml.rollout import deploy
 from nomadml.settings import NomadSettings
 from nomadml.spec import ModelSpec, load_spec
 from nomadml.training import train_iris
-from nomadml.watch import wait_for_deployment
 
 SPEC = Path(__file__).resolve().parent.parent / "jobspecs" / "iris.toml"
 VERSION = "1.0.0"
@@ -73,20 +73,12 @@ def run(api: NomadAPI, spec: ModelSpec, version: str = VERSION) -> SliceResult:
     prepared = prepare(
         spec, version, model_image=model_image.pinned, serving_image=serving_image.pinned
     )
-    job, summary = plan(api, prepared)
-    step(f"plan job {job['ID']}: " + summary.lines()[0])
-    api = api.scoped(job.get("Namespace"))
-    result = api.register(job, enforce_index=summary.job_modify_index, source=prepared.hcl)
-    version_n = (api.job(job["ID"]) or {}).get("Version", 0)
-    step(f"registered {job['ID']} version {version_n} (evaluation {result['EvalID'][:8]})")
-    step("wait for the deployment (bootstrap installs the model, serving task passes /health)")
-    started = time.monotonic()
-    deployment = wait_for_deployment(api, job["ID"], version_n, timeout_s=180)
-    print(
-        f"    deployment {deployment['ID'][:8]} {deployment['Status']} "
-        f"in {time.monotonic() - started:.1f} s"
-    )
-    services = api.service(job["ID"])
+    step(f"deploy {prepared.job_id}: plan, check-and-set register, watch with blocking queries")
+    result = deploy(api, prepared, emit=lambda e: print(f"    {e.message}", flush=True))
+    if result.action is not Action.SUCCEEDED:
+        raise NomadMLError(f"{result.job_id}: {result.action.value}: {result.reason}")
+    job = {"ID": result.job_id}
+    services = api.scoped(spec.data["placement"]["namespace"]).service(job["ID"])
     if not services:
         raise NomadMLError(f"no service registration for {job['ID']}")
     url = f"http://{services[0]['Address']}:{services[0]['Port']}"

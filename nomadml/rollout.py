@@ -259,6 +259,7 @@ def watch(
     index, allocs = 0, []
     reasons: tuple[str, ...] = ()
     promote_requested = fail_requested = False
+    announced = False
     fail_requested_at = 0.0
     last = ""
     lost_since: float | None = None
@@ -303,6 +304,16 @@ def watch(
             and all(g.healthy >= g.desired_canaries for g in group_states if g.desired_canaries)
             and any(g.desired_canaries and not g.promoted for g in group_states)
         )
+        if canaries_ready and not announced:
+            announced = True
+            emit(
+                Event(
+                    "canary-healthy",
+                    job_id,
+                    "canaries healthy",
+                    _progress_data(Observation(dep["Status"], groups=group_states), deadline),
+                )
+            )
         if gates is not None and canaries_ready and not promote_requested:
             gate_state, gate_reason = gates.step(job_id, canary_allocs(allocs), emit)
             result.gates = gates.history()

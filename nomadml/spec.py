@@ -174,6 +174,12 @@ SCHEMA: Schema = {
             "memory": Field("int", 512, (between(16, 1_000_000),)),
         },
     },
+    "notify": {
+        # Rollout events go to this URL as signed JSON (NOMADML_WEBHOOK_URL overrides).
+        "webhook_url": Field("str", "", (matches(r"(https?://\S+)?", "an http(s) URL"),)),
+        # The environment variable holding the HMAC secret: never the secret itself.
+        "secret_env": Field("str", "NOMADML_WEBHOOK_SECRET", (matches(IDENT, "a variable name"),)),
+    },
     "templates": {
         "service": Field("str", "model-service.nomad.hcl", (non_empty,)),
         "retraining": Field("str", "retraining.nomad.hcl", (non_empty,)),

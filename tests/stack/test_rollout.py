@@ -171,7 +171,7 @@ def test_two_deploys_at_once_exactly_one_registers(
     ship: Callable[..., str],
     serving_image: str,
 ) -> None:
-    spec = make_spec(FAST_GATES)
+    spec = make_spec({"[gates]\n": "[gates]\nanalysis = false\n"})  # no traffic here
     job_id = f"{model_name}-v1"
     assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
     images = {"1.1.0": ship("1.1.0"), "1.2.0": ship("1.2.0", c=0.3)}
@@ -202,6 +202,8 @@ def test_two_deploys_at_once_exactly_one_registers(
     conflicts = [v for v, o in outcomes.items() if isinstance(o, Conflict)]
     winners = [v for v, o in outcomes.items() if isinstance(o, RolloutResult)]
     assert len(conflicts) == 1 and len(winners) == 1, outcomes
+    winner = outcomes[winners[0]]
+    assert isinstance(winner, RolloutResult) and winner.action is Action.SUCCEEDED
     err = outcomes[conflicts[0]]
     assert isinstance(err, Conflict) and err.exit_code is ExitCode.CONFLICT
     assert "conflicting job modify index" in str(err).lower()
