@@ -279,6 +279,19 @@ def _webhook(spec_data: dict[str, Any] | None = None) -> Any:
     return Webhook(url, secret)
 
 
+def follow_options(f: F) -> F:
+    """--timeout and --json, for commands that follow a deployment to its end."""
+    f = click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")(f)
+    return click.option(
+        "--timeout",
+        "timeout_s",
+        type=click.FloatRange(min=1),
+        default=600.0,
+        show_default=True,
+        help="Client-side deadline in seconds.",
+    )(f)
+
+
 def _report(result: Any, as_json: bool) -> None:
     if as_json:
         return
@@ -289,15 +302,7 @@ def _report(result: Any, as_json: bool) -> None:
 
 @main.command()
 @click.argument("line")
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=click.FloatRange(min=1),
-    default=600.0,
-    show_default=True,
-    help="Client-side deadline in seconds.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@follow_options
 @click.pass_context
 def promote(ctx: click.Context, line: str, timeout_s: float, as_json: bool) -> None:
     """Promote the canaries of LINE (e.g. iris-v1) and follow the deployment to its end."""
@@ -335,15 +340,7 @@ def promote(ctx: click.Context, line: str, timeout_s: float, as_json: bool) -> N
 @click.option(
     "--to", "to", help="The model version to return to (default: the previous stable one)."
 )
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=click.FloatRange(min=1),
-    default=600.0,
-    show_default=True,
-    help="Client-side deadline in seconds.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@follow_options
 @click.pass_context
 def rollback(
     ctx: click.Context, line: str, to: str | None, timeout_s: float, as_json: bool

@@ -51,6 +51,24 @@ def serving_image(spec: ModelSpec, release: Release) -> str:
     return image
 
 
+def job_header(spec: ModelSpec, job_id: str, meta: dict[str, str]) -> dict[str, Any]:
+    """Id, placement and the ownership meta every job nomadml writes carries."""
+    placement = spec.data["placement"]
+    return {
+        "id": job_id,
+        "datacenters": placement["datacenters"],
+        "namespace": placement["namespace"],
+        "region": placement["region"],
+        "meta": {
+            "nomadml.managed": "true",
+            "nomadml.model": spec.name,
+            "nomadml.spec_hash": spec.spec_hash,
+            "nomadml.tool_version": __version__,
+            **meta,
+        },
+    }
+
+
 def service_values(spec: ModelSpec, release: Release) -> dict[str, Any]:
     """Everything the model-service template may use, already checked."""
     major, _, _ = parse_version(release.version, "--version")
@@ -62,22 +80,16 @@ def service_values(spec: ModelSpec, release: Release) -> dict[str, Any]:
     job_id = spec.job_id(release.version)
     tags = ["nomadml", f"model={spec.name}", f"major={major}", f"version={release.version}"]
     return {
-        "job": {
-            "id": job_id,
-            "datacenters": d["placement"]["datacenters"],
-            "namespace": d["placement"]["namespace"],
-            "region": d["placement"]["region"],
-            "meta": {
-                "nomadml.managed": "true",
-                "nomadml.model": spec.name,
+        "job": job_header(
+            spec,
+            job_id,
+            {
                 "nomadml.major": str(major),
                 "nomadml.version": release.version,
                 "nomadml.image": release.model_image,
                 "nomadml.image_digest": release.image_digest,
-                "nomadml.spec_hash": spec.spec_hash,
-                "nomadml.tool_version": __version__,
             },
-        },
+        ),
         "model": {
             "name": spec.name,
             "version": release.version,
@@ -123,19 +135,7 @@ def retraining_values(spec: ModelSpec) -> dict[str, Any]:
     if training["image"] == REFERENCE_SERVER:
         training["image"] = f"{d['model']['registry']}/nomadml/trainer:{reference_serving_tag()}"
     return {
-        "job": {
-            "id": f"{spec.name}-retrain",
-            "datacenters": d["placement"]["datacenters"],
-            "namespace": d["placement"]["namespace"],
-            "region": d["placement"]["region"],
-            "meta": {
-                "nomadml.managed": "true",
-                "nomadml.model": spec.name,
-                "nomadml.role": "retraining",
-                "nomadml.spec_hash": spec.spec_hash,
-                "nomadml.tool_version": __version__,
-            },
-        },
+        "job": job_header(spec, f"{spec.name}-retrain", {"nomadml.role": "retraining"}),
         "model": {"name": spec.name},
         "retraining": training,
         "spec": d,

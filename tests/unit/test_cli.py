@@ -1,0 +1,88 @@
+"""The command line's contract: help on every option, one exit-code enum shown in
+--help, one-line errors, and offline commands that need no cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from nomadml import __version__
+from nomadml.cli import main
+from nomadml.errors import ExitCode
+
+SPEC = Path(__file__).resolve().parents[2] / "jobspecs" / "iris.toml"
+NOWHERE = "http://127.0.0.1:1"  # nothing listens on port 1
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_version_and_help() -> None:
+    code, out, _ = run("--version")
+    assert (code, out.strip()) == (0, f"nomadml, version {__version__}")
+    code, out, _ = run("--help")
+    assert code == 0
+    for member in ExitCode:
+        assert f"{member.value:>3}  {member.name.lower().replace('_', ' ')}" in out
+
+
+def test_every_command_and_option_has_help() -> None:
+    assert isinstance(main, click.Group)
+    for name, command in main.commands.items():
+        assert command.help, f"command {name} has no docstring"
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{name} {param.opts} has no help text"
+
+
+@pytest.mark.parametrize("version", ["1.2", "../../etc", "1.2.3; rm -rf /", "v1.0.0"])
+def test_bad_version_offline_is_one_line(version: str) -> None:
+    code, out, err = run("render", str(SPEC), "--version", version)
+    assert code == int(ExitCode.BAD_INPUT)
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert "invalid model version" in err
+
+
+def test_render_is_offline_with_a_pinned_image() -> None:
+    image = "127.0.0.1:5000/nomadml/models/iris@sha256:" + "e" * 64
+    code, out, err = run(
+        "--address", NOWHERE, "render", str(SPEC), "--version", "2.0.1", "--image", image
+    )
+    assert code == 0, err
+    assert out.startswith('job "iris-v2"') and image in out
+
+
+def test_validate_without_nomad_says_what_it_skipped() -> None:
+    code, out, _ = run("--address", NOWHERE, "validate", str(SPEC))
+    assert code == 0
+    assert "spec and templates ok" in out
+    assert "Nomad checks skipped: cannot reach Nomad at http://127.0.0.1:1" in out
+
+
+def test_plan_without_nomad_is_exit_3(tmp_path: Path) -> None:
+    image = "127.0.0.1:5000/nomadml/models/iris@sha256:" + "e" * 64
+    code, _, err = run(
+        "--address",
+        NOWHERE,
+        "plan",
+        str(SPEC),
+        "--version",
+        "1.0.0",
+        "--image",
+        image,
+        "--serving-image",
+        image.replace("models/iris", "serve"),
+    )
+    assert code == int(ExitCode.NOMAD_UNREACHABLE)
+    assert err.startswith("nomadml: error: cannot reach Nomad at http://127.0.0.1:1")
+
+
+def test_missing_spec_file_is_one_line(tmp_path: Path) -> None:
+    code, _, err = run("validate", str(tmp_path / "nope.toml"))
+    assert code == int(ExitCode.BAD_INPUT)
+    assert "nope.toml: cannot read spec: No such file or directory" in err
