@@ -412,6 +412,39 @@ def history(ctx: click.Context, line: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("model")
+@click.option("--major", type=int, help="Only this major version's line.")
+@click.option("--all", "show_all", is_flag=True, help="Include endpoints whose checks fail.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@click.pass_context
+def endpoints(
+    ctx: click.Context, model: str, major: int | None, show_all: bool, as_json: bool
+) -> None:
+    """Live addresses of MODEL's lines, from Nomad's service registry (for scripts and
+    load balancers): one `line major version url` per line."""
+    from nomadml.endpoints import endpoints as gather
+    from nomadml.errors import BadInput
+    from nomadml.lines import managed_jobs
+
+    api = _api(ctx)
+    lines = [
+        j
+        for j in managed_jobs(api, model)
+        if j["Meta"].get("nomadml.model") == model
+        and (major is None or j["Meta"].get("nomadml.major") == str(major))
+    ]
+    if not lines:
+        raise BadInput(f"no running line of model {model!r}" + (f" major {major}" if major else ""))
+    found = [e for j in lines for e in gather(api, j["ID"]) if e.healthy or show_all]
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in found], indent=2))
+        return
+    for e in found:
+        flags = ("" if e.healthy else " unhealthy") + (" canary" if e.canary else "")
+        click.echo(f"{e.line} {e.major} {e.version} {e.url}{flags}")
+
+
+@main.command()
 def quickstart() -> None:
     """Train, ship and serve the iris reference model on the local stack."""
     from nomadml import quickstart as qs

@@ -101,10 +101,13 @@ def build_model_image(
     labels: Mapping[str, str],
     registry: str = DEFAULT_REGISTRY,
     base_image: str = DEFAULT_BASE_IMAGE,
+    manifest: dict[str, Any] | None = None,
 ) -> ImageRef:
-    """A model image: the files listed in model_dir/manifest.json under /model,
-    plus the bootstrap installer that copies them into the host volume."""
-    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    """A model image: the files listed in the manifest (given, or model_dir's
+    manifest.json) under /model, plus the bootstrap installer for the host volume."""
+    if manifest is None:
+        manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n"
     dockerfile = (
         f"FROM {base_image}\nCOPY model/ /model/\nCOPY bootstrap.py /opt/nomadml/bootstrap.py\n"
     ).encode()
@@ -112,7 +115,7 @@ def build_model_image(
     def context() -> Iterator[tuple[str, Path | bytes]]:
         yield "Dockerfile", dockerfile
         yield "bootstrap.py", BUNDLED / "bootstrap.py"
-        yield "model/manifest.json", model_dir / "manifest.json"
+        yield "model/manifest.json", manifest_bytes
         for entry in manifest["files"]:
             yield f"model/{entry['path']}", model_dir / entry["path"]
 

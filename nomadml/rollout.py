@@ -13,6 +13,7 @@ from nomadml import history
 from nomadml.decide import Action, Decision, Observation, decide
 from nomadml.errors import ExitCode, NomadAPIError, NomadMLError, NomadUnreachable
 from nomadml.events import Emit, Event, discard
+from nomadml.majors import retire_old_majors
 from nomadml.nomad_api import BLOCKING_WAIT_S, NomadAPI
 from nomadml.observe import canary_allocs, failed_tasks, groups, placement_failures, unhealthy
 from nomadml.prepare import Prepared, plan
@@ -145,7 +146,7 @@ def deploy(
         job_version,
         f"nomadml deploy of {spec.name} {version} (spec {spec.spec_hash})",
     )
-    return watch(
+    result = watch(
         api,
         job_id,
         job_version,
@@ -156,6 +157,10 @@ def deploy(
         eval_id=answer.get("EvalID"),
         started=started,
     )
+    if result.action is Action.SUCCEEDED:
+        # Only a healthy new line retires older majors; a failed one never does.
+        retire_old_majors(api, spec.name, job_id, spec.data, emit)
+    return result
 
 
 def default_timeout(spec: dict[str, Any]) -> float:

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from nomadml.endpoints import endpoints
 from nomadml.errors import NomadMLError
 from nomadml.nomad_api import NomadAPI
 
@@ -58,16 +59,14 @@ class Traffic:
         self._thread.join(timeout=30)
 
     def _refresh(self) -> None:
+        """Live targets: registrations whose Nomad checks pass (a client that also
+        sent to unchecked ones would hit servers still starting or draining)."""
         try:
-            regs = self.api.service(self.service)
+            live = [e for e in endpoints(self.api, self.service) if e.healthy]
         except NomadMLError:
             return
         # Loopback only: this generator never sends traffic off the machine.
-        self._targets = [
-            (f"http://{r['Address']}:{r['Port']}", _version_tag(r.get("Tags") or []))
-            for r in regs
-            if r["Address"].startswith("127.")
-        ]
+        self._targets = [(e.url, e.version) for e in live if e.url.startswith("http://127.")]
         self._refreshed = time.monotonic()
 
     def _run(self) -> None:
@@ -107,7 +106,3 @@ class Traffic:
             r.failed += 1
             r.failed_by_version[version] += 1
             r.errors[type(err).__name__] += 1
-
-
-def _version_tag(tags: list[str]) -> str:
-    return next((t.split("=", 1)[1] for t in tags if t.startswith("version=")), "?")

@@ -12,16 +12,27 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 def train_iris(
-    out_dir: Path, *, seed: int = 0, c: float = 1.0, max_iter: int = 500
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    c: float = 1.0,
+    max_iter: int = 500,
+    features: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Fit, evaluate on a held-out split, write model.json + metadata.json."""
+    """Fit, evaluate on a held-out split, write model.json + metadata.json.
+    `features` picks input columns: another set is another signature (a new major)."""
+    features = features or FEATURES
+    unknown = sorted(set(features) - set(FEATURES))
+    if unknown:
+        raise ValueError(f"unknown iris features: {', '.join(unknown)}")
+    columns = [FEATURES.index(f) for f in features]
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
     data = load_iris()
     x_train, x_test, y_train, y_test = train_test_split(
-        data.data, data.target, test_size=0.3, random_state=seed, stratify=data.target
+        data.data[:, columns], data.target, test_size=0.3, random_state=seed, stratify=data.target
     )
     clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
     clf.fit(x_train, y_train)
@@ -29,7 +40,7 @@ def train_iris(
     classes = [str(data.target_names[i]) for i in clf.classes_]
     model = {
         "kind": "linear-softmax",
-        "features": FEATURES,
+        "features": features,
         "classes": classes,
         "coef": [[float(v) for v in row] for row in clf.coef_],
         "intercept": [float(v) for v in clf.intercept_],
@@ -37,7 +48,7 @@ def train_iris(
     metadata = {
         "metrics": {"accuracy": round(accuracy, 6), "test_samples": len(y_test)},
         "signature": {
-            "inputs": [{"name": f, "type": "float"} for f in FEATURES],
+            "inputs": [{"name": f, "type": "float"} for f in features],
             "outputs": [{"name": "label", "type": "string", "values": classes}],
         },
         "training_data": {

@@ -1,0 +1,42 @@
+"""Major versions side by side: a new major is a new job (`iris-v2` beside
+`iris-v1`); once it is healthy, lines beyond the spec's `keep_majors` retire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nomadml.events import Emit, Event
+from nomadml.lines import managed_jobs
+from nomadml.nomad_api import NomadAPI
+
+
+def to_retire(lines: dict[str, int], deployed: str, keep: int) -> list[str]:
+    """Job ids to retire: all but the `keep` highest majors; never `deployed`. Pure."""
+    ranked = sorted(lines, key=lambda job: lines[job], reverse=True)
+    kept = set(ranked[:keep]) | {deployed}
+    return [job for job in ranked if job not in kept]
+
+
+def retire_old_majors(
+    api: NomadAPI, model: str, deployed: str, spec: dict[str, Any], emit: Emit
+) -> list[str]:
+    """Stop (or purge, per spec) the model's lines beyond keep_majors."""
+    policy = spec["lifecycle"]
+    lines = {
+        j["ID"]: int(j["Meta"].get("nomadml.major", 0))
+        for j in managed_jobs(api, model)
+        if j["Meta"].get("nomadml.model") == model and j.get("Status") != "dead"
+    }
+    retired = to_retire(lines, deployed, int(policy["keep_majors"]))
+    for job_id in retired:
+        api.stop_job(job_id, purge=bool(policy["purge_retired"]))
+        what = "purged" if policy["purge_retired"] else "stopped"
+        emit(
+            Event(
+                "retire",
+                deployed,
+                f"retired {job_id} ({what}): keep_majors = {policy['keep_majors']}",
+                {"retired": job_id},
+            )
+        )
+    return retired

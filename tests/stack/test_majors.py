@@ -1,0 +1,76 @@
+"""Major versions side by side: v1 and v2 run together, v0 retires when
+keep_majors = 2, a failed v2 rollout leaves v1 untouched, and `endpoints` lists
+the live addresses of both majors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from nomadml import quickstart
+from nomadml.cli import main
+from nomadml.decide import Action
+from nomadml.nomad_api import NomadAPI
+from nomadml.prepare import prepare
+from nomadml.rollout import RolloutResult, deploy
+from nomadml.spec import load_spec
+
+HEALTH_ONLY = {"[gates]\n": "[gates]\nanalysis = false\n"}
+
+
+def _deploy(nomad: NomadAPI, spec: Path, version: str, image: str, serving: str) -> RolloutResult:
+    prepared = prepare(load_spec(spec), version, model_image=image, serving_image=serving)
+    return deploy(nomad, prepared, timeout_s=240)
+
+
+def test_majors_side_by_side_retirement_and_isolation(
+    nomad: NomadAPI,
+    model_name: str,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    serving_image: str,
+) -> None:
+    spec = make_spec(HEALTH_ONLY)  # keep_majors = 2, as shipped
+    for version in ("0.1.0", "1.0.0"):
+        assert (
+            _deploy(nomad, spec, version, ship(version), serving_image).action is Action.SUCCEEDED
+        )
+    assert (nomad.job(f"{model_name}-v0") or {}).get("Status") == "running"
+
+    v2 = _deploy(nomad, spec, "2.0.0", ship("2.0.0", c=0.2), serving_image)
+    assert v2.action is Action.SUCCEEDED, v2.reason
+    assert (nomad.job(f"{model_name}-v0") or {}).get("Stop") is True  # retired
+    v1 = nomad.job(f"{model_name}-v1")
+    assert v1 is not None and v1["Status"] == "running" and not v1["Stop"]
+
+    # Both majors answer, each with its own version, at the addresses `endpoints` lists.
+    result = CliRunner().invoke(main, ["endpoints", model_name])
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert {(r[0], r[2]) for r in rows} == {
+        (f"{model_name}-v1", "1.0.0"),
+        (f"{model_name}-v2", "2.0.0"),
+    }
+    for line, _, version, url in rows:
+        answer = quickstart.predict(url, quickstart.SAMPLES)
+        assert answer["version"] == version, line
+
+    # A failed v2 rollout leaves v1 exactly as it was.
+    v1_allocs = sorted(
+        a["ID"] for a in nomad.job_allocations(f"{model_name}-v1") if a["ClientStatus"] == "running"
+    )
+    bad = _deploy(nomad, spec, "2.1.0", ship("2.1.0", corrupt=True), serving_image)
+    assert bad.action is Action.ROLLED_BACK, bad.reason
+    after = nomad.job(f"{model_name}-v1")
+    assert after is not None and after["Version"] == v1["Version"]
+    assert (
+        sorted(
+            a["ID"]
+            for a in nomad.job_allocations(f"{model_name}-v1")
+            if a["ClientStatus"] == "running"
+        )
+        == v1_allocs
+    )
+    assert (nomad.job(f"{model_name}-v2") or {})["Meta"]["nomadml.version"] == "2.0.0"
