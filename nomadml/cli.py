@@ -28,6 +28,25 @@ def _exit_codes_help() -> str:
 
 
 class _Group(click.Group):
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Like click's, but a usage error is one line too (click prints four)."""
+        run: Any = super().main  # click's overloads cannot express this pass-through
+        if not standalone_mode:
+            return run(*args, standalone_mode=False, **kwargs)
+        try:
+            code = run(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as err:
+            where = f"{err.ctx.command_path}: " if err.ctx else ""
+            click.echo(f"nomadml: error: {where}{err.format_message()} (see --help)", err=True)
+            sys.exit(int(ExitCode.BAD_INPUT))
+        except click.ClickException as err:
+            click.echo(f"nomadml: error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("nomadml: interrupted", err=True)
+            sys.exit(int(ExitCode.INTERRUPTED))
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -107,11 +126,16 @@ def _prepare(
     templates: tuple[Path, ...],
     pin_serving: bool = True,
 ) -> Prepared:
-    from nomadml.prepare import prepare
-    from nomadml.spec import load_spec
+    from nomadml.prepare import prepare, registered_image
+    from nomadml.spec import load_spec, parse_version
 
+    model_spec = load_spec(spec)
+    if model_image is None and pin_serving:
+        # The model registry knows each version's pinned image (and refuses rejected ones).
+        parse_version(version, "--version")
+        model_image = registered_image(_api(click.get_current_context()), model_spec.name, version)
     return prepare(
-        load_spec(spec),
+        model_spec,
         version,
         model_image=model_image,
         serving_image=serving_image,
@@ -450,3 +474,12 @@ def quickstart() -> None:
     from nomadml import quickstart as qs
 
     sys.exit(qs.main())
+
+
+def _add_model_commands() -> None:
+    from nomadml.cli_model import model
+
+    main.add_command(model)
+
+
+_add_model_commands()

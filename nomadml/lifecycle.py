@@ -112,3 +112,32 @@ def validation_gates(
         report.reasons.append(f"artifact {size_mb:.3f} MB > max {rules['max_size_mb']} MB")
     report.passed = not report.reasons
     return report
+
+
+def production_at(audit: list[dict[str, Any]], at: str) -> str | None:
+    """Which version was in production at ISO time `at`, from the audit trail. Pure."""
+    import datetime as dt
+
+    from nomadml.errors import BadInput as _BadInput
+
+    try:
+        when = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        raise _BadInput(f"--at {at!r}: expected an ISO time such as 2026-11-24T21:00:00Z") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    current: str | None = None
+    for entry in audit:
+        stamp = dt.datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
+        if stamp > when:
+            break
+        details = entry.get("details") or {}
+        if entry["action"] == "stage" and details.get("to") == "production":
+            current = entry["version"]
+        elif (
+            entry["action"] == "stage"
+            and details.get("from") == "production"
+            and current == entry["version"]
+        ):
+            current = None
+    return current

@@ -97,3 +97,18 @@ def plan(api: NomadAPI, prepared: Prepared) -> tuple[dict[str, Any], PlanSummary
     api = api.scoped(job.get("Namespace"))
     check_owner(job["ID"], api.job(job["ID"]), prepared.spec.name)
     return job, summarize(job["ID"], api.plan(job))
+
+
+def registered_image(api: NomadAPI, model: str, version: str) -> str | None:
+    """The model registry's pinned image for a version (None if not registered);
+    a rejected version is refused here, so it can never be deployed."""
+    from nomadml.registry import ModelRegistry
+
+    record = ModelRegistry(api).get(model, version)
+    if record is None:
+        return None
+    if record.get("stage") == "rejected":
+        raise BadInput(
+            f"{model} {version} is rejected in the model registry: it can never be deployed"
+        )
+    return str(record["image"])

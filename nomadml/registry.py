@@ -2,7 +2,9 @@
 retraining jobs share it and every write is check-and-set (two writers never lose
 each other's update). Reading needs only Nomad, not Docker.
 
-    nomadml/models/<model>/versions/<version>   one record per version
+    nomadml/models/<model>/versions/<version>   one record per version (dots in the
+                                                version become "_": Nomad variable
+                                                paths allow no dots)
     nomadml/models/<model>/audit/<time>-<id>    append-only audit entries
 """
 
@@ -35,6 +37,11 @@ def _decode(items: dict[str, str]) -> dict[str, Any]:
     return {k: json.loads(v) if k in JSON_FIELDS else v for k, v in items.items()}
 
 
+def key(version: str) -> str:
+    """A version as a variable path segment; versions never contain "_"."""
+    return version.replace(".", "_")
+
+
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -47,7 +54,7 @@ class ModelRegistry:
     # -- reads -----------------------------------------------------------------------
 
     def get(self, model: str, version: str) -> dict[str, Any] | None:
-        var = self.api.get_variable(f"{ROOT}/{model}/versions/{version}")
+        var = self.api.get_variable(f"{ROOT}/{model}/versions/{key(version)}")
         if not var:
             return None
         return {**_decode(var.get("Items") or {}), "_index": int(var["ModifyIndex"])}
@@ -56,7 +63,12 @@ class ModelRegistry:
         """Every version of `model`, oldest first."""
         out = []
         for meta in self.api.list_variables(f"{ROOT}/{model}/versions/"):
-            record = self.get(model, meta["Path"].rsplit("/", 1)[-1])
+            var = self.api.get_variable(meta["Path"])
+            record = (
+                {**_decode(var.get("Items") or {}), "_index": int(var["ModifyIndex"])}
+                if var
+                else None
+            )
             if record:
                 out.append(record)
         return sorted(out, key=lambda r: parse_version(r["version"]))
@@ -85,7 +97,7 @@ class ModelRegistry:
 
     def create(self, record: dict[str, Any]) -> None:
         """Add a new version; refused if that version exists (check-and-set on 0)."""
-        path = f"{ROOT}/{record['model']}/versions/{record['version']}"
+        path = f"{ROOT}/{record['model']}/versions/{key(record['version'])}"
         try:
             self.api.put_variable(path, _encode(record), cas=0)
         except Conflict:
@@ -111,7 +123,7 @@ class ModelRegistry:
             record.update(stage=stage, stage_changed_at=now(), stage_changed_by=self.actor())
             try:
                 self.api.put_variable(
-                    f"{ROOT}/{model}/versions/{version}", _encode(record), cas=index
+                    f"{ROOT}/{model}/versions/{key(version)}", _encode(record), cas=index
                 )
             except Conflict:
                 continue  # someone else wrote it meanwhile: re-read and re-check
@@ -119,7 +131,7 @@ class ModelRegistry:
             return record
         raise Conflict(
             "PUT",
-            f"/v1/var/{ROOT}/{model}/versions/{version}",
+            f"/v1/var/{ROOT}/{model}/versions/{key(version)}",
             409,
             "the record kept changing under us; try again",
         )
@@ -133,12 +145,12 @@ class ModelRegistry:
             record.update(fields)
             try:
                 self.api.put_variable(
-                    f"{ROOT}/{model}/versions/{version}", _encode(record), cas=index
+                    f"{ROOT}/{model}/versions/{key(version)}", _encode(record), cas=index
                 )
                 return
             except Conflict:
                 continue
-        raise Conflict("PUT", f"/v1/var/{ROOT}/{model}/versions/{version}", 409, "gave up")
+        raise Conflict("PUT", f"/v1/var/{ROOT}/{model}/versions/{key(version)}", 409, "gave up")
 
     def audit(self, model: str, action: str, version: str, details: dict[str, Any]) -> None:
         entry_id = f"{time.time_ns()}-{secrets.token_hex(4)}"
