@@ -225,6 +225,7 @@ class ModelSpec:
 
     source: str
     data: dict[str, Any]
+    text: str = ""  # the file as written (the retraining job carries it)
 
     @property
     def name(self) -> str:
@@ -268,7 +269,7 @@ def parse_spec(text: str, source: str) -> ModelSpec:
         rest = len(problems) - 1
         more = f" (and {rest} more problem{'s' if rest > 1 else ''})" if rest else ""
         raise SpecError(source, field, problem + more, problems)
-    return ModelSpec(source, data)
+    return ModelSpec(source, data, text)
 
 
 def load_spec(path: str | Path) -> ModelSpec:

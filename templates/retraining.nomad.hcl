@@ -45,6 +45,8 @@ job [[ job.id | hcl ]] {
       env = {
         NOMADML_MODEL_NAME = [[ model.name | hcl ]]
         NOMADML_AUTO_DEPLOY = [[ (retraining.auto_deploy | string | lower) | hcl ]]
+        # The job carries its own spec: the run needs no file on the client.
+        NOMADML_SPEC_TOML   = [[ model.spec_text | hcl ]]
       }
       resources {
         cpu    = [[ retraining.resources.cpu ]]

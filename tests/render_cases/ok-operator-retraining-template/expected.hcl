@@ -42,6 +42,8 @@ job "pricing-retrain" {
       env = {
         NOMADML_MODEL_NAME = "pricing"
         NOMADML_AUTO_DEPLOY = "false"
+        # The job carries its own spec: the run needs no file on the client.
+        NOMADML_SPEC_TOML   = "[model]\nname = \"pricing\"\n\n[templates]\npath = [\"tpl\"]\nretraining = \"retraining-with-data.nomad.hcl\"\n"
       }
       resources {
         cpu    = 500

@@ -42,6 +42,8 @@ job "demand-retrain" {
       env = {
         NOMADML_MODEL_NAME = "demand"
         NOMADML_AUTO_DEPLOY = "false"
+        # The job carries its own spec: the run needs no file on the client.
+        NOMADML_SPEC_TOML   = "# Retraining in the operator's own trainer image; a single-word command.\n[model]\nname = \"demand\"\n\n[retraining]\nimage = \"registry.example.com/team/trainer:7\"\ncommand = [\"train\"]\nargs = [\"--fast\"]\n"
       }
       resources {
         cpu    = 500
