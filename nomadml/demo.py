@@ -1,6 +1,7 @@
 """The whole story on the local stack, narrated: what `./scripts/demo` runs.
 
-1. train iris 1.0.0, ship it, deploy it as line iris-v1
+1. train iris 1.0.0, register it (model image + registry record), validate it,
+   deploy it as line iris-v1
 2. retrain to 1.1.0 and canary it through the gates (real traffic) to promotion
 3. deploy a deliberately bad 1.2.0: the gates fail it and Nomad rolls back while
    1.1.0 keeps serving
@@ -17,15 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nomadml.bundled.bootstrap import build_manifest, write_manifest
 from nomadml.decide import Action
 from nomadml.endpoints import endpoints
 from nomadml.errors import NomadMLError
-from nomadml.images import build_model_image
+from nomadml.lifecycle import validation_gates
 from nomadml.lines import format_history, format_status, history_rows, status
 from nomadml.nomad_api import NomadAPI
 from nomadml.prepare import prepare
 from nomadml.quickstart import predict
+from nomadml.register import register_model
+from nomadml.registry import ModelRegistry
 from nomadml.rollout import RolloutResult, deploy
 from nomadml.settings import NomadSettings
 from nomadml.spec import ModelSpec, load_spec
@@ -40,6 +42,7 @@ V2_SAMPLE = [[1.4, 0.2], [5.2, 2.3]]  # v2 takes petal measurements only
 class Story:
     def __init__(self, api: NomadAPI, spec: ModelSpec, out: Callable[[str], None] = print) -> None:
         self.api, self.spec, self.out = api, spec, out
+        self.registry = ModelRegistry(api)
         self.checks: list[tuple[str, bool]] = []
 
     def step(self, text: str) -> None:
@@ -51,6 +54,8 @@ class Story:
         return ok
 
     def ship(self, version: str, **training: Any) -> str:
+        """Train, register in the model registry (image built and pushed with the
+        docker SDK), run the spec's validation gates; returns the pinned image."""
         serving = training.pop("serving", None)
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = Path(tmp)
@@ -61,27 +66,55 @@ class Story:
                 model = json.loads((model_dir / "model.json").read_text())
                 model["serving"] = serving
                 (model_dir / "model.json").write_text(json.dumps(model))
-            write_manifest(model_dir, build_manifest(model_dir, self.spec.name, version))
-            image = build_model_image(
+            record, _ = register_model(
+                self.registry,
                 model_dir,
                 self.spec.name,
-                version,
-                registry=self.spec.data["model"]["registry"],
-                labels={"io.nomadml.model": self.spec.name, "io.nomadml.version": version},
+                version=version,
+                image_registry=self.spec.data["model"]["registry"],
             )
-        self.out(
-            f"    trained {self.spec.name} {version}: accuracy {metrics['accuracy']:.3f}; "
-            f"image {image.pinned}"
+        production = next(
+            iter(reversed(self.registry.in_stage(self.spec.name, "production"))), None
         )
-        return image.pinned
+        report = validation_gates(record, production, self.spec.data["validation"])
+        self.registry.set_stage(
+            self.spec.name,
+            version,
+            "validated" if report.passed else "rejected",
+            {"gates": report.values, "reasons": report.reasons},
+        )
+        self.out(
+            f"    registered {self.spec.name} {version}: accuracy {metrics['accuracy']:.3f}, "
+            f"{'validated' if report.passed else 'rejected'}; image {record['image']}"
+        )
+        return str(record["image"])
+
+    def settle(self, version: str, result: RolloutResult) -> None:
+        """Record the rollout's outcome as the version's stage in the model registry."""
+        if result.action is Action.SUCCEEDED:
+            for old in self.registry.in_stage(
+                self.spec.name, "production", major=int(version.split(".")[0])
+            ):
+                self.registry.set_stage(
+                    self.spec.name, old["version"], "archived", {"replaced_by": version}
+                )
+            self.registry.set_stage(self.spec.name, version, "production", {"by": "demo"})
+        elif result.action is Action.ROLLED_BACK:
+            self.registry.set_stage(self.spec.name, version, "rejected", {"reason": result.reason})
 
     def deploy(self, version: str, image: str) -> RolloutResult:
         prepared = prepare(self.spec, version, model_image=image, pin_serving=True)
-        return deploy(self.api, prepared, emit=lambda e: self.out(f"    {e.message}"))
+        result = deploy(self.api, prepared, emit=lambda e: self.out(f"    {e.message}"))
+        self.settle(version, result)
+        return result
 
     def clean(self) -> None:
-        """Purge the model's lines left by an earlier run, so the story starts fresh."""
+        """Purge the model's lines and registry entries left by an earlier run, so the
+        story starts fresh."""
         from nomadml.lines import managed_jobs
+
+        for var in self.api.list_variables(f"nomadml/models/{self.spec.name}/"):
+            self.api.request("DELETE", f"var/{var['Path']}")
 
         for job in managed_jobs(self.api, self.spec.name):
             if job["Meta"].get("nomadml.model") == self.spec.name:
@@ -92,7 +125,7 @@ class Story:
         name = self.spec.name
         self.step(f"0. start from a clean slate for model {name}")
         self.clean()
-        self.step(f"1. train {name} 1.0.0 and deploy it as line {name}-v1")
+        self.step(f"1. train and register {name} 1.0.0, then deploy it as line {name}-v1")
         first = self.deploy("1.0.0", self.ship("1.0.0"))
         self.check("1.0.0 deployed", first.action is Action.SUCCEEDED)
 
@@ -132,6 +165,19 @@ class Story:
             self.out(f"    {line}")
         for line in format_history(f"{name}-v1", history_rows(self.api, f"{name}-v1")):
             self.out(f"    {line}")
+        stages = {r["version"]: r["stage"] for r in self.registry.versions(name)}
+        for version, stage in stages.items():
+            self.out(f"    registry: {name} {version} {stage}")
+        self.check(
+            "registry: 1.1.0 and 2.0.0 in production, 1.2.0 rejected, 1.0.0 archived",
+            stages
+            == {
+                "1.0.0": "archived",
+                "1.1.0": "production",
+                "1.2.0": "rejected",
+                "2.0.0": "production",
+            },
+        )
         for major, sample, version in (("1", V1_SAMPLE, "1.1.0"), ("2", V2_SAMPLE, "2.0.0")):
             live = [e for e in endpoints(self.api, f"{name}-v{major}") if e.healthy]
             self.check(f"{name}-v{major} has live endpoints: {[e.url for e in live]}", bool(live))

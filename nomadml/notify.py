@@ -27,6 +27,8 @@ NOTIFIED = {
     "promote": "promoted",
     "fail": "failing",
     "result": "finished",
+    "register": "model-registered",
+    "stage": "stage-changed",
 }
 
 

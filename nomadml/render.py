@@ -8,6 +8,7 @@ in `template` blocks) and HCL's `${ }` pass through as plain text.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -42,8 +43,15 @@ def hcl(value: Any) -> str:
 
 
 def environment(search_path: Sequence[Path] = ()) -> jinja2.Environment:
-    """A sandboxed environment; operator folders come before the shipped templates."""
-    folders = [str(p) for p in (*search_path, SHIPPED_TEMPLATES)]
+    """A sandboxed environment; operator folders come before the shipped templates.
+    One per search path, reused: compiled templates live in it (Jinja still checks
+    the files' modification times, so edited templates are picked up)."""
+    return _environment(tuple(str(p) for p in search_path))
+
+
+@functools.lru_cache(maxsize=32)
+def _environment(search_path: tuple[str, ...]) -> jinja2.Environment:
+    folders = [*search_path, str(SHIPPED_TEMPLATES)]
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(folders),
         undefined=jinja2.StrictUndefined,

@@ -1,0 +1,370 @@
+"""nomadml's benchmarks: every figure is a ratio against a baseline measured in the
+same run on the same machine, with the median and spread over repeated runs.
+Run through benchmarks/run (which brings the local stack up first)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nomadml.bundled import bootstrap  # noqa: E402
+from nomadml.jobs import Release, render_service  # noqa: E402
+from nomadml.spec import load_spec, parse_spec  # noqa: E402
+
+VENV_BIN = ROOT / ".venv" / "bin"
+NOMAD = Path.home() / ".cache" / "nomadml" / "nomad-1.10.5" / "nomad"
+RESULTS: list[dict[str, Any]] = []
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def report(
+    name: str,
+    ours: list[float],
+    base: list[float],
+    baseline: str,
+    target: str,
+    met: Callable[[float], bool],
+    unit: str = "s",
+    higher_is_better: bool = False,
+) -> None:
+    m_ours, m_base = statistics.median(ours), statistics.median(base)
+    ratio = m_ours / m_base if m_base else float("inf")
+    row = {
+        "figure": name,
+        "ours_median": m_ours,
+        "ours_spread": [min(ours), max(ours)],
+        "baseline": baseline,
+        "baseline_median": m_base,
+        "baseline_spread": [min(base), max(base)],
+        "ratio": ratio,
+        "target": target,
+        "met": met(ratio),
+        "runs": len(ours),
+        "unit": unit,
+    }
+    RESULTS.append(row)
+    print(
+        f"{name}: ours {m_ours:.4g} {unit} [{min(ours):.4g}..{max(ours):.4g}] vs {baseline} "
+        f"{m_base:.4g} {unit} [{min(base):.4g}..{max(base):.4g}] -> ratio {ratio:.3f} "
+        f"(target {target}: {'met' if row['met'] else 'NOT met'})",
+        flush=True,
+    )
+
+
+def run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# -- 1. CLI start ----------------------------------------------------------------------
+
+
+def bench_cli(repeat: int) -> None:
+    nml = str(VENV_BIN / "nomadml")
+    base = timed(lambda: run(str(NOMAD), "version"), repeat)
+    report(
+        "CLI start: nomadml --version",
+        timed(lambda: run(nml, "--version"), repeat),
+        base,
+        "nomad version",
+        "<= 1.0",
+        lambda r: r <= 1.0,
+    )
+    report(
+        "CLI start: nomadml status --help",
+        timed(lambda: run(nml, "status", "--help"), repeat),
+        base,
+        "nomad version",
+        "<= 1.0",
+        lambda r: r <= 1.0,
+    )
+
+
+# -- 7. Render -------------------------------------------------------------------------
+
+
+def bench_render(repeat: int) -> None:
+    spec = load_spec(ROOT / "jobspecs" / "iris.toml")
+    release = Release(
+        "1.2.0",
+        "127.0.0.1:5000/nomadml/models/iris@sha256:" + "a" * 64,
+        "127.0.0.1:5000/nomadml/serve@sha256:" + "b" * 64,
+    )
+    n = 2000
+    render_service(spec, release)  # compile once, as a long-running process would
+    times = timed(lambda: [render_service(spec, release) for _ in range(n)], repeat)
+    rates = [n / t for t in times]
+    # Baseline: 1,000 renders per second, the target itself (a rate, higher is better).
+    report(
+        "Render: specs rendered per second (shipped template)",
+        rates,
+        [1000.0] * len(rates),
+        "target rate 1000/s",
+        ">= 1.0",
+        lambda r: r >= 1.0,
+        unit="renders/s",
+    )
+
+
+# -- 5. Bootstrap install --------------------------------------------------------------
+
+
+def make_model(where: Path, total_mib: int) -> None:
+    where.mkdir(parents=True)
+    chunk = os.urandom(1 << 20)
+    with open(where / "weights.bin", "wb") as f:
+        for i in range(total_mib * 3 // 4):
+            f.write(chunk[i % 7 :] + chunk[: i % 7])
+    small = where / "shards"
+    small.mkdir()
+    for i in range(total_mib // 4):
+        (small / f"shard-{i:04d}.bin").write_bytes(chunk[i:] + chunk[:i])
+    bootstrap.write_manifest(where, bootstrap.build_manifest(where, "big", "1.0.0"))
+
+
+def bench_bootstrap(repeat: int, size_mib: int) -> None:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("NOMADML_BENCH_DIR")) as tmp:
+        src = Path(tmp) / "src"
+        make_model(src, size_mib)
+        script = str(Path(bootstrap.__file__))
+
+        def ours() -> None:
+            vol = Path(tmp) / "vol"
+            shutil.rmtree(vol, ignore_errors=True)
+            run(
+                sys.executable,
+                script,
+                "install",
+                "--source",
+                str(src),
+                "--volume",
+                str(vol),
+                "--model",
+                "big",
+                "--version",
+                "1.0.0",
+            )
+
+        def cp() -> None:
+            dst = Path(tmp) / "cp"
+            shutil.rmtree(dst, ignore_errors=True)
+            run("cp", "-r", str(src), str(dst))
+
+        cp()  # warm the page cache for both
+        base = timed(cp, repeat)
+        mine = timed(ours, repeat)
+        size = size_mib / 1024
+        report(
+            f"Bootstrap install {size_mib} MiB (checksums verified, fsync'd) throughput",
+            [size / t for t in mine],
+            [size / t for t in base],
+            "cp -r (no verification, no fsync)",
+            ">= 0.9",
+            lambda r: r >= 0.9,
+            unit="GiB/s",
+        )
+        again = timed(lambda: bootstrap.install(src, Path(tmp) / "vol", "big", "1.0.0"), repeat)
+        report(
+            "Bootstrap re-install of an installed version (in process)",
+            again,
+            [0.050] * len(again),
+            "50 ms budget",
+            "< 1.0",
+            lambda r: r < 1.0,
+        )
+
+
+# -- 2./3. Deploy overhead and watch cost ----------------------------------------------
+
+
+def bench_deploy(repeat: int) -> None:
+    from nomadml.images import build_serving_image
+    from nomadml.jobs import render_service
+    from nomadml.nomad_api import NomadAPI
+    from nomadml.prepare import prepare
+    from nomadml.rollout import deploy
+    from nomadml.settings import NomadSettings
+
+    text = (ROOT / "jobspecs" / "iris.toml").read_text()
+    edits = {
+        "count = 2": "count = 1",
+        "canary = 1": "canary = 0",
+        "[gates]\n": "[gates]\nanalysis = false\n",
+        'min_healthy_time = "3s"': 'min_healthy_time = "1s"',
+    }
+    for old, new in edits.items():
+        text = text.replace(old, new, 1)
+    api = NomadAPI(NomadSettings.from_env())
+    serving = build_serving_image().pinned
+    images = {}
+    for name in ("bench-nml", "bench-cli"):
+        spec = parse_spec(text.replace('name = "iris"', f'name = "{name}"', 1), name)
+        images[name] = [ship(name, v, c) for v, c in (("1.0.0", 1.0), ("1.0.1", 0.5))]
+    ours: list[float] = []
+    calls_per_min: list[float] = []
+    base: list[float] = []
+    try:
+        for i in range(repeat + 1):
+            version, image = ("1.0.0", 0) if i % 2 == 0 else ("1.0.1", 1)
+            spec = parse_spec(text.replace('name = "iris"', 'name = "bench-nml"', 1), "nml")
+            prepared = prepare(
+                spec, version, model_image=images["bench-nml"][image], serving_image=serving
+            )
+            api.calls = 0
+            t = time.perf_counter()
+            result = deploy(api, prepared)
+            took = time.perf_counter() - t
+            assert result.action.value == "succeeded", result.reason
+            cspec = parse_spec(text.replace('name = "iris"', 'name = "bench-cli"', 1), "cli")
+            hcl = render_service(cspec, Release(version, images["bench-cli"][image], serving))
+            with tempfile.NamedTemporaryFile("w", suffix=".hcl", delete=False) as f:
+                f.write(hcl)
+            t = time.perf_counter()
+            run(str(NOMAD), "job", "run", f.name)
+            took_cli = time.perf_counter() - t
+            os.unlink(f.name)
+            if i == 0:
+                continue  # first versions of both jobs: no update, not a "new version"
+            ours.append(took)
+            base.append(took_cli)
+            calls_per_min.append(api.calls / (took / 60))
+    finally:
+        for job in ("bench-nml-v1", "bench-cli-v1"):
+            api.stop_job(job, purge=True)
+    report(
+        "Deploy a new version to successful (health gates only)",
+        ours,
+        base,
+        "nomad job run (monitors)",
+        "<= 1.02",
+        lambda r: r <= 1.02,
+    )
+    report(
+        "Watch cost: Nomad API requests per minute of a deploy",
+        calls_per_min,
+        [60.0] * len(calls_per_min),
+        "1-second poller (60/min)",
+        "<= 0.1",
+        lambda r: r <= 0.1,
+        unit="req/min",
+    )
+
+
+def ship(name: str, version: str, c: float) -> str:
+    from nomadml.images import build_model_image
+    from nomadml.training import train_iris
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train_iris(Path(tmp), c=c)
+        bootstrap.write_manifest(Path(tmp), bootstrap.build_manifest(Path(tmp), name, version))
+        return build_model_image(Path(tmp), name, version, labels={}).pinned
+
+
+# -- 4. Fleet ----------------------------------------------------------------------------
+
+
+def bench_fleet(sizes: list[int], workers: int) -> None:
+    from nomadml.nomad_api import NomadAPI
+    from nomadml.plan import summarize
+    from nomadml.settings import NomadSettings
+
+    api = NomadAPI(NomadSettings.from_env())
+    text = (
+        (ROOT / "jobspecs" / "iris.toml")
+        .read_text()
+        .replace('datacenters = ["*"]', 'datacenters = ["bench-nowhere"]', 1)
+    )  # plan + submit, place nothing
+    image = "127.0.0.1:5000/nomadml/models/x@sha256:" + "c" * 64
+    serving = "127.0.0.1:5000/nomadml/serve@sha256:" + "d" * 64
+    for n in sizes:
+        specs = [
+            parse_spec(text.replace('name = "iris"', f'name = "fleet-{k:04d}"', 1), f"f{k}")
+            for k in range(2 * n)
+        ]
+        hcls = [render_service(s, Release("1.0.0", image, serving)) for s in specs]
+
+        def one(hcl: str) -> None:
+            job = api.parse_hcl(hcl)
+            plan = summarize(job["ID"], api.plan(job))
+            api.register(job, enforce_index=plan.job_modify_index, source=hcl)
+
+        def ours(batch: list[str] = hcls[:n]) -> None:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(one, batch))
+
+        def cli(batch: list[str] = hcls[n:]) -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                for k, hcl in enumerate(batch):
+                    path = Path(tmp) / f"{k}.hcl"
+                    path.write_text(hcl)
+                    subprocess.run(
+                        [str(NOMAD), "job", "plan", str(path)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    run(str(NOMAD), "job", "run", "-detach", str(path))
+
+        try:
+            t_ours = timed(ours, 1)
+            t_cli = timed(cli, 1)
+        finally:
+            for s in specs:
+                with contextlib.suppress(Exception):
+                    api.stop_job(f"{s.name}-v1", purge=True)
+        report(
+            f"Fleet: plan + submit {n} model lines ({workers} at a time)",
+            t_ours,
+            t_cli,
+            "sequential nomad job plan + job run -detach",
+            "<= 0.2 (5x faster)",
+            lambda r: r <= 0.2,
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--bootstrap-mib", type=int, default=1024)
+    parser.add_argument("--fleet", default="50,200")
+    parser.add_argument("--only", default="cli,render,bootstrap,deploy,fleet")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "latest.json"))
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    if "cli" in only:
+        bench_cli(max(args.repeat, 10))
+    if "render" in only:
+        bench_render(args.repeat)
+    if "bootstrap" in only:
+        bench_bootstrap(max(3, args.repeat // 2), args.bootstrap_mib)
+    if "deploy" in only:
+        bench_deploy(max(3, args.repeat // 2))
+    if "fleet" in only:
+        bench_fleet([int(n) for n in args.fleet.split(",")], workers=8)
+    Path(args.json).write_text(json.dumps(RESULTS, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
