@@ -1,0 +1,191 @@
+"""Nomad goes away in the middle of a watch and comes back with its state: the
+deploy resumes (or exits with the "cannot reach Nomad" code and a resume hint) and
+nothing is left half-done. Runs on an agent of its own (server + client with a
+persistent data dir, its own ports and cgroup parent) so the shared stack is untouched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from nomadml.errors import ExitCode
+from nomadml.nomad_api import NomadAPI
+from nomadml.settings import NomadSettings
+
+NOMAD = Path.home() / ".cache" / "nomadml" / "nomad-1.10.5" / "nomad"
+ADDRESS = "http://127.0.0.1:5746"
+
+
+class Agent:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        (tmp / "models").mkdir()
+        self.config = tmp / "agent.hcl"
+        self.config.write_text(f"""
+data_dir  = "{tmp / "data"}"
+bind_addr = "127.0.0.1"
+name      = "restart-test"
+disable_update_check = true
+ports {{
+  http = 5746
+  rpc  = 5747
+  serf = 5748
+}}
+advertise {{
+  http = "127.0.0.1"
+  rpc  = "127.0.0.1"
+  serf = "127.0.0.1"
+}}
+server {{
+  enabled          = true
+  bootstrap_expect = 1
+}}
+client {{
+  enabled           = true
+  network_interface = "lo"
+  cgroup_parent     = "nomadml-restart-test"
+  alloc_dir         = "{tmp / "allocs"}"
+  servers           = ["127.0.0.1:5747"]
+  options = {{
+    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
+  }}
+  host_volume "models" {{
+    path      = "{tmp / "models"}"
+    read_only = false
+  }}
+}}
+plugin "docker" {{
+  config {{
+    gc {{
+      image = false
+      dangling_containers {{ enabled = false }}
+    }}
+  }}
+}}
+""")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self.log = open(self.tmp / "agent.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(NOMAD), "agent", f"-config={self.config}"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CHECKPOINT_DISABLE": "1"},
+        )
+        api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": ADDRESS}))
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.tmp / "agent.log").read_text()[-2000:]
+            try:
+                nodes = api.request("GET", "nodes").body or []
+                if any(
+                    n["Status"] == "ready" and n["Drivers"].get("docker", {}).get("Healthy")
+                    for n in nodes
+                ):
+                    return
+            except Exception:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("agent not ready: " + (self.tmp / "agent.log").read_text()[-2000:])
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+
+@pytest.fixture()
+def agent(tmp_path: Path) -> Iterator[Agent]:
+    a = Agent(tmp_path)
+    a.start()
+    try:
+        yield a
+    finally:
+        if a.proc and a.proc.poll() is None:
+            api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": ADDRESS}))
+            for job in api.request("GET", "jobs").body or []:
+                api.stop_job(job["ID"], purge=True)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(
+                a["ClientStatus"] == "running" for a in api.request("GET", "allocations").body or []
+            ):
+                time.sleep(0.5)
+        a.stop()
+
+
+def test_agent_stopped_and_restarted_mid_watch(
+    agent: Agent,
+    model_name: str,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    serving_image: str,
+) -> None:
+    spec = make_spec(
+        {
+            "[gates]\n": "[gates]\nanalysis = false\n",
+            'min_healthy_time = "3s"': 'min_healthy_time = "15s"',
+        }
+    )
+    env = {**os.environ, "NOMAD_ADDR": ADDRESS, "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "nomadml",
+        "deploy",
+        str(spec),
+        "--version",
+        "1.0.0",
+        "--image",
+        ship("1.0.0"),
+        "--serving-image",
+        serving_image,
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "deployment" not in seen:
+        seen += proc.stdout.readline()
+    assert "deployment" in seen, seen
+
+    agent.stop()  # mid-watch: Nomad is gone
+    time.sleep(3)
+    agent.start()  # back, with its state
+    out, err = proc.communicate(timeout=300)
+    outcomes = {
+        int(ExitCode.OK): "successful",
+        int(ExitCode.FAILED): "failed",
+        int(ExitCode.ROLLED_BACK): "failed",
+        int(ExitCode.NOMAD_UNREACHABLE): None,
+    }
+    assert proc.returncode in outcomes, out + err
+    api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": ADDRESS}))
+    if proc.returncode == int(ExitCode.NOMAD_UNREACHABLE):
+        assert "resume with the same deploy command" in err
+    else:
+        # It noticed, kept watching across the restart, and reports what Nomad says:
+        # nomadml's outcome and Nomad's deployment status agree.
+        assert "lost Nomad" in out and "retrying" in out
+        dep = api.latest_deployment(f"{model_name}-v1") or {}
+        assert dep.get("Status") == outcomes[proc.returncode], (out, dep)
+    # Nothing half-done: exactly the one job version the deploy registered.
+    job = api.job(f"{model_name}-v1")
+    assert job is not None and job["Version"] == 0
+    assert [v["Version"] for v in api.job_versions(f"{model_name}-v1")] == [0]
