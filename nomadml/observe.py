@@ -76,12 +76,3 @@ def unhealthy(allocs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if (a.get("DeploymentStatus") or {}).get("Healthy") is False
         or a.get("ClientStatus") == "failed"
     ]
-
-
-def canary_allocs(allocs: list[dict[str, Any]], healthy_only: bool = True) -> list[str]:
-    out = []
-    for a in allocs:
-        status = a.get("DeploymentStatus") or {}
-        if status.get("Canary") and (status.get("Healthy") or not healthy_only):
-            out.append(str(a["ID"]))
-    return out

@@ -15,7 +15,7 @@ from nomadml.errors import ExitCode, NomadAPIError, NomadMLError, NomadUnreachab
 from nomadml.events import Emit, Event, discard
 from nomadml.majors import retire_old_majors
 from nomadml.nomad_api import BLOCKING_WAIT_S, NomadAPI
-from nomadml.observe import canary_allocs, failed_tasks, groups, placement_failures, unhealthy
+from nomadml.observe import failed_tasks, groups, placement_failures, unhealthy
 from nomadml.prepare import Prepared, plan
 from nomadml.schema import seconds
 
@@ -42,6 +42,7 @@ class RolloutResult:
     gates: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     rollback_seconds: float | None = None
+    watch_calls: int = 0  # Nomad API requests made while watching (benchmarks read it)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -261,7 +262,8 @@ def watch(
     if eval_id:
         evaluation = api.evaluation(eval_id).body
         failures = placement_failures(evaluation)
-    index, allocs = 0, []
+    index = 0
+    calls_before = api.calls
     reasons: tuple[str, ...] = ()
     promote_requested = fail_requested = False
     announced = False
@@ -284,8 +286,6 @@ def watch(
                     timeout=wait * 1.25 + 5,
                 )
             )
-            if answer.index != index:
-                allocs = list(api.deployment_allocations(dep["ID"]).body or [])
             lost_since = None
         except NomadUnreachable as err:
             lost_since = lost_since or time.monotonic()
@@ -301,7 +301,11 @@ def watch(
         index = answer.index
         dep = answer.body
         if any(g.unhealthy for g in groups(dep)) and not reasons:
-            reasons = _unhealthy_reasons(api, allocs)
+            # Allocations are read only when something failed: the deployment itself
+            # carries the counts and the canary ids, so a healthy watch never lists them.
+            reasons = _unhealthy_reasons(
+                api, list(api.deployment_allocations(dep["ID"]).body or [])
+            )
         gate_state, gate_reason = "none", ""
         group_states = groups(dep)
         canaries_ready = (
@@ -320,7 +324,12 @@ def watch(
                 )
             )
         if gates is not None and canaries_ready and not promote_requested:
-            gate_state, gate_reason = gates.step(job_id, canary_allocs(allocs), emit)
+            canary_ids = [
+                a
+                for g in (dep.get("TaskGroups") or {}).values()
+                for a in g.get("PlacedCanaries") or []
+            ]
+            gate_state, gate_reason = gates.step(job_id, canary_ids, emit)
             result.gates = gates.history()
         obs = Observation(
             status=dep["Status"],
@@ -347,6 +356,7 @@ def watch(
             fail_requested, fail_requested_at = True, time.monotonic()
             result.reason = decision.reason
         elif decision.action.final:
+            result.watch_calls = api.calls - calls_before
             return _finish(api, result, decision, fail_requested_at, started, deadline, emit)
 
 
