@@ -10,6 +10,7 @@ nomadml's error tree with Nomad's own message.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ Json = Any
 # Blocking queries: Nomad adds up to wait/16 of jitter, so the HTTP timeout must
 # comfortably exceed the wait we ask for.
 DEFAULT_TIMEOUT = 10.0
+RETRIES = 3
+BACKOFF_S = 0.25
 BLOCKING_WAIT_S = 30
 
 
@@ -92,19 +95,33 @@ class NomadAPI:
         params = dict(params or {})
         if self.settings.namespace:
             params.setdefault("namespace", self.settings.namespace)
-        self.calls += 1
-        try:
-            response = requester.request(
-                *segments[1:],
-                method=method.lower(),
-                params=params,
-                json=body,
-                timeout=timeout,
+        # Reads are retried with backoff on transient failures (connection lost, 5xx
+        # other than Nomad's refusals); writes are not: a lost answer to a write is
+        # not proof the write did not happen, and check-and-set settles it instead.
+        attempts = RETRIES if method.upper() == "GET" else 1
+        for attempt in range(attempts):
+            self.calls += 1
+            try:
+                response = requester.request(
+                    *segments[1:],
+                    method=method.lower(),
+                    params=params,
+                    json=body,
+                    timeout=timeout,
+                )
+                break
+            except nexc.BaseNomadException as err:
+                failure: Exception = self._translate(method, path, err.nomad_resp)
+            except (requests.RequestException, nexc.TimeoutNomadException) as err:
+                failure = NomadUnreachable(self.settings.address, _reason(err))
+            transient = isinstance(failure, NomadUnreachable) or (
+                isinstance(failure, NomadAPIError)
+                and failure.status in (500, 502, 503, 504)
+                and not isinstance(failure, Conflict)
             )
-        except nexc.BaseNomadException as err:
-            raise self._translate(method, path, err.nomad_resp) from None
-        except (requests.RequestException, nexc.TimeoutNomadException) as err:
-            raise NomadUnreachable(self.settings.address, _reason(err)) from None
+            if not transient or attempt == attempts - 1:
+                raise failure
+            time.sleep(BACKOFF_S * 2**attempt)
         index = int(response.headers.get("X-Nomad-Index", "0") or 0)
         text = response.text
         try:
