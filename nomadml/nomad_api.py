@@ -260,6 +260,24 @@ class NomadAPI:
             body["Namespace"] = self.settings.namespace
         return self.request("PUT", f"var/{path}", params=params, body=body).body
 
+    def acquire_lock(self, path: str, ttl: str, items: dict[str, str]) -> str:
+        """Take Nomad's lock on a variable (decided inside the FSM); 409 -> Conflict."""
+        body: dict[str, Any] = {
+            "Path": path,
+            "Items": items,
+            "Lock": {"TTL": ttl, "LockDelay": "1s"},
+        }
+        if self.settings.namespace:
+            body["Namespace"] = self.settings.namespace
+        answer = self.request("PUT", f"var/{path}", params={"lock-acquire": ""}, body=body)
+        return str(((answer.body or {}).get("Lock") or {}).get("ID", ""))
+
+    def release_lock(self, path: str, lock_id: str) -> None:
+        body: dict[str, Any] = {"Path": path, "Lock": {"ID": lock_id}}
+        if self.settings.namespace:
+            body["Namespace"] = self.settings.namespace
+        self.request("PUT", f"var/{path}", params={"lock-release": ""}, body=body)
+
     def list_variables(self, prefix: str) -> list[Json]:
         return list(self.request("GET", "vars", params={"prefix": prefix}).body or [])
 

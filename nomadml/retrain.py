@@ -93,13 +93,16 @@ def schedule(api: NomadAPI, spec: ModelSpec) -> tuple[str, int]:
     from nomadml.jobs import render_retraining
     from nomadml.plan import check_owner
     from nomadml.prepare import parse_and_validate
+    from nomadml.submit import register_exclusively
 
     hcl = render_retraining(spec)
     job = parse_and_validate(api, hcl, spec.source)
     api = api.scoped(job.get("Namespace"))
     existing = api.job(job["ID"])
     check_owner(job["ID"], existing, spec.name)
-    api.register(job, enforce_index=int(existing["JobModifyIndex"]) if existing else 0, source=hcl)
+    register_exclusively(
+        api, job, enforce_index=int(existing["JobModifyIndex"]) if existing else 0, source=hcl
+    )
     return job["ID"], int((api.job(job["ID"]) or {}).get("Version", 0))
 
 

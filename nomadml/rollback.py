@@ -17,6 +17,7 @@ from nomadml.events import Emit, Event, discard
 from nomadml.nomad_api import NomadAPI
 from nomadml.plan import check_owner
 from nomadml.rollout import RolloutResult, WatchOptions, follow_revert, tag_version, watch
+from nomadml.submit import register_exclusively
 
 SERVER_FIELDS = (
     "Version",
@@ -128,8 +129,11 @@ def rollback(
             f"# nomadml rollback from {current}: job version {target['Version']} "
             "re-registered with canary = 0\n" + source
         )
-    answer = api.register(
-        without_canaries(target, current), enforce_index=int(job["JobModifyIndex"]), source=source
+    answer = register_exclusively(
+        api,
+        without_canaries(target, current),
+        enforce_index=int(job["JobModifyIndex"]),
+        source=source,
     )
     new_version = int((api.job(job_id) or {}).get("Version", 0))
     emit(

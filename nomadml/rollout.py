@@ -18,6 +18,7 @@ from nomadml.nomad_api import BLOCKING_WAIT_S, NomadAPI
 from nomadml.observe import failed_tasks, groups, placement_failures, unhealthy
 from nomadml.prepare import Prepared, plan
 from nomadml.schema import seconds
+from nomadml.submit import register_exclusively
 
 EXIT_CODES = {
     Action.SUCCEEDED: ExitCode.OK,
@@ -112,7 +113,9 @@ def deploy(
             emit,
             started=started,
         )
-    answer = api.register(job, enforce_index=summary.job_modify_index, source=prepared.hcl)
+    answer = register_exclusively(
+        api, job, enforce_index=summary.job_modify_index, source=prepared.hcl
+    )
     registered = api.job(job_id) or {}
     job_version = int(registered.get("Version", 0))
     if (registered.get("Meta") or {}).get("nomadml.version") != version:

@@ -178,11 +178,11 @@ def test_two_deploys_at_once_exactly_one_registers(
     barrier = threading.Barrier(2, timeout=60)
 
     class RacingAPI(NomadAPI):
-        """The real client; register waits until both deploys have planned."""
+        """The real client; the submit step waits until both deploys have planned."""
 
-        def register(self, job: Any, **kwargs: Any) -> Any:
+        def acquire_lock(self, path: str, ttl: str, items: dict[str, str]) -> str:
             barrier.wait()
-            return super().register(job, **kwargs)
+            return super().acquire_lock(path, ttl, items)
 
     outcomes: dict[str, object] = {}
 
@@ -206,6 +206,6 @@ def test_two_deploys_at_once_exactly_one_registers(
     assert isinstance(winner, RolloutResult) and winner.action is Action.SUCCEEDED
     err = outcomes[conflicts[0]]
     assert isinstance(err, Conflict) and err.exit_code is ExitCode.CONFLICT
-    assert "conflicting job modify index" in str(err).lower()
+    assert "changed since it was planned" in str(err), err
     versions = [v["Meta"]["nomadml.version"] for v in nomad.job_versions(job_id)]
     assert conflicts[0] not in versions  # the loser registered nothing
