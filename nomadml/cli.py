@@ -27,20 +27,47 @@ def _exit_codes_help() -> str:
     return f"\b\nExit codes:\n{rows}"
 
 
+def _error(message: str) -> None:
+    """One error line, whatever the message quotes: a newline or escape sequence that
+    came from an argument or a file is shown escaped, never acted on."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    click.echo(f"nomadml: error: {shown}", err=True)
+
+
+class _Seconds(click.FloatRange):
+    """A number of seconds >= 1; nan and inf are not (FloatRange lets nan through)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
+
+
+_SECONDS = _Seconds(min=1)
+
+
 class _Group(click.Group):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Like click's, but a usage error is one line too (click prints four)."""
         run: Any = super().main  # click's overloads cannot express this pass-through
         if not standalone_mode:
             return run(*args, standalone_mode=False, **kwargs)
+        from nomadml.interrupts import sigterm_interrupts
+
+        sigterm_interrupts()
         try:
             code = run(*args, standalone_mode=False, **kwargs)
         except click.UsageError as err:
             where = f"{err.ctx.command_path}: " if err.ctx else ""
-            click.echo(f"nomadml: error: {where}{err.format_message()} (see --help)", err=True)
+            _error(f"{where}{err.format_message()} (see --help)")
             sys.exit(int(ExitCode.BAD_INPUT))
         except click.ClickException as err:
-            click.echo(f"nomadml: error: {err.format_message()}", err=True)
+            _error(err.format_message())
             sys.exit(err.exit_code)
         except click.Abort:
             click.echo("nomadml: interrupted", err=True)
@@ -56,12 +83,12 @@ class _Group(click.Group):
             # `validate` lists every problem; other commands stop at one clear line.
             lines = err.lines() if ctx.invoked_subcommand == "validate" else [str(err)]
             for line in lines:
-                click.echo(f"nomadml: error: {line}", err=True)
+                _error(line)
             ctx.exit(int(err.exit_code))
         except NomadMLError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"nomadml: error: {err}", err=True)
+            _error(str(err))
             ctx.exit(int(err.exit_code))
         except KeyboardInterrupt:
             click.echo("nomadml: interrupted", err=True)
@@ -232,7 +259,7 @@ def plan(
 @click.option(
     "--timeout",
     "timeout_s",
-    type=click.FloatRange(min=1),
+    type=_SECONDS,
     help="Client-side deadline in seconds (default: progress deadline + gates + 60).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
@@ -266,7 +293,7 @@ def deploy(
         )
     except KeyboardInterrupt:
         printer.close()
-        if printer.registered():
+        if printer.past_plan():
             click.echo(
                 f"nomadml: detached; the deployment goes on in Nomad. Resume with: {resume}",
                 err=True,
@@ -309,7 +336,7 @@ def follow_options(f: F) -> F:
     return click.option(
         "--timeout",
         "timeout_s",
-        type=click.FloatRange(min=1),
+        type=_SECONDS,
         default=600.0,
         show_default=True,
         help="Client-side deadline in seconds.",

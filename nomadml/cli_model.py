@@ -13,6 +13,30 @@ if TYPE_CHECKING:
     from nomadml.registry import ModelRegistry
 
 
+def _name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """NAME goes into registry paths: only a model name gets there."""
+    import re
+
+    from nomadml.spec import NAME
+
+    if value is not None and not re.fullmatch(NAME, value):
+        raise click.BadParameter(
+            f"{value!r}: a model name is lowercase letters, digits and '-', starting with a letter"
+        )
+    return value
+
+
+def _version(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from nomadml.errors import BadInput
+    from nomadml.spec import parse_version
+
+    try:
+        parse_version(value, "VERSION")
+    except BadInput as err:
+        raise click.BadParameter(str(err).removeprefix("VERSION: ")) from None
+    return value
+
+
 def _registry(ctx: click.Context) -> ModelRegistry:
     from nomadml.cli import _api
     from nomadml.registry import ModelRegistry
@@ -84,8 +108,8 @@ def register(
 
 
 @model.command()
-@click.argument("name")
-@click.argument("version")
+@click.argument("name", callback=_name)
+@click.argument("version", callback=_version)
 @click.option(
     "--spec",
     "spec_path",
@@ -135,8 +159,8 @@ def validate(ctx: click.Context, name: str, version: str, spec_path: Path) -> No
 
 
 def _stage_command(target: str, doc: str) -> click.Command:
-    @click.argument("name")
-    @click.argument("version")
+    @click.argument("name", callback=_name)
+    @click.argument("version", callback=_version)
     @click.option("--approve", is_flag=True, help="Approve a change the spec says needs approval.")
     @click.option(
         "--spec",
@@ -203,7 +227,7 @@ model.add_command(
 
 
 @model.command(name="list")
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=_name)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def list_versions(ctx: click.Context, name: str | None, as_json: bool) -> None:
@@ -222,8 +246,8 @@ def list_versions(ctx: click.Context, name: str | None, as_json: bool) -> None:
 
 
 @model.command()
-@click.argument("name")
-@click.argument("version")
+@click.argument("name", callback=_name)
+@click.argument("version", callback=_version)
 @click.pass_context
 def show(ctx: click.Context, name: str, version: str) -> None:
     """One version's full record."""
@@ -237,7 +261,7 @@ def show(ctx: click.Context, name: str, version: str) -> None:
 
 
 @model.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @click.option("--at", "at", help="An ISO time (UTC): which version was in production then.")
 @click.pass_context
 def history(ctx: click.Context, name: str, at: str | None) -> None:

@@ -53,5 +53,7 @@ class Printer:
             text += f" [{', '.join(parts)}; {data.get('seconds_left', 0)}s left]"
         return text
 
-    def registered(self) -> bool:
-        return any(e.kind == "registered" for e in self.seen)
+    def past_plan(self) -> bool:
+        """True once the run reached Nomad beyond planning: it registered, or it is
+        following a deployment an earlier run started (a resume)."""
+        return any(e.kind != "plan" for e in self.seen)

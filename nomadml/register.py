@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,16 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
         raise BadInput(f"{where}: missing (metrics, signature, training data, notes)") from None
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise BadInput(f"{where}: not valid JSON: {err}") from None
+    except RecursionError:
+        raise BadInput(f"{where}: not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise BadInput(f"{where}: expected a JSON object")
     metrics = data.get("metrics")
     if not isinstance(metrics, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in metrics.values()
     ):
-        raise BadInput(f"{where}: metrics: expected an object of numbers")
+        raise BadInput(f"{where}: metrics: expected an object of numbers (not NaN or Infinity)")
     signature = data.get("signature")
     if (
         not isinstance(signature, dict)
@@ -73,6 +77,8 @@ def register_model(
         )
     if (version is None) == (bump_part is None):
         raise BadInput("give exactly one of --version and --bump")
+    if version is not None:
+        parse_version(version, "--version")  # offline, before Nomad is asked anything
     if not model_dir.is_dir():
         raise BadInput(f"{model_dir}: not a directory")
     metadata = read_metadata(model_dir)

@@ -30,8 +30,22 @@ def hcl(value: Any) -> str:
     if isinstance(value, (int, float)):
         return json.dumps(value)
     if isinstance(value, str):
+        # Like JSON's ASCII-only strings, but HCL has no \b or \f and wants \UXXXXXXXX,
+        # not a surrogate pair, beyond U+FFFF; lone surrogates have no UTF-8 at all.
+        simple = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+        out = []
+        for c in value:
+            code = ord(c)
+            if c in simple:
+                out.append(simple[c])
+            elif 0x20 <= code < 0x7F:
+                out.append(c)
+            elif 0xD800 <= code <= 0xDFFF:
+                raise ValueError(f"{value!r} is not valid Unicode (a lone surrogate)")
+            else:
+                out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
         # HCL2 string templates treat ${ and %{ as interpolation: escape them.
-        return json.dumps(value).replace("${", "$${").replace("%{", "%%{")
+        return '"' + "".join(out).replace("${", "$${").replace("%{", "%%{") + '"'
     if isinstance(value, Mapping):
         inner = ", ".join(f"{hcl(str(k))} = {hcl(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"

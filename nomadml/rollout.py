@@ -13,6 +13,7 @@ from nomadml import history
 from nomadml.decide import Action, Decision, Observation, decide
 from nomadml.errors import ExitCode, NomadAPIError, NomadMLError, NomadUnreachable
 from nomadml.events import Emit, Event, discard
+from nomadml.interrupts import deferred
 from nomadml.majors import retire_old_majors
 from nomadml.nomad_api import BLOCKING_WAIT_S, NomadAPI
 from nomadml.observe import failed_tasks, groups, placement_failures, unhealthy
@@ -113,43 +114,46 @@ def deploy(
             emit,
             started=started,
         )
-    answer = register_exclusively(
-        api, job, enforce_index=summary.job_modify_index, source=prepared.hcl
-    )
-    registered = api.job(job_id) or {}
-    job_version = int(registered.get("Version", 0))
-    if (registered.get("Meta") or {}).get("nomadml.version") != version:
-        raise NomadMLError(
-            f"{job_id}: changed by someone else right after registering; check `nomadml history`"
+    # A signal here waits: the job version, its record and its tag go in together.
+    with deferred():
+        answer = register_exclusively(
+            api, job, enforce_index=summary.job_modify_index, source=prepared.hcl
         )
-    emit(
-        Event(
-            "registered",
+        registered = api.job(job_id) or {}
+        job_version = int(registered.get("Version", 0))
+        if (registered.get("Meta") or {}).get("nomadml.version") != version:
+            raise NomadMLError(
+                f"{job_id}: changed by someone else right after registering; "
+                "check `nomadml history`"
+            )
+        emit(
+            Event(
+                "registered",
+                job_id,
+                f"registered {job_id} version {job_version} "
+                f"(model {version}, evaluation {answer.get('EvalID', '')[:8]})",
+                {"job_version": job_version, "eval": answer.get("EvalID")},
+            )
+        )
+        history.record(
+            api,
             job_id,
-            f"registered {job_id} version {job_version} "
-            f"(model {version}, evaluation {answer.get('EvalID', '')[:8]})",
-            {"job_version": job_version, "eval": answer.get("EvalID")},
+            job_version,
+            {
+                "kind": "deploy",
+                "model_version": version,
+                "outcome": "running",
+                "spec_hash": spec.spec_hash,
+                "image": prepared.release.model_image,
+            },
         )
-    )
-    history.record(
-        api,
-        job_id,
-        job_version,
-        {
-            "kind": "deploy",
-            "model_version": version,
-            "outcome": "running",
-            "spec_hash": spec.spec_hash,
-            "image": prepared.release.model_image,
-        },
-    )
-    tag_version(
-        api,
-        job_id,
-        version,
-        job_version,
-        f"nomadml deploy of {spec.name} {version} (spec {spec.spec_hash})",
-    )
+        tag_version(
+            api,
+            job_id,
+            version,
+            job_version,
+            f"nomadml deploy of {spec.name} {version} (spec {spec.spec_hash})",
+        )
     result = watch(
         api,
         job_id,
@@ -355,7 +359,8 @@ def watch(
             promote_requested = _promote(api, job_id, dep["ID"], emit)
         elif decision.action is Action.FAIL:
             emit(Event("fail", job_id, f"failing deployment {dep['ID'][:8]}: {decision.reason}"))
-            api.fail_deployment(dep["ID"])
+            with deferred():
+                api.fail_deployment(dep["ID"])
             fail_requested, fail_requested_at = True, time.monotonic()
             result.reason = decision.reason
         elif decision.action.final:
@@ -365,7 +370,8 @@ def watch(
 
 def _promote(api: NomadAPI, job_id: str, deployment_id: str, emit: Emit) -> bool:
     try:
-        api.promote(deployment_id)
+        with deferred():
+            api.promote(deployment_id)
     except NomadAPIError as err:
         if "terminal" in err.message or "already promoted" in err.message.lower():
             return True

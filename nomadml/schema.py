@@ -19,7 +19,8 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 def seconds(duration: str) -> float:
     """'1m30s' -> 90.0 (the duration must already be valid)."""
-    return sum(int(n) * _UNITS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h)", duration))
+    # float(), not int(): a 5000-digit count is inf, not a ValueError or OverflowError.
+    return sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h)", duration))
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,11 @@ def _check_kind(kind: str, value: Any) -> str | None:
     elif kind == "bool":
         ok = isinstance(value, bool)
     elif kind == "duration":
-        if not isinstance(value, str) or not DURATION.match(value):
+        # fullmatch: `$` alone lets "30s\n" through; ASCII: `\d` takes U+0661 and kin too.
+        if not isinstance(value, str) or not value.isascii() or not DURATION.fullmatch(value):
             return f'expected a duration such as "30s", "5m" or "1h30m", got {_describe(value)}'
+        if seconds(value) > 9_223_372_036:  # Nomad's durations are int64 nanoseconds
+            return "must be at most 292 years, the longest duration Nomad can hold"
         return None
     elif kind == "list[str]":
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
@@ -90,7 +94,9 @@ def check(
         if key not in schema:
             near = difflib.get_close_matches(key, list(schema), n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
-            problems.append((f"{prefix}{key}", f"unknown key{hint}"))
+            # A quoted TOML key may hold a newline or an escape: never print it raw.
+            shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
+            problems.append((f"{prefix}{shown}", f"unknown key{hint}"))
     for key, rule in schema.items():
         path = f"{prefix}{key}"
         if not isinstance(rule, Field):  # a nested table

@@ -247,7 +247,8 @@ class ModelSpec:
 
 def parse_version(version: str, where: str = "version") -> tuple[int, int, int]:
     """Strict MAJOR.MINOR.PATCH[-prerelease]; nothing else reaches a path or a job."""
-    m = VERSION.fullmatch(version) if isinstance(version, str) else None
+    # ASCII only: the pattern's \d would also take other digits, such as U+0661.
+    m = VERSION.fullmatch(version) if isinstance(version, str) and version.isascii() else None
     if not m:
         raise BadInput(
             f"{where}: invalid model version {version!r}: expected MAJOR.MINOR.PATCH such as 1.2.0"
@@ -261,6 +262,10 @@ def parse_spec(text: str, source: str) -> ModelSpec:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(source, "", f"not valid TOML: {err}") from None
+    except ValueError:  # an integer literal past Python's int-from-text limit (4300 digits)
+        raise SpecError(source, "", "not valid TOML: a number has too many digits") from None
+    except RecursionError:
+        raise SpecError(source, "", "not valid TOML: arrays or tables nested too deeply") from None
     data, problems = check(raw, SCHEMA)
     if not problems:
         problems = _cross_checks(data)

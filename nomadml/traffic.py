@@ -28,6 +28,7 @@ class TrafficReport:
     by_version: Counter[str] = field(default_factory=Counter)
     failed_by_version: Counter[str] = field(default_factory=Counter)  # from service tags
     errors: Counter[str] = field(default_factory=Counter)
+    retried: int = 0  # refused connections sent again to another live address
 
 
 class Traffic:
@@ -40,8 +41,12 @@ class Traffic:
         rate_per_s: float = 20.0,
         max_seconds: float = 600.0,
         max_requests: int = 100_000,
+        retry_refused: bool = False,
     ) -> None:
+        """`retry_refused`: act like a load balancer that sends a refused connection
+        (nothing was processed) once more, to another live address."""
         self.api, self.service = api, service
+        self.retry_refused = retry_refused
         self.interval = 1.0 / rate_per_s
         self.max_seconds, self.max_requests = max_seconds, max_requests
         self.report = TrafficReport()
@@ -79,14 +84,19 @@ class Traffic:
             if not self._targets:
                 self._stop.wait(self.interval)
                 continue
-            target, version = self._targets[n % len(self._targets)]
+            targets = list(self._targets)
+            target, version = targets[n % len(targets)]
             n += 1
-            self._send(target, version, body)
+            self.report.sent += 1
+            if not self._send(target, version, body, self.retry_refused and len(targets) > 1):
+                self.report.retried += 1
+                self._send(*targets[n % len(targets)], body, False)
             self._stop.wait(self.interval)
 
-    def _send(self, target: str, version: str, body: bytes) -> None:
+    def _send(self, target: str, version: str, body: bytes, may_retry: bool) -> bool:
+        """One request, counted; False (and not counted) when the connection was
+        refused and `may_retry`: nothing was processed, another address may serve it."""
         r = self.report
-        r.sent += 1
         request = urllib.request.Request(
             f"{target}/predict",
             data=body,
@@ -103,6 +113,9 @@ class Traffic:
             r.failed_by_version[version] += 1
             r.errors[f"HTTP {err.code}"] += 1
         except (OSError, ValueError) as err:
+            if may_retry and isinstance(getattr(err, "reason", err), ConnectionRefusedError):
+                return False
             r.failed += 1
             r.failed_by_version[version] += 1
             r.errors[type(err).__name__] += 1
+        return True

@@ -128,6 +128,17 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
             ):
                 time.sleep(0.5)
         a.stop()
+        _unmount_under(tmp_path)
+
+
+def _unmount_under(root: Path) -> None:
+    """The client mounts tmpfs secrets dirs in alloc dirs; a stopped agent leaves
+    them behind, and pytest could not remove the test's directory later."""
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted(points, key=len, reverse=True):
+        if point.startswith(f"{root}/"):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 def test_agent_stopped_and_restarted_mid_watch(

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -158,7 +159,7 @@ def acl_agent() -> Iterator[str]:
         yield from _agent(Path(tmp), "acl {\n enabled = true\n}\n", "http")
 
 
-def _call(address: str, method: str, path: str, token: str, body: object = None) -> dict:
+def _call(address: str, method: str, path: str, token: str, body: object = None) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{address}/v1/{path}",
         method=method,
