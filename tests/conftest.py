@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nomadml.errors import NomadMLError
 from nomadml.nomad_api import NomadAPI
+from nomadml.rollout import RolloutResult
 from nomadml.settings import NomadSettings
 
 
@@ -73,14 +75,29 @@ def model_name(nomad: NomadAPI) -> Iterator[str]:
             nomad.stop_job(job["ID"], purge=True)
 
 
+GATE_PRESETS: dict[str, dict[str, str]] = {
+    "shipped": {},
+    "fast": {
+        'window = "20s"': 'window = "6s"',
+        'interval = "5s"': 'interval = "2s"',
+        "consecutive_passes = 3": "consecutive_passes = 2",
+        "min_requests = 20": "min_requests = 10",
+    },
+    "health": {"[gates]\n": "[gates]\nanalysis = false\n"},
+}
+
+
 @pytest.fixture()
 def make_spec(tmp_path: Path, model_name: str) -> Callable[..., Path]:
-    """Write the shipped iris spec under the test's model name; `replace` edits it."""
+    """Write the shipped iris spec under the test's model name; `gates` picks a preset
+    ("fast": short analysis windows; "health": Nomad health only), then `replace` edits."""
 
-    def write(replace: dict[str, str] | None = None, file: str = "spec.toml") -> Path:
+    def write(
+        replace: dict[str, str] | None = None, file: str = "spec.toml", gates: str = "shipped"
+    ) -> Path:
         text = (Path(__file__).resolve().parent.parent / "jobspecs" / "iris.toml").read_text()
         text = text.replace('name = "iris"', f'name = "{model_name}"', 1)
-        for old, new in (replace or {}).items():
+        for old, new in [*GATE_PRESETS[gates].items(), *(replace or {}).items()]:
             assert old in text, f"spec has no {old!r} to replace"
             text = text.replace(old, new, 1)
         path = tmp_path / file
@@ -96,6 +113,22 @@ def serving_image(docker_client: object) -> str:
     from nomadml.images import build_serving_image
 
     return build_serving_image().pinned
+
+
+@pytest.fixture()
+def roll(nomad: NomadAPI, serving_image: str) -> Callable[..., RolloutResult]:
+    """Deploy a model version of a spec (as `nomadml deploy` would) and wait for the end."""
+    from nomadml.prepare import prepare
+    from nomadml.rollout import deploy
+    from nomadml.spec import load_spec
+
+    def run(
+        spec: Path, version: str, image: str, api: NomadAPI | None = None, **kwargs: Any
+    ) -> RolloutResult:
+        prepared = prepare(load_spec(spec), version, model_image=image, serving_image=serving_image)
+        return deploy(api or nomad, prepared, timeout_s=kwargs.pop("timeout_s", 240), **kwargs)
+
+    return run
 
 
 @pytest.fixture()

@@ -18,8 +18,6 @@ from typing import Any
 from nomadml.errors import ExitCode
 from nomadml.nomad_api import NomadAPI
 
-HEALTH_ONLY = {"[gates]\n": "[gates]\nanalysis = false\n"}
-
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "nomadml", *args]
@@ -33,7 +31,7 @@ def test_ctrl_c_detaches_and_the_printed_command_resumes(
     serving_image: str,
     receiver: Any,
 ) -> None:
-    spec = str(make_spec(HEALTH_ONLY))
+    spec = str(make_spec(gates="health"))
     job_id = f"{model_name}-v1"
     first = subprocess.run(
         _cli(

@@ -22,18 +22,10 @@ import pytest
 
 from nomadml.decide import Action
 from nomadml.nomad_api import NomadAPI
-from nomadml.prepare import prepare
-from nomadml.rollout import RolloutResult, deploy
-from nomadml.spec import load_spec
+from nomadml.rollout import RolloutResult
 from nomadml.traffic import Traffic
 
-HEALTH_ONLY = {"[gates]\n": "[gates]\nanalysis = false\n"}
 SPARE_REGISTRY = "127.0.0.1:5055"
-
-
-def _deploy(nomad: NomadAPI, spec: Path, version: str, image: str, serving: str) -> RolloutResult:
-    prepared = prepare(load_spec(spec), version, model_image=image, serving_image=serving)
-    return deploy(nomad, prepared, timeout_s=240)
 
 
 class SpareRegistry:
@@ -96,6 +88,7 @@ def _ship_to(registry: str, model_name: str, version: str) -> str:
 
 
 def test_registry_down_when_the_bootstrap_needs_the_model(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     docker_client: Any,
     model_name: str,
@@ -105,15 +98,15 @@ def test_registry_down_when_the_bootstrap_needs_the_model(
     models_volume: Path,
     spare_registry: SpareRegistry,
 ) -> None:
-    spec, job_id = make_spec(HEALTH_ONLY), f"{model_name}-v1"
-    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    spec, job_id = make_spec(gates="health"), f"{model_name}-v1"
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
     image = _ship_to(SPARE_REGISTRY, model_name, "1.1.0")
     # The node must fetch it: drop the engine's copy, then the registry.
     docker_client.images.remove(image.split("@")[0] + ":1.1.0", force=True)
     spare_registry.stop()
 
     with Traffic(nomad, job_id, rate_per_s=15, max_seconds=240) as traffic:
-        result = _deploy(nomad, spec, "1.1.0", image, serving_image)
+        result = roll(spec, "1.1.0", image)
     print(f"registry down: {result.action.value}: {result.reason}")
     assert result.action is Action.ROLLED_BACK, result.reason
     assert "task bootstrap" in result.reason and "pull" in result.reason.lower(), result.reason
@@ -123,12 +116,13 @@ def test_registry_down_when_the_bootstrap_needs_the_model(
 
     # The registry is back: the same deploy goes through, nothing to clean up by hand.
     spare_registry.start()
-    again = _deploy(nomad, spec, "1.1.0", image, serving_image)
+    again = roll(spec, "1.1.0", image)
     assert again.action is Action.SUCCEEDED, again.reason
     assert (models_volume / model_name / "1.1.0").is_dir()
 
 
 def test_serving_task_crash_after_promotion(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     docker_client: Any,
     model_name: str,
@@ -136,9 +130,9 @@ def test_serving_task_crash_after_promotion(
     ship: Callable[..., str],
     serving_image: str,
 ) -> None:
-    spec, job_id = make_spec(HEALTH_ONLY), f"{model_name}-v1"
-    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
-    assert _deploy(nomad, spec, "1.1.0", ship("1.1.0"), serving_image).action is Action.SUCCEEDED
+    spec, job_id = make_spec(gates="health"), f"{model_name}-v1"
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    assert roll(spec, "1.1.0", ship("1.1.0")).action is Action.SUCCEEDED
     job_version = (nomad.job(job_id) or {})["Version"]
     running = [a for a in nomad.job_allocations(job_id) if a["ClientStatus"] == "running"]
     assert len(running) == 2

@@ -27,13 +27,6 @@ from nomadml.rollout import deploy
 from nomadml.spec import load_spec
 from nomadml.traffic import Traffic
 
-GATES = {
-    'window = "20s"': 'window = "6s"',
-    'interval = "5s"': 'interval = "2s"',
-    "consecutive_passes = 3": "consecutive_passes = 3",
-    "min_requests = 20": "min_requests = 10",
-}
-
 
 def _interrupt_at(args: list[str], kind: str, signum: int) -> tuple[int, str, list[str]]:
     """Run `nomadml deploy ... --json`; send `signum` once an event of `kind` is out."""
@@ -76,7 +69,7 @@ def test_a_signal_at_each_stage_leaves_a_defined_state(
     ship: Callable[..., str],
     serving_image: str,
 ) -> None:
-    spec = make_spec(GATES)
+    spec = make_spec({"consecutive_passes = 2": "consecutive_passes = 3"}, gates="fast")
     job_id = f"{model_name}-v1"
     first = prepare(
         load_spec(spec), "1.0.0", model_image=ship("1.0.0"), serving_image=serving_image

@@ -13,33 +13,23 @@ from nomadml import quickstart
 from nomadml.cli import main
 from nomadml.decide import Action
 from nomadml.nomad_api import NomadAPI
-from nomadml.prepare import prepare
-from nomadml.rollout import RolloutResult, deploy
-from nomadml.spec import load_spec
-
-HEALTH_ONLY = {"[gates]\n": "[gates]\nanalysis = false\n"}
-
-
-def _deploy(nomad: NomadAPI, spec: Path, version: str, image: str, serving: str) -> RolloutResult:
-    prepared = prepare(load_spec(spec), version, model_image=image, serving_image=serving)
-    return deploy(nomad, prepared, timeout_s=240)
+from nomadml.rollout import RolloutResult
 
 
 def test_majors_side_by_side_retirement_and_isolation(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
     make_spec: Callable[..., Path],
     ship: Callable[..., str],
     serving_image: str,
 ) -> None:
-    spec = make_spec(HEALTH_ONLY)  # keep_majors = 2, as shipped
+    spec = make_spec(gates="health")  # keep_majors = 2, as shipped
     for version in ("0.1.0", "1.0.0"):
-        assert (
-            _deploy(nomad, spec, version, ship(version), serving_image).action is Action.SUCCEEDED
-        )
+        assert roll(spec, version, ship(version)).action is Action.SUCCEEDED
     assert (nomad.job(f"{model_name}-v0") or {}).get("Status") == "running"
 
-    v2 = _deploy(nomad, spec, "2.0.0", ship("2.0.0", c=0.2), serving_image)
+    v2 = roll(spec, "2.0.0", ship("2.0.0", c=0.2))
     assert v2.action is Action.SUCCEEDED, v2.reason
     assert (nomad.job(f"{model_name}-v0") or {}).get("Stop") is True  # retired
     v1 = nomad.job(f"{model_name}-v1")
@@ -61,7 +51,7 @@ def test_majors_side_by_side_retirement_and_isolation(
     v1_allocs = sorted(
         a["ID"] for a in nomad.job_allocations(f"{model_name}-v1") if a["ClientStatus"] == "running"
     )
-    bad = _deploy(nomad, spec, "2.1.0", ship("2.1.0", corrupt=True), serving_image)
+    bad = roll(spec, "2.1.0", ship("2.1.0", corrupt=True))
     assert bad.action is Action.ROLLED_BACK, bad.reason
     after = nomad.job(f"{model_name}-v1")
     assert after is not None and after["Version"] == v1["Version"]

@@ -18,8 +18,6 @@ from nomadml.nomad_api import NomadAPI
 from nomadml.registry import ModelRegistry
 from nomadml.training import train_iris
 
-HEALTH_ONLY = {"[gates]\n": "[gates]\nanalysis = false\n"}
-
 
 def cli(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args))
@@ -44,7 +42,7 @@ def test_register_validate_deploy_promote(
     tmp_path: Path,
     serving_image: str,
 ) -> None:
-    spec = str(make_spec(HEALTH_ONLY))
+    spec = str(make_spec(gates="health"))
     first = _model_dir(tmp_path, "m1")
     code, out, err = cli("model", "register", str(first), "--name", model_name, "--bump", "major")
     assert code == 0, err

@@ -8,31 +8,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from nomadml import history
 from nomadml.decide import Action
 from nomadml.errors import Conflict, ExitCode
 from nomadml.nomad_api import NomadAPI
-from nomadml.prepare import prepare
 from nomadml.rollback import rollback
-from nomadml.rollout import RolloutResult, deploy
-from nomadml.spec import load_spec
+from nomadml.rollout import RolloutResult
 from nomadml.traffic import Traffic
-
-FAST_GATES = {
-    'window = "20s"': 'window = "6s"',
-    'interval = "5s"': 'interval = "2s"',
-    "consecutive_passes = 3": "consecutive_passes = 2",
-    "min_requests = 20": "min_requests = 10",
-}
-
-
-def _deploy(
-    nomad: NomadAPI, spec: Path, version: str, image: str, serving: str, **kwargs: Any
-) -> RolloutResult:
-    prepared = prepare(load_spec(spec), version, model_image=image, serving_image=serving)
-    return deploy(nomad, prepared, timeout_s=kwargs.pop("timeout_s", 240), **kwargs)
 
 
 def _running_versions(nomad: NomadAPI, job_id: str) -> set[str]:
@@ -43,19 +26,20 @@ def _running_versions(nomad: NomadAPI, job_id: str) -> set[str]:
 
 
 def test_good_version_canaries_pass_gates_and_are_promoted_then_rolled_back(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
     make_spec: Callable[..., Path],
     ship: Callable[..., str],
     serving_image: str,
 ) -> None:
-    spec = make_spec(FAST_GATES)
+    spec = make_spec(gates="fast")
     job_id = f"{model_name}-v1"
-    first = _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image)
+    first = roll(spec, "1.0.0", ship("1.0.0"))
     assert first.action is Action.SUCCEEDED, first.reason
 
     with Traffic(nomad, job_id, rate_per_s=15, max_seconds=180) as traffic:
-        result = _deploy(nomad, spec, "1.1.0", ship("1.1.0", c=0.5), serving_image)
+        result = roll(spec, "1.1.0", ship("1.1.0", c=0.5))
     assert result.action is Action.SUCCEEDED, result.reason
     assert result.exit_code is ExitCode.OK
     assert [g["verdict"] for g in result.gates][-2:] == ["pass", "pass"]
@@ -84,19 +68,18 @@ def test_good_version_canaries_pass_gates_and_are_promoted_then_rolled_back(
 
 
 def test_erroring_canary_fails_its_gate_and_stable_keeps_serving(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
     make_spec: Callable[..., Path],
     ship: Callable[..., str],
     serving_image: str,
 ) -> None:
-    spec = make_spec(FAST_GATES)
+    spec = make_spec(gates="fast")
     job_id = f"{model_name}-v1"
-    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
     with Traffic(nomad, job_id, rate_per_s=15, max_seconds=180) as traffic:
-        result = _deploy(
-            nomad, spec, "1.1.0", ship("1.1.0", serving={"error_rate": 0.5}), serving_image
-        )
+        result = roll(spec, "1.1.0", ship("1.1.0", serving={"error_rate": 0.5}))
     assert result.action is Action.ROLLED_BACK, result.reason
     assert result.exit_code is ExitCode.ROLLED_BACK
     assert "gate failed: error rate" in result.reason
@@ -109,6 +92,7 @@ def test_erroring_canary_fails_its_gate_and_stable_keeps_serving(
 
 
 def test_corrupted_model_fails_in_bootstrap_and_leaves_previous_version_alone(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
     make_spec: Callable[..., Path],
@@ -116,13 +100,13 @@ def test_corrupted_model_fails_in_bootstrap_and_leaves_previous_version_alone(
     serving_image: str,
     models_volume: Path,
 ) -> None:
-    spec = make_spec(FAST_GATES)
+    spec = make_spec(gates="fast")
     job_id = f"{model_name}-v1"
-    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
     installed = models_volume / model_name / "1.0.0"
     before = {p.name: p.stat().st_mtime_ns for p in installed.iterdir()}
 
-    result = _deploy(nomad, spec, "1.1.0", ship("1.1.0", corrupt=True), serving_image)
+    result = roll(spec, "1.1.0", ship("1.1.0", corrupt=True))
     assert result.action is Action.ROLLED_BACK, result.reason
     assert "task bootstrap" in result.reason
     assert "bootstrap said: bootstrap: size mismatch" in result.reason
@@ -132,6 +116,7 @@ def test_corrupted_model_fails_in_bootstrap_and_leaves_previous_version_alone(
 
 
 def test_promotion_made_outside_nomadml_is_noticed(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
     make_spec: Callable[..., Path],
@@ -140,14 +125,12 @@ def test_promotion_made_outside_nomadml_is_noticed(
 ) -> None:
     # No traffic and a high sample minimum: nomadml's gates cannot decide, so the
     # canary waits for them — until an operator promotes it through the API.
-    spec = make_spec({**FAST_GATES, "min_requests = 20": "min_requests = 100000"})
+    spec = make_spec({"min_requests = 10": "min_requests = 100000"}, gates="fast")
     job_id = f"{model_name}-v1"
-    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
     image = ship("1.1.0")
     outcome: list[RolloutResult] = []
-    watcher = threading.Thread(
-        target=lambda: outcome.append(_deploy(nomad, spec, "1.1.0", image, serving_image))
-    )
+    watcher = threading.Thread(target=lambda: outcome.append(roll(spec, "1.1.0", image)))
     watcher.start()
     deadline = time.monotonic() + 120
     promoted = False
@@ -165,6 +148,7 @@ def test_promotion_made_outside_nomadml_is_noticed(
 
 
 def test_two_deploys_at_once_exactly_one_registers(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
     make_spec: Callable[..., Path],
@@ -173,7 +157,7 @@ def test_two_deploys_at_once_exactly_one_registers(
 ) -> None:
     spec = make_spec({"[gates]\n": "[gates]\nanalysis = false\n"})  # no traffic here
     job_id = f"{model_name}-v1"
-    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
     images = {"1.1.0": ship("1.1.0"), "1.2.0": ship("1.2.0", c=0.3)}
     barrier = threading.Barrier(2, timeout=60)
 
@@ -188,9 +172,7 @@ def test_two_deploys_at_once_exactly_one_registers(
 
     def run(version: str) -> None:
         try:
-            outcomes[version] = _deploy(
-                RacingAPI(nomad.settings), spec, version, images[version], serving_image
-            )
+            outcomes[version] = roll(spec, version, images[version], api=RacingAPI(nomad.settings))
         except Conflict as err:
             outcomes[version] = err
 

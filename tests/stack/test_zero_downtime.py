@@ -8,30 +8,18 @@ Every figure is printed so the run log records it (pytest -s, or on failure).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from nomadml.decide import Action
 from nomadml.nomad_api import NomadAPI
-from nomadml.prepare import prepare
 from nomadml.rollback import rollback
-from nomadml.rollout import RolloutResult, deploy
-from nomadml.spec import load_spec
+from nomadml.rollout import RolloutResult
 from nomadml.traffic import Traffic, TrafficReport
 
-FAST_GATES = {
-    'window = "20s"': 'window = "6s"',
-    'interval = "5s"': 'interval = "2s"',
-    "consecutive_passes = 3": "consecutive_passes = 2",
-    "min_requests = 20": "min_requests = 10",
-}
 RATE = 15  # requests per second, within the generator's bounds below
 MAX_SECONDS = 240
-
-
-def _deploy(nomad: NomadAPI, spec: Path, version: str, image: str, serving: str) -> RolloutResult:
-    prepared = prepare(load_spec(spec), version, model_image=image, serving_image=serving)
-    return deploy(nomad, prepared, timeout_s=240)
 
 
 def _counted(scenario: str, report: TrafficReport) -> str:
@@ -44,17 +32,18 @@ def _counted(scenario: str, report: TrafficReport) -> str:
 
 
 def test_canary_rollout_with_promotion_drops_nothing(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
     make_spec: Callable[..., Path],
     ship: Callable[..., str],
     serving_image: str,
 ) -> None:
-    spec, job_id = make_spec(FAST_GATES), f"{model_name}-v1"
-    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    spec, job_id = make_spec(gates="fast"), f"{model_name}-v1"
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
     image = ship("1.1.0", c=0.5)
     with Traffic(nomad, job_id, rate_per_s=RATE, max_seconds=MAX_SECONDS) as traffic:
-        result = _deploy(nomad, spec, "1.1.0", image, serving_image)
+        result = roll(spec, "1.1.0", image)
     report = traffic.report
     line = _counted("canary promoted", report)
     assert result.action is Action.SUCCEEDED, result.reason
@@ -63,6 +52,7 @@ def test_canary_rollout_with_promotion_drops_nothing(
 
 
 def test_failed_canary_rolled_back_drops_nothing(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
     make_spec: Callable[..., Path],
@@ -71,11 +61,11 @@ def test_failed_canary_rolled_back_drops_nothing(
 ) -> None:
     # The canary answers correctly but slowly: its latency gate fails, and the
     # rollback must not cost a single request.
-    spec, job_id = make_spec(FAST_GATES), f"{model_name}-v1"
-    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    spec, job_id = make_spec(gates="fast"), f"{model_name}-v1"
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
     image = ship("1.1.0", serving={"extra_latency_ms": 400})
     with Traffic(nomad, job_id, rate_per_s=RATE, max_seconds=MAX_SECONDS) as traffic:
-        result = _deploy(nomad, spec, "1.1.0", image, serving_image)
+        result = roll(spec, "1.1.0", image)
     report = traffic.report
     line = _counted("canary failed and rolled back", report)
     assert result.action is Action.ROLLED_BACK, result.reason
@@ -86,17 +76,18 @@ def test_failed_canary_rolled_back_drops_nothing(
 
 
 def test_post_promotion_rollback_drops_nothing(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
     make_spec: Callable[..., Path],
     ship: Callable[..., str],
     serving_image: str,
 ) -> None:
-    spec, job_id = make_spec(FAST_GATES), f"{model_name}-v1"
-    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    spec, job_id = make_spec(gates="fast"), f"{model_name}-v1"
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
     image = ship("1.1.0", c=0.5)
     with Traffic(nomad, job_id, rate_per_s=RATE, max_seconds=MAX_SECONDS) as warmup:
-        assert _deploy(nomad, spec, "1.1.0", image, serving_image).action is Action.SUCCEEDED
+        assert roll(spec, "1.1.0", image).action is Action.SUCCEEDED
     assert warmup.report.failed == 0, _counted("canary promoted", warmup.report)
     with Traffic(nomad, job_id, rate_per_s=RATE, max_seconds=MAX_SECONDS) as traffic:
         result = rollback(nomad, job_id, timeout_s=240)
@@ -109,23 +100,28 @@ def test_post_promotion_rollback_drops_nothing(
 
 
 def test_new_major_beside_the_old_drops_nothing(
+    roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
     make_spec: Callable[..., Path],
     ship: Callable[..., str],
     serving_image: str,
 ) -> None:
-    spec = make_spec(FAST_GATES)
+    spec = make_spec(gates="fast")
     v1, v2 = f"{model_name}-v1", f"{model_name}-v2"
-    assert _deploy(nomad, spec, "1.0.0", ship("1.0.0"), serving_image).action is Action.SUCCEEDED
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
     image = ship("2.0.0", c=0.2)
     with (
         Traffic(nomad, v1, rate_per_s=RATE, max_seconds=MAX_SECONDS) as old,
         Traffic(nomad, v2, rate_per_s=RATE, max_seconds=MAX_SECONDS) as new,
     ):
-        result = _deploy(nomad, spec, "2.0.0", image, serving_image)
-    line = _counted("old major during new major's rollout", old.report)
-    new_line = _counted("new major during its rollout", new.report)
+        result = roll(spec, "2.0.0", image)
+        # Both majors side by side: keep both flows going until v2 has answered a while.
+        settle = time.monotonic() + 30
+        while time.monotonic() < settle and new.report.by_version["2.0.0"] < 30:
+            time.sleep(0.5)
+    line = _counted("old major during and after new major's rollout", old.report)
+    new_line = _counted("new major as it came up", new.report)
     assert result.action is Action.SUCCEEDED, result.reason
     assert old.report.failed == 0 and old.report.by_version["1.0.0"] > 0, line
     assert new.report.failed == 0 and new.report.by_version["2.0.0"] > 0, new_line
