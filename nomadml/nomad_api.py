@@ -130,6 +130,29 @@ class NomadAPI:
             parsed = text
         return Answer(response.status_code, parsed, index)
 
+    def open_stream(self, path: str, params: dict[str, Any], read_timeout: float) -> Any:
+        """A streaming GET (the event stream); the caller iterates and closes it."""
+        import nomad.api.exceptions as nexc
+        import requests
+
+        segments = path.strip("/").split("/")
+        params = dict(params)
+        if self.settings.namespace:
+            params.setdefault("namespace", self.settings.namespace)
+        self.calls += 1
+        try:
+            return self._requester(segments[0]).request(
+                *segments[1:],
+                method="get",
+                params=params,
+                timeout=(DEFAULT_TIMEOUT, read_timeout),
+                stream=True,
+            )
+        except nexc.BaseNomadException as err:
+            raise self._translate("GET", path, err.nomad_resp) from None
+        except (requests.RequestException, nexc.TimeoutNomadException) as err:
+            raise NomadUnreachable(self.settings.address, _reason(err)) from None
+
     def _translate(self, method: str, path: str, resp: Any) -> Exception:
         import requests
 

@@ -174,6 +174,7 @@ def rollback(
         emit,
         eval_id=answer.get("EvalID"),
         started=started,
+        after_index=int(answer.get("JobModifyIndex") or 0),
     )
     result.rollback_seconds = result.seconds
     history.record(

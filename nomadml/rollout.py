@@ -13,6 +13,7 @@ from nomadml import history
 from nomadml.decide import Action, Decision, Observation, decide
 from nomadml.errors import ExitCode, NomadAPIError, NomadMLError, NomadUnreachable
 from nomadml.events import Emit, Event, discard
+from nomadml.feed import DeploymentChanges
 from nomadml.interrupts import deferred
 from nomadml.majors import retire_old_majors
 from nomadml.nomad_api import BLOCKING_WAIT_S, NomadAPI
@@ -71,6 +72,7 @@ class WatchOptions:
     no_promote: bool = False
     timeout_s: float = 900.0
     gates: Any = None  # a GateRunner, or None for health-only gates
+    stream: bool = True  # follow Nomad's event stream (False: blocking queries)
 
 
 def deploy(
@@ -164,6 +166,7 @@ def deploy(
         emit,
         eval_id=answer.get("EvalID"),
         started=started,
+        after_index=int(answer.get("JobModifyIndex") or 0),
     )
     if result.action is Action.SUCCEEDED:
         # Only a healthy new line retires older majors; a failed one never does.
@@ -195,10 +198,11 @@ def tag_version(api: NomadAPI, job_id: str, model_version: str, job_version: int
 
 
 def _find_deployment(
-    api: NomadAPI, job_id: str, job_version: int, deadline: float
-) -> dict[str, Any] | None:
-    """The deployment of `job_version`, waiting for Nomad to create it."""
-    index = 0
+    api: NomadAPI, job_id: str, job_version: int, deadline: float, after_index: int = 0
+) -> tuple[dict[str, Any] | None, int]:
+    """The deployment of `job_version` and its index, waiting for Nomad to create it.
+    `after_index` (the register's JobModifyIndex) lets the first read block until then."""
+    index = after_index
     while time.monotonic() < deadline:
         wait = max(1, min(BLOCKING_WAIT_S, int(deadline - time.monotonic())))
         answer = api.request(
@@ -208,15 +212,18 @@ def _find_deployment(
             timeout=wait * 1.25 + 5,
         )
         dep = answer.body
-        if dep and int(dep.get("JobVersion", -1)) == job_version:
-            return dict(dep)
-        if dep and int(dep.get("JobVersion", -1)) > job_version:
-            return dict(dep)  # superseded already: the caller reports it
-        job = api.job(job_id) or {}
-        if int(job.get("Version", 0)) == job_version and job.get("Status") == "running" and not dep:
-            return None  # a version without an update strategy needs no deployment
+        if dep and int(dep.get("JobVersion", -1)) >= job_version:
+            return dict(dep), answer.index  # (a newer one: superseded, the caller says so)
+        if answer.index == index or not dep:  # no change within the wait, or none at all
+            job = api.job(job_id) or {}
+            if (
+                int(job.get("Version", 0)) == job_version
+                and job.get("Status") == "running"
+                and not dep
+            ):
+                return None, 0  # a version without an update strategy needs no deployment
         index = max(answer.index, 1)
-    return None
+    return None, 0
 
 
 def _unhealthy_reasons(api: NomadAPI, allocs: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -241,12 +248,14 @@ def watch(
     *,
     eval_id: str | None = None,
     started: float | None = None,
+    after_index: int = 0,
 ) -> RolloutResult:
     """Follow the deployment of `job_version` to an end state (never forever)."""
+    calls_before = api.calls
     started = time.monotonic() if started is None else started
     deadline = started + options.timeout_s
     result = RolloutResult(Action.TIMEOUT, job_id, model_version, "", job_version)
-    dep = _find_deployment(api, job_id, job_version, deadline)
+    dep, dep_index = _find_deployment(api, job_id, job_version, deadline, after_index)
     if dep is None:
         result.action, result.reason = (Action.SUCCEEDED, "no deployment needed")
         if time.monotonic() >= deadline:
@@ -269,103 +278,95 @@ def watch(
     if eval_id:
         evaluation = api.evaluation(eval_id).body
         failures = placement_failures(evaluation)
-    index = 0
-    calls_before = api.calls
-    reasons: tuple[str, ...] = ()
-    promote_requested = fail_requested = False
-    announced = False
-    fail_requested_at = 0.0
-    last = ""
-    lost_since: float | None = None
-    while True:
-        now = time.monotonic()
-        wait = min(BLOCKING_WAIT_S, max(0.5, deadline - now))
-        if gates is not None and gates.active:
-            wait = min(wait, max(0.2, gates.next_sample - now))
-        try:
-            answer = (
-                api.deployment(dep["ID"], index=index or 0)
-                if not index
-                else api.request(
-                    "GET",
-                    f"deployment/{dep['ID']}",
-                    params={"index": index, "wait": f"{int(wait * 1000)}ms"},
-                    timeout=wait * 1.25 + 5,
+    with DeploymentChanges(api, dep, dep_index, stream=options.stream) as changes:
+        reasons: tuple[str, ...] = ()
+        promote_requested = fail_requested = False
+        announced = False
+        fail_requested_at = 0.0
+        last = ""
+        lost_since: float | None = None
+        while True:
+            now = time.monotonic()
+            wait = min(BLOCKING_WAIT_S, max(0.5, deadline - now))
+            if gates is not None and gates.active:
+                wait = min(wait, max(0.2, gates.next_sample - now))
+            try:
+                fresh = changes.next(wait)
+                lost_since = None
+            except NomadUnreachable as err:
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > RECONNECT_S or time.monotonic() >= deadline:
+                    raise NomadUnreachable(
+                        api.settings.address,
+                        f"{err}; the deployment goes on "
+                        f"without nomadml — resume with the same deploy command",
+                    ) from None
+                emit(Event("note", job_id, f"lost Nomad ({err}); retrying"))
+                time.sleep(min(2.0, RECONNECT_S / 10))
+                continue
+            if fresh is not None:
+                dep = fresh
+            if any(g.unhealthy for g in groups(dep)) and not reasons:
+                # Allocations are read only when something failed: the deployment itself
+                # carries the counts and the canary ids, so a healthy watch never lists them.
+                reasons = _unhealthy_reasons(
+                    api, list(api.deployment_allocations(dep["ID"]).body or [])
                 )
+            gate_state, gate_reason = "none", ""
+            group_states = groups(dep)
+            canaries_ready = (
+                bool(group_states)
+                and all(g.healthy >= g.desired_canaries for g in group_states if g.desired_canaries)
+                and any(g.desired_canaries and not g.promoted for g in group_states)
             )
-            lost_since = None
-        except NomadUnreachable as err:
-            lost_since = lost_since or time.monotonic()
-            if time.monotonic() - lost_since > RECONNECT_S or time.monotonic() >= deadline:
-                raise NomadUnreachable(
-                    api.settings.address,
-                    f"{err}; the deployment goes on "
-                    f"without nomadml — resume with the same deploy command",
-                ) from None
-            emit(Event("note", job_id, f"lost Nomad ({err}); retrying"))
-            time.sleep(min(2.0, RECONNECT_S / 10))
-            continue
-        index = answer.index
-        dep = answer.body
-        if any(g.unhealthy for g in groups(dep)) and not reasons:
-            # Allocations are read only when something failed: the deployment itself
-            # carries the counts and the canary ids, so a healthy watch never lists them.
-            reasons = _unhealthy_reasons(
-                api, list(api.deployment_allocations(dep["ID"]).body or [])
-            )
-        gate_state, gate_reason = "none", ""
-        group_states = groups(dep)
-        canaries_ready = (
-            bool(group_states)
-            and all(g.healthy >= g.desired_canaries for g in group_states if g.desired_canaries)
-            and any(g.desired_canaries and not g.promoted for g in group_states)
-        )
-        if canaries_ready and not announced:
-            announced = True
-            emit(
-                Event(
-                    "canary-healthy",
-                    job_id,
-                    "canaries healthy",
-                    _progress_data(Observation(dep["Status"], groups=group_states), deadline),
+            if canaries_ready and not announced:
+                announced = True
+                emit(
+                    Event(
+                        "canary-healthy",
+                        job_id,
+                        "canaries healthy",
+                        _progress_data(Observation(dep["Status"], groups=group_states), deadline),
+                    )
                 )
+            if gates is not None and canaries_ready and not promote_requested:
+                canary_ids = [
+                    a
+                    for g in (dep.get("TaskGroups") or {}).values()
+                    for a in g.get("PlacedCanaries") or []
+                ]
+                gate_state, gate_reason = gates.step(job_id, canary_ids, emit)
+                result.gates = gates.history()
+            obs = Observation(
+                status=dep["Status"],
+                description=dep.get("StatusDescription", ""),
+                groups=group_states,
+                gates=gate_state,
+                gate_reason=gate_reason,
+                placement_failures=failures,
+                unhealthy_reasons=reasons,
+                promote_requested=promote_requested,
+                fail_requested=fail_requested,
+                no_promote=options.no_promote,
+                timed_out=time.monotonic() >= deadline,
             )
-        if gates is not None and canaries_ready and not promote_requested:
-            canary_ids = [
-                a
-                for g in (dep.get("TaskGroups") or {}).values()
-                for a in g.get("PlacedCanaries") or []
-            ]
-            gate_state, gate_reason = gates.step(job_id, canary_ids, emit)
-            result.gates = gates.history()
-        obs = Observation(
-            status=dep["Status"],
-            description=dep.get("StatusDescription", ""),
-            groups=group_states,
-            gates=gate_state,
-            gate_reason=gate_reason,
-            placement_failures=failures,
-            unhealthy_reasons=reasons,
-            promote_requested=promote_requested,
-            fail_requested=fail_requested,
-            no_promote=options.no_promote,
-            timed_out=time.monotonic() >= deadline,
-        )
-        decision = decide(obs)
-        if decision.reason != last:
-            emit(Event("progress", job_id, decision.reason, _progress_data(obs, deadline)))
-            last = decision.reason
-        if decision.action is Action.PROMOTE:
-            promote_requested = _promote(api, job_id, dep["ID"], emit)
-        elif decision.action is Action.FAIL:
-            emit(Event("fail", job_id, f"failing deployment {dep['ID'][:8]}: {decision.reason}"))
-            with deferred():
-                api.fail_deployment(dep["ID"])
-            fail_requested, fail_requested_at = True, time.monotonic()
-            result.reason = decision.reason
-        elif decision.action.final:
-            result.watch_calls = api.calls - calls_before
-            return _finish(api, result, decision, fail_requested_at, started, deadline, emit)
+            decision = decide(obs)
+            if decision.reason != last:
+                emit(Event("progress", job_id, decision.reason, _progress_data(obs, deadline)))
+                last = decision.reason
+            if decision.action is Action.PROMOTE:
+                promote_requested = _promote(api, job_id, dep["ID"], emit)
+            elif decision.action is Action.FAIL:
+                emit(
+                    Event("fail", job_id, f"failing deployment {dep['ID'][:8]}: {decision.reason}")
+                )
+                with deferred():
+                    api.fail_deployment(dep["ID"])
+                fail_requested, fail_requested_at = True, time.monotonic()
+                result.reason = decision.reason
+            elif decision.action.final:
+                result.watch_calls = api.calls - calls_before
+                return _finish(api, result, decision, fail_requested_at, started, deadline, emit)
 
 
 def _promote(api: NomadAPI, job_id: str, deployment_id: str, emit: Emit) -> bool:
