@@ -172,19 +172,41 @@ def bench_bootstrap(repeat: int, size_mib: int) -> None:
             shutil.rmtree(dst, ignore_errors=True)
             run("cp", "-r", str(src), str(dst))
 
-        cp()  # warm the page cache for both
-        base = timed(cp, repeat)
-        mine = timed(ours, repeat)
+        def cp_sync() -> None:
+            cp()
+            run("sync", "-f", str(Path(tmp) / "cp"))  # what is durable, like ours
+
+        def cp_verify_sync() -> None:
+            cp_sync()
+            # sha256sum -c over the copy: the same integrity check ours makes.
+            manifest = json.loads((src / "manifest.json").read_text())
+            sums = "".join(f"{f['sha256']}  {f['path']}\n" for f in manifest["files"])
+            subprocess.run(
+                ["sha256sum", "--quiet", "-c", "-"],
+                input=sums.encode(),
+                cwd=Path(tmp) / "cp",
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+
+        cp()  # warm the page cache for all
         size = size_mib / 1024
-        report(
-            f"Bootstrap install {size_mib} MiB (checksums verified, fsync'd) throughput",
-            [size / t for t in mine],
-            [size / t for t in base],
-            "cp -r (no verification, no fsync)",
-            ">= 0.9",
-            lambda r: r >= 0.9,
-            unit="GiB/s",
-        )
+        mine = [size / t for t in timed(ours, repeat)]
+        for baseline, fn in (
+            ("cp -r (no verification, no fsync)", cp),
+            ("cp -r + sync (durable, no verification)", cp_sync),
+            ("cp -r + sync + sha256sum -c (durable and verified, like ours)", cp_verify_sync),
+        ):
+            report(
+                f"Bootstrap install {size_mib} MiB (checksums verified, fsync'd) throughput",
+                mine,
+                [size / t for t in timed(fn, repeat)],
+                baseline,
+                ">= 0.9",
+                lambda r: r >= 0.9,
+                unit="GiB/s",
+                higher_is_better=True,
+            )
         again = timed(lambda: bootstrap.install(src, Path(tmp) / "vol", "big", "1.0.0"), repeat)
         report(
             "Bootstrap re-install of an installed version (in process)",
@@ -319,6 +341,129 @@ def bench_watch(repeat: int) -> None:
         )
 
 
+def _serving_only(api: Any, line: str, version: str, count: int, limit: float = 300) -> float:
+    """Seconds until every live registration of `line` serves `version` (and `count` do)."""
+    from nomadml.endpoints import endpoints
+
+    t = time.perf_counter()
+    while time.perf_counter() - t < limit:
+        live = [e for e in endpoints(api, line) if e.healthy]
+        if len(live) >= count and all(e.version == version for e in live):
+            return time.perf_counter() - t
+        time.sleep(0.2)
+    raise AssertionError(f"{line} never served {version} alone")
+
+
+def bench_rollback(repeat: int) -> None:
+    """6. Back to the previous version: nomadml vs Nomad's own means on the same job.
+
+    a) after a promotion: `nomadml rollback` vs `nomad job revert` (Nomad re-runs the
+       canary phase, issue #10882; the baseline promotes the moment canaries are
+       healthy, a best case no operator matches);
+    b) a failed canary: from the failure being decided (nomadml's gate, or Nomad
+       marking the deployment failed) until the previous version alone serves, both
+       through Nomad's auto_revert."""
+    from nomadml.images import build_serving_image
+    from nomadml.nomad_api import NomadAPI
+    from nomadml.prepare import prepare
+    from nomadml.rollback import rollback
+    from nomadml.rollout import deploy
+    from nomadml.settings import NomadSettings
+
+    text = (ROOT / "jobspecs" / "iris.toml").read_text()
+    for old, new in {
+        "[gates]\n": "[gates]\nanalysis = false\n",
+        'healthy_deadline = "1m"': 'healthy_deadline = "20s"',
+        'progress_deadline = "2m"': 'progress_deadline = "1m"',
+    }.items():
+        text = text.replace(old, new, 1)
+    api = NomadAPI(NomadSettings.from_env())
+    serving = build_serving_image().pinned
+    lines = {"nml": "bench-rb-nml", "cli": "bench-rb-cli"}
+    images = {k: [ship(n, v, 1.0) for v in ("1.0.0", "1.0.1")] for k, n in lines.items()}
+    after: dict[str, list[float]] = {"nml": [], "cli": []}
+    failed: dict[str, list[float]] = {"nml": [], "cli": []}
+
+    def spec_of(kind: str, health: str = "/health") -> Any:
+        t = text.replace('name = "iris"', f'name = "{lines[kind]}"', 1)
+        return parse_spec(t.replace('health_path = "/health"', f'health_path = "{health}"'), kind)
+
+    def up(kind: str, version: str, image: str, health: str = "/health") -> Any:
+        prepared = prepare(spec_of(kind, health), version, model_image=image, serving_image=serving)
+        return deploy(api, prepared, timeout_s=300)
+
+    try:
+        for _ in range(repeat):
+            for kind in lines:
+                for k, version in enumerate(("1.0.0", "1.0.1")):
+                    assert up(kind, version, images[kind][k]).action.value == "succeeded"
+            job = f"{lines['nml']}-v1"
+            t = time.perf_counter()
+            assert rollback(api, job, timeout_s=300).action.value == "succeeded"
+            after["nml"].append(time.perf_counter() - t + _serving_only(api, job, "1.0.0", 2))
+
+            job = f"{lines['cli']}-v1"
+            target = next(
+                v["Version"]
+                for v in api.job_versions(job)
+                if v["Meta"]["nomadml.version"] == "1.0.0"
+            )
+            t = time.perf_counter()
+            run(str(NOMAD), "job", "revert", "-detach", job, str(target))
+            while True:  # the operator promotes the moment the canaries are healthy
+                dep = api.latest_deployment(job) or {}
+                group = (dep.get("TaskGroups") or {}).get("model") or {}
+                if dep.get("Status") == "running" and group.get("HealthyAllocs", 0) >= 1:
+                    if not group.get("Promoted"):
+                        api.promote(dep["ID"])
+                    break
+                time.sleep(0.2)
+            after["cli"].append(time.perf_counter() - t + _serving_only(api, job, "1.0.0", 2))
+
+            # b) A canary that never turns healthy (its check path answers 404).
+            for kind in lines:
+                assert up(kind, "1.0.1", images[kind][1]).action.value == "succeeded"
+            bad = {k: ship(n, "1.0.2", 0.5) for k, n in lines.items()}
+            result = up("nml", "1.0.2", bad["nml"], health="/nope")
+            assert result.action.value == "rolled-back", result.reason
+            failed["nml"].append(
+                float(result.rollback_seconds or 0)
+                + _serving_only(api, f"{lines['nml']}-v1", "1.0.1", 2)
+            )
+            job = f"{lines['cli']}-v1"
+            hcl = render_service(spec_of("cli", "/nope"), Release("1.0.2", bad["cli"], serving))
+            with tempfile.NamedTemporaryFile("w", suffix=".hcl", delete=False) as f:
+                f.write(hcl)
+            run(str(NOMAD), "job", "run", "-detach", f.name)
+            os.unlink(f.name)
+            while (api.latest_deployment(job) or {}).get("Status") != "failed":
+                time.sleep(0.1)
+            t = time.perf_counter()
+            failed["cli"].append(_serving_only(api, job, "1.0.1", 2))
+            for kind in lines:  # the next round starts from 1.0.0 again
+                api.stop_job(f"{lines[kind]}-v1", purge=True)
+    finally:
+        for name in lines.values():
+            with contextlib.suppress(Exception):
+                api.stop_job(f"{name}-v1", purge=True)
+    report(
+        "Rollback after promotion: previous version alone serving",
+        after["nml"],
+        after["cli"],
+        "nomad job revert + promotion the moment canaries are healthy",
+        "< 1.0, no manual promotion",
+        lambda r: r < 1.0,
+    )
+    report(
+        "Rollback of a failed canary: failure decided -> previous version alone serving",
+        failed["nml"],
+        failed["cli"],
+        "Nomad auto_revert after it marks the deployment failed",
+        "<= 1.0",
+        lambda r: r <= 1.0,
+    )
+
+
 def ship(name: str, version: str, c: float) -> str:
     from nomadml.images import build_model_image
     from nomadml.training import train_iris
@@ -395,7 +540,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--bootstrap-mib", type=int, default=1024)
     parser.add_argument("--fleet", default="50,200")
-    parser.add_argument("--only", default="cli,render,bootstrap,deploy,watch,fleet")
+    parser.add_argument("--only", default="cli,render,bootstrap,deploy,watch,rollback,fleet")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "latest.json"))
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -409,6 +554,8 @@ def main() -> int:
         bench_deploy(max(3, args.repeat // 2))
     if "watch" in only:
         bench_watch(max(2, args.repeat // 2))
+    if "rollback" in only:
+        bench_rollback(max(1, args.repeat // 3))
     if "fleet" in only:
         bench_fleet([int(n) for n in args.fleet.split(",")], workers=8)
     Path(args.json).write_text(json.dumps(RESULTS, indent=2) + "\n")

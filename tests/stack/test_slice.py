@@ -55,3 +55,14 @@ def test_slice_serves_a_real_prediction(
     assert f'job "{job_id}"' in submission["Source"]
     # Both allocations of the line (count = 2 in the spec) are registered.
     assert len(nomad.service(job_id)) == 2
+
+    # The serving process runs as the image's non-root user, not as root.
+    for reg in nomad.service(job_id):
+        container = docker_client.containers.get(f"serve-{reg['AllocID']}")  # type: ignore[attr-defined]
+        pid = container.attrs["State"]["Pid"]
+        uids = next(
+            line.split()[1:]
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("Uid:")
+        )
+        assert uids == ["10001"] * 4, uids  # real, effective, saved, filesystem
