@@ -59,16 +59,26 @@ def choose_target(
     return stable[0]
 
 
-def without_canaries(target: dict[str, Any], rolled_back_from: str) -> dict[str, Any]:
-    """The target job as a new version whose update is a plain rolling update. Pure."""
+def all_at_once(target: dict[str, Any], rolled_back_from: str) -> dict[str, Any]:
+    """The target job as a new version placed all at once beside the running
+    allocations (canary = count, auto-promoted): the previous version comes back in
+    one start time, with no dip in capacity and no manual promotion. Pure.
+
+    (A plain rolling update, canary = 0, replaces one allocation after another and
+    was measured twice as slow as `nomad job revert` with a prompt promotion.)"""
     new = copy.deepcopy(target)
     for key in SERVER_FIELDS:
         new.pop(key, None)
     new["Stop"] = False
-    for update in [new.get("Update"), *[tg.get("Update") for tg in new.get("TaskGroups") or []]]:
-        if update:
-            update["Canary"] = 0
-            update["AutoPromote"] = False
+    groups = new.get("TaskGroups") or []
+    for tg in groups:
+        if tg.get("Update"):
+            tg["Update"]["Canary"] = int(tg.get("Count") or 0)
+            tg["Update"]["AutoPromote"] = bool(tg.get("Count"))
+    if new.get("Update"):
+        most = max((int(tg.get("Count") or 0) for tg in groups), default=0)
+        new["Update"]["Canary"] = most
+        new["Update"]["AutoPromote"] = bool(most)
     new["Meta"] = {**(new.get("Meta") or {}), "nomadml.rolled_back_from": rolled_back_from}
     return new
 
@@ -119,7 +129,7 @@ def rollback(
             "plan",
             job_id,
             f"rolling back {job_id} from {current} to {model_version} "
-            f"(job version {target['Version']}, canaries off)",
+            f"(job version {target['Version']}, placed all at once beside the current one)",
         )
     )
     source = None
@@ -128,12 +138,12 @@ def rollback(
     if source:
         source = (
             f"# nomadml rollback from {current}: job version {target['Version']} "
-            "re-registered with canary = 0\n" + source
+            "re-registered with canary = count, auto_promote = true\n" + source
         )
     with deferred():  # the version, its tag and its record go in together
         answer = register_exclusively(
             api,
-            without_canaries(target, current),
+            all_at_once(target, current),
             enforce_index=int(job["JobModifyIndex"]),
             source=source,
         )

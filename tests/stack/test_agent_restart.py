@@ -25,19 +25,29 @@ ADDRESS = "http://127.0.0.1:5746"
 
 
 class Agent:
-    def __init__(self, tmp: Path) -> None:
+    """A Nomad server + client of a test's own; `docker_endpoint` picks a dockerd."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        port_base: int = 5746,
+        name: str = "restart-test",
+        docker_endpoint: str | None = None,
+    ) -> None:
         self.tmp = tmp
+        self.address = f"http://127.0.0.1:{port_base}"
         (tmp / "models").mkdir()
         self.config = tmp / "agent.hcl"
+        endpoint = f'endpoint = "{docker_endpoint}"' if docker_endpoint else ""
         self.config.write_text(f"""
 data_dir  = "{tmp / "data"}"
 bind_addr = "127.0.0.1"
-name      = "restart-test"
+name      = "{name}"
 disable_update_check = true
 ports {{
-  http = 5746
-  rpc  = 5747
-  serf = 5748
+  http = {port_base}
+  rpc  = {port_base + 1}
+  serf = {port_base + 2}
 }}
 advertise {{
   http = "127.0.0.1"
@@ -51,9 +61,9 @@ server {{
 client {{
   enabled           = true
   network_interface = "lo"
-  cgroup_parent     = "nomadml-restart-test"
+  cgroup_parent     = "nomadml-{name}"
   alloc_dir         = "{tmp / "allocs"}"
-  servers           = ["127.0.0.1:5747"]
+  servers           = ["127.0.0.1:{port_base + 1}"]
   options = {{
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
   }}
@@ -64,6 +74,7 @@ client {{
 }}
 plugin "docker" {{
   config {{
+    {endpoint}
     gc {{
       image = false
       dangling_containers {{ enabled = false }}
@@ -82,7 +93,7 @@ plugin "docker" {{
             stderr=subprocess.STDOUT,
             env={**os.environ, "CHECKPOINT_DISABLE": "1"},
         )
-        api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": ADDRESS}))
+        api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": self.address}))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.tmp / "agent.log").read_text()[-2000:]
@@ -97,6 +108,20 @@ plugin "docker" {{
                 pass
             time.sleep(0.3)
         raise AssertionError("agent not ready: " + (self.tmp / "agent.log").read_text()[-2000:])
+
+    def shut_down(self) -> None:
+        """Purge every job (so the client stops its containers), stop, unmount."""
+        if self.proc and self.proc.poll() is None:
+            api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": self.address}))
+            for job in api.request("GET", "jobs").body or []:
+                api.stop_job(job["ID"], purge=True)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(
+                a["ClientStatus"] == "running" for a in api.request("GET", "allocations").body or []
+            ):
+                time.sleep(0.5)
+        self.stop()
+        _unmount_under(self.tmp)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -118,17 +143,7 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     try:
         yield a
     finally:
-        if a.proc and a.proc.poll() is None:
-            api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": ADDRESS}))
-            for job in api.request("GET", "jobs").body or []:
-                api.stop_job(job["ID"], purge=True)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and any(
-                a["ClientStatus"] == "running" for a in api.request("GET", "allocations").body or []
-            ):
-                time.sleep(0.5)
-        a.stop()
-        _unmount_under(tmp_path)
+        a.shut_down()
 
 
 def _unmount_under(root: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nomadml import history
 from nomadml.decide import Action
+from nomadml.endpoints import endpoints
 from nomadml.errors import Conflict, ExitCode
 from nomadml.nomad_api import NomadAPI
 from nomadml.rollback import rollback
@@ -19,7 +20,12 @@ from nomadml.traffic import Traffic
 
 
 def _running_versions(nomad: NomadAPI, job_id: str) -> set[str]:
-    allocs = [a for a in nomad.job_allocations(job_id) if a["ClientStatus"] == "running"]
+    """Model versions of the allocations meant to run (not those draining to a stop)."""
+    allocs = [
+        a
+        for a in nomad.job_allocations(job_id)
+        if a["ClientStatus"] == "running" and a["DesiredStatus"] == "run"
+    ]
     versions = {a["JobVersion"] for a in allocs}
     job_versions = {v["Version"]: v["Meta"]["nomadml.version"] for v in nomad.job_versions(job_id)}
     return {job_versions[v] for v in versions}
@@ -64,7 +70,11 @@ def test_good_version_canaries_pass_gates_and_are_promoted_then_rolled_back(
     assert _running_versions(nomad, job_id) == {"1.0.0"}
     deployment = nomad.latest_deployment(job_id)
     assert deployment is not None and deployment["Status"] == "successful"
-    assert not any(g.get("DesiredCanaries") for g in deployment["TaskGroups"].values())
+    # Placed all at once beside the current allocations, promoted without anyone.
+    for group in deployment["TaskGroups"].values():
+        assert group["DesiredCanaries"] == group["DesiredTotal"] == 2
+        assert group["AutoPromote"] and group["Promoted"]
+    assert {e.version for e in endpoints(nomad, job_id) if e.healthy} == {"1.0.0"}
 
 
 def test_erroring_canary_fails_its_gate_and_stable_keeps_serving(
