@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from nomadml.events import Emit, Event
@@ -20,7 +21,9 @@ def to_retire(lines: dict[str, int], deployed: str, keep: int) -> list[str]:
 def retire_old_majors(
     api: NomadAPI, model: str, deployed: str, spec: dict[str, Any], emit: Emit
 ) -> list[str]:
-    """Stop (or purge, per spec) the model's lines beyond keep_majors."""
+    """Stop (or purge, per spec) the model's lines beyond keep_majors; returns once
+    their service registrations are gone (clients no longer find them), or after
+    RETIRE_WAIT_S."""
     policy = spec["lifecycle"]
     lines = {
         j["ID"]: int(j["Meta"].get("nomadml.major", 0))
@@ -30,6 +33,8 @@ def retire_old_majors(
     retired = to_retire(lines, deployed, int(policy["keep_majors"]))
     for job_id in retired:
         api.stop_job(job_id, purge=bool(policy["purge_retired"]))
+    _wait_unregistered(api, retired)
+    for job_id in retired:
         what = "purged" if policy["purge_retired"] else "stopped"
         emit(
             Event(
@@ -40,3 +45,15 @@ def retire_old_majors(
             )
         )
     return retired
+
+
+RETIRE_WAIT_S = 30.0
+
+
+def _wait_unregistered(api: NomadAPI, lines: list[str]) -> None:
+    """Nomad removes a stopped allocation's registrations as its client stops it."""
+    deadline = time.monotonic() + RETIRE_WAIT_S
+    while lines and time.monotonic() < deadline:
+        if not any(api.service(line) for line in lines):
+            return
+        time.sleep(0.5)

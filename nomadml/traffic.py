@@ -43,8 +43,9 @@ class Traffic:
         max_requests: int = 100_000,
         retry_refused: bool = False,
     ) -> None:
-        """`retry_refused`: act like a load balancer that sends a refused connection
-        (nothing was processed) once more, to another live address."""
+        """`retry_refused`: act like a load balancer (nginx's default
+        proxy_next_upstream) that sends a request whose connection was refused or
+        reset before any answer once more, to another live address."""
         self.api, self.service = api, service
         self.retry_refused = retry_refused
         self.interval = 1.0 / rate_per_s
@@ -95,7 +96,8 @@ class Traffic:
 
     def _send(self, target: str, version: str, body: bytes, may_retry: bool) -> bool:
         """One request, counted; False (and not counted) when the connection was
-        refused and `may_retry`: nothing was processed, another address may serve it."""
+        refused or reset before an answer and `may_retry`: another address may serve it
+        (a prediction is idempotent)."""
         r = self.report
         request = urllib.request.Request(
             f"{target}/predict",
@@ -113,7 +115,8 @@ class Traffic:
             r.failed_by_version[version] += 1
             r.errors[f"HTTP {err.code}"] += 1
         except (OSError, ValueError) as err:
-            if may_retry and isinstance(getattr(err, "reason", err), ConnectionRefusedError):
+            cause = getattr(err, "reason", err)
+            if may_retry and isinstance(cause, (ConnectionRefusedError, ConnectionResetError)):
                 return False
             r.failed += 1
             r.failed_by_version[version] += 1
