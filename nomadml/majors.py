@@ -51,9 +51,18 @@ RETIRE_WAIT_S = 30.0
 
 
 def _wait_unregistered(api: NomadAPI, lines: list[str]) -> None:
-    """Nomad removes a stopped allocation's registrations as its client stops it."""
+    """Nomad removes a stopped allocation's registrations as its client stops it;
+    a blocking query on each line's service returns when that happens."""
     deadline = time.monotonic() + RETIRE_WAIT_S
-    while lines and time.monotonic() < deadline:
-        if not any(api.service(line) for line in lines):
-            return
-        time.sleep(0.5)
+    for line in lines:
+        index = 0
+        while time.monotonic() < deadline:
+            answer = api.request(
+                "GET",
+                f"service/{line}",
+                params={"index": index, "wait": "5s"} if index else None,
+                timeout=15,
+            )
+            if not answer.body:
+                break
+            index = max(answer.index, 1)

@@ -210,13 +210,17 @@ class NomadAPI:
             body["Submission"] = {"Source": source, "Format": "hcl2", "Variables": variables}
         return self.request("PUT", f"job/{job['ID']}", body=body).body
 
-    def job(self, job_id: str) -> Json | None:
+    def _get_or_none(self, path: str) -> Json | None:
+        """A read where 404 means "there is none"."""
         try:
-            return self.request("GET", f"job/{job_id}").body
+            return self.request("GET", path).body
         except NomadAPIError as err:
             if err.status == 404:
                 return None
             raise
+
+    def job(self, job_id: str) -> Json | None:
+        return self._get_or_none(f"job/{job_id}")
 
     def job_versions(self, job_id: str) -> list[Json]:
         body = self.request("GET", f"job/{job_id}/versions").body or {}
@@ -268,38 +272,26 @@ class NomadAPI:
         return answer.body if isinstance(answer.body, str) else json.dumps(answer.body)
 
     def get_variable(self, path: str) -> Json | None:
-        try:
-            return self.request("GET", f"var/{path}").body
-        except NomadAPIError as err:
-            if err.status == 404:
-                return None
-            raise
+        return self._get_or_none(f"var/{path}")
 
-    def put_variable(self, path: str, items: dict[str, str], cas: int | None = None) -> Json:
-        """Write a Nomad Variable; with `cas`, only if its ModifyIndex is still `cas`."""
-        params = {"cas": cas} if cas is not None else None
-        body = {"Path": path, "Items": items}
+    def _put_variable(self, path: str, params: dict[str, Any] | None, **fields: Any) -> Json:
+        body: dict[str, Any] = {"Path": path, **fields}
         if self.settings.namespace:
             body["Namespace"] = self.settings.namespace
         return self.request("PUT", f"var/{path}", params=params, body=body).body
 
+    def put_variable(self, path: str, items: dict[str, str], cas: int | None = None) -> Json:
+        """Write a Nomad Variable; with `cas`, only if its ModifyIndex is still `cas`."""
+        return self._put_variable(path, {"cas": cas} if cas is not None else None, Items=items)
+
     def acquire_lock(self, path: str, ttl: str, items: dict[str, str]) -> str:
         """Take Nomad's lock on a variable (decided inside the FSM); 409 -> Conflict."""
-        body: dict[str, Any] = {
-            "Path": path,
-            "Items": items,
-            "Lock": {"TTL": ttl, "LockDelay": "1s"},
-        }
-        if self.settings.namespace:
-            body["Namespace"] = self.settings.namespace
-        answer = self.request("PUT", f"var/{path}", params={"lock-acquire": ""}, body=body)
-        return str(((answer.body or {}).get("Lock") or {}).get("ID", ""))
+        lock = {"TTL": ttl, "LockDelay": "1s"}
+        body = self._put_variable(path, {"lock-acquire": ""}, Items=items, Lock=lock)
+        return str(((body or {}).get("Lock") or {}).get("ID", ""))
 
     def release_lock(self, path: str, lock_id: str) -> None:
-        body: dict[str, Any] = {"Path": path, "Lock": {"ID": lock_id}}
-        if self.settings.namespace:
-            body["Namespace"] = self.settings.namespace
-        self.request("PUT", f"var/{path}", params={"lock-release": ""}, body=body)
+        self._put_variable(path, {"lock-release": ""}, Lock={"ID": lock_id})
 
     def list_variables(self, prefix: str) -> list[Json]:
         return list(self.request("GET", "vars", params={"prefix": prefix}).body or [])

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nomadml.errors import BadInput, Conflict, NomadAPIError
@@ -113,44 +114,40 @@ class ModelRegistry:
         self, model: str, version: str, stage: str, details: dict[str, Any]
     ) -> dict[str, Any]:
         """Move a version to `stage` (checked), with an audit entry; CAS on the record."""
-        for _ in range(5):
-            record = self.get(model, version)
-            if record is None:
-                raise BadInput(f"{model} {version} is not registered")
+        moved: dict[str, str] = {}
+
+        def change(record: dict[str, Any]) -> None:
             check_transition(version, record["stage"], stage)
-            index = record.pop("_index")
-            previous = record["stage"]
+            moved["from"] = record["stage"]
             record.update(stage=stage, stage_changed_at=now(), stage_changed_by=self.actor())
-            try:
-                self.api.put_variable(
-                    f"{ROOT}/{model}/versions/{key(version)}", _encode(record), cas=index
-                )
-            except Conflict:
-                continue  # someone else wrote it meanwhile: re-read and re-check
-            self.audit(model, "stage", version, {"from": previous, "to": stage, **details})
-            return record
-        raise Conflict(
-            "PUT",
-            f"/v1/var/{ROOT}/{model}/versions/{key(version)}",
-            409,
-            "the record kept changing under us; try again",
-        )
+
+        record = self._modify(model, version, change)
+        self.audit(model, "stage", version, {"from": moved["from"], "to": stage, **details})
+        return record
 
     def update(self, model: str, version: str, fields: dict[str, Any]) -> None:
+        self._modify(model, version, lambda record: record.update(fields))
+
+    def _modify(
+        self, model: str, version: str, change: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        """Read, change, write back with check-and-set; on a lost race, re-read and
+        apply `change` again (it re-checks what it depends on)."""
+        path = f"{ROOT}/{model}/versions/{key(version)}"
         for _ in range(5):
             record = self.get(model, version)
             if record is None:
                 raise BadInput(f"{model} {version} is not registered")
             index = record.pop("_index")
-            record.update(fields)
+            change(record)
             try:
-                self.api.put_variable(
-                    f"{ROOT}/{model}/versions/{key(version)}", _encode(record), cas=index
-                )
-                return
+                self.api.put_variable(path, _encode(record), cas=index)
             except Conflict:
-                continue
-        raise Conflict("PUT", f"/v1/var/{ROOT}/{model}/versions/{key(version)}", 409, "gave up")
+                continue  # someone else wrote it meanwhile
+            return record
+        raise Conflict(
+            "PUT", f"/v1/var/{path}", 409, "the record kept changing under us; try again"
+        )
 
     def audit(self, model: str, action: str, version: str, details: dict[str, Any]) -> None:
         entry_id = f"{time.time_ns()}-{secrets.token_hex(4)}"

@@ -438,12 +438,18 @@ def follow_revert(
 ) -> None:
     """Follow Nomad's revert to success, promoting it if it waits for promotion
     (a revert to a canary-enabled version goes through a canary phase, #10882)."""
+    index = 0
     while time.monotonic() < deadline:
-        answer = api.request("GET", f"job/{job_id}/deployment")
+        answer = api.request(
+            "GET",
+            f"job/{job_id}/deployment",
+            params={"index": index, "wait": "5s"} if index else None,
+            timeout=15,
+        )
+        index = max(answer.index, 1)
         dep = answer.body
         if not dep or int(dep.get("JobVersion", -1)) <= failed_version:
-            time.sleep(0.2)
-            continue
+            continue  # blocks until the revert's deployment appears
         if dep["Status"] in ("successful", "failed", "cancelled"):
             emit(Event("revert", job_id, f"revert deployment {dep['ID'][:8]} {dep['Status']}"))
             return

@@ -502,6 +502,25 @@ def _copy_fd(src: int, dst: int, src_path: Path, dst_path: Path, limit: int) -> 
             return digest.hexdigest(), total
 
 
+def _check_bytes(
+    manifest: Manifest, entry: ManifestEntry, size: int, sha256: str, capped: bool = False
+) -> None:
+    """The bytes read for ``entry`` against the manifest; ``capped``: the read stopped
+    once past the expected size, so a bigger ``size`` is only a lower bound."""
+    if size != entry.size:
+        got = f"more than {entry.size}" if capped and size > entry.size else f"{size}"
+        raise _integrity_error(
+            manifest, entry.path, f"expected {entry.size} bytes, got {got}", "size mismatch"
+        )
+    if sha256 != entry.sha256:
+        raise _integrity_error(
+            manifest,
+            entry.path,
+            f"expected sha256 {entry.sha256[:12]}…, got {sha256[:12]}…",
+            "checksum mismatch",
+        )
+
+
 def _copy_entry(source: Path, tmp_dir: Path, entry: ManifestEntry, manifest: Manifest) -> None:
     src = _open_regular(source, entry.path, BootstrapError)
     try:
@@ -526,18 +545,7 @@ def _copy_entry(source: Path, tmp_dir: Path, entry: ManifestEntry, manifest: Man
             os.close(dst)
     finally:
         os.close(src)
-    if copied != entry.size:
-        got = f"{copied}" if copied < entry.size else f"more than {entry.size}"
-        raise _integrity_error(
-            manifest, entry.path, f"expected {entry.size} bytes, got {got}", "size mismatch"
-        )
-    if sha256 != entry.sha256:
-        raise _integrity_error(
-            manifest,
-            entry.path,
-            f"expected sha256 {entry.sha256[:12]}…, got {sha256[:12]}…",
-            "checksum mismatch",
-        )
+    _check_bytes(manifest, entry, copied, sha256, capped=True)
 
 
 def _make_parents(tmp_dir: Path, rel: str, made: set[str], dirs: list[Path]) -> None:
@@ -637,17 +645,7 @@ def verify(volume: Path, model: str, version: str) -> int:
             sha256, size = _hash_fd(fd, final / entry.path)
         finally:
             os.close(fd)
-        if size != entry.size:
-            raise _integrity_error(
-                manifest, entry.path, f"expected {entry.size} bytes, got {size}", "size mismatch"
-            )
-        if sha256 != entry.sha256:
-            raise _integrity_error(
-                manifest,
-                entry.path,
-                f"expected sha256 {entry.sha256[:12]}…, got {sha256[:12]}…",
-                "checksum mismatch",
-            )
+        _check_bytes(manifest, entry, size, sha256)
     return len(manifest.files)
 
 
