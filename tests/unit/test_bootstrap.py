@@ -201,6 +201,40 @@ def test_install_happy_path(tmp_path: Path) -> None:
     assert bootstrap.verify(volume, MODEL, VERSION) == len(FILES)
 
 
+def test_everything_published_is_fsynced_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durability: a crash right after the rename must not expose unflushed bytes."""
+    source = make_source(tmp_path / "src")
+    volume = tmp_path / "vol"
+    synced: set[int] = set()
+    events: list[str] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.add(os.fstat(fd).st_ino)
+        events.append("fsync")
+
+    def rename(src: Path, dst: Path) -> None:
+        unsynced = [
+            str(p.relative_to(src))
+            for p in [Path(src), *Path(src).rglob("*")]
+            if p.lstat().st_ino not in synced
+        ]
+        assert unsynced == [], f"renamed before fsync: {unsynced}"
+        events.append("rename")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    bootstrap.install(source, volume, MODEL, VERSION)
+    # ...and the model directory's entry for the new version is flushed after it.
+    assert events.count("rename") == 1
+    assert events[-1] == "fsync"
+    assert (volume / MODEL).stat().st_ino in synced
+
+
 def test_reinstall_takes_fast_path_without_reading_anything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
