@@ -38,24 +38,24 @@ def _version(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _registry(ctx: click.Context) -> ModelRegistry:
-    from nomadml.cli import _api
+    from nomadml.cli_common import nomad_client
     from nomadml.registry import ModelRegistry
 
     root = ctx.find_root()
-    return ModelRegistry(_api(root))
+    return ModelRegistry(nomad_client(root))
 
 
 def _emit(ctx: click.Context) -> Any:
     """Printer, plus the webhook when configured: stage changes go out as events."""
-    from nomadml.cli import _webhook
+    from nomadml.cli_common import webhook_sink
     from nomadml.events import fanout
     from nomadml.progress import Printer
 
     printer = Printer("plain")
-    webhook = _webhook()
-    if webhook is not None:
-        ctx.call_on_close(webhook.close)
-        return fanout(printer, webhook)
+    sink = webhook_sink()
+    if sink is not None:
+        ctx.call_on_close(sink.close)
+        return fanout(printer, sink)
     return printer
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -10,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from nomadml import __version__
-from nomadml.cli import main
+from nomadml.cli import COMMANDS, main
 from nomadml.errors import ExitCode
 
 SPEC = Path(__file__).resolve().parents[2] / "jobspecs" / "iris.toml"
@@ -31,13 +33,55 @@ def test_version_and_help() -> None:
         assert f"{member.value:>3}  {member.name.lower().replace('_', ' ')}" in out
 
 
-def test_every_command_and_option_has_help() -> None:
+def all_commands() -> dict[str, click.Command]:
+    """Every command, loading the lazily imported ones."""
     assert isinstance(main, click.Group)
-    for name, command in main.commands.items():
+    ctx = click.Context(main)
+    found = {name: main.get_command(ctx, name) for name in main.list_commands(ctx)}
+    assert None not in found.values(), found
+    return {name: command for name, command in found.items() if command is not None}
+
+
+def test_every_command_and_option_has_help() -> None:
+    commands = all_commands()
+    assert len(commands) == len(COMMANDS) >= 12
+    for name, command in commands.items():
         assert command.help, f"command {name} has no docstring"
         for param in command.params:
             if isinstance(param, click.Option):
                 assert param.help, f"{name} {param.opts} has no help text"
+
+
+def test_each_command_resolves_to_itself() -> None:
+    for name, command in all_commands().items():
+        assert command.name == name, COMMANDS[name]
+
+
+def nomadml_modules_after(*args: str) -> set[str]:
+    """The nomadml modules a fresh interpreter imports to answer ``nomadml ARGS``."""
+    code = (
+        "import sys\n"
+        "from nomadml.cli import main\n"
+        "try:\n"
+        f"    main({list(args)!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('nomadml')))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(proc.stdout.strip().splitlines()[-1].split())
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    """`nomadml status --help` must not pay for the other commands' modules."""
+    loaded = nomadml_modules_after("status", "--help")
+    assert "nomadml.cli_lines" in loaded
+    assert not loaded & {"nomadml.cli_release", "nomadml.cli_retrain", "nomadml.cli_model"}
+    assert not loaded & {"nomadml.nomad_api", "nomadml.rollout", "nomadml.spec"}, loaded
+    everything = nomadml_modules_after("--help")  # the command list needs all of them
+    assert {"nomadml.cli_release", "nomadml.cli_retrain", "nomadml.cli_model"} <= everything
 
 
 @pytest.mark.parametrize("version", ["1.2", "../../etc", "1.2.3; rm -rf /", "v1.0.0"])
