@@ -52,8 +52,10 @@ RESERVED_NAMES: Final = frozenset({MANIFEST_NAME, MARKER_NAME})
 
 HASH_CHUNK: Final = 1 << 20
 # Bigger than the hash chunk: fewer syscalls and hash calls per byte is what keeps the
-# one-pass copy at `cp` speed.
+# one-pass copy and hash cheap per byte.
 COPY_CHUNK: Final = 4 << 20
+# Bytes written to a file before its write-back is started (see _start_writeback).
+WRITEBACK_CHUNK: Final = 64 << 20
 
 EXIT_OK: Final = 0
 EXIT_BAD_INPUT: Final = 2
@@ -481,13 +483,14 @@ def _copy_fd(src: int, dst: int, src_path: Path, dst_path: Path, limit: int) -> 
     digest = hashlib.sha256()
     buf = bytearray(COPY_CHUNK)
     view = memoryview(buf)
-    total = 0
+    total = started = 0
     while True:
         try:
             n = os.readv(src, [buf])
         except OSError as err:
             raise _with_path(err, src_path) from err
         if not n:
+            _start_writeback(dst, started, total - started)
             return digest.hexdigest(), total
         chunk = view[:n]
         digest.update(chunk)
@@ -497,9 +500,25 @@ def _copy_fd(src: int, dst: int, src_path: Path, dst_path: Path, limit: int) -> 
         except OSError as err:
             raise _with_path(err, dst_path) from err
         total += n
+        if total - started >= WRITEBACK_CHUNK:
+            _start_writeback(dst, started, total - started)
+            started = total
         if total > limit:
             # A file that grew must not be allowed to fill the shared volume.
             return digest.hexdigest(), total
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Have the kernel start writing these just-written bytes to disk, without waiting.
+
+    On Linux, POSIX_FADV_DONTNEED starts write-back of dirty pages and drops only clean
+    ones; freshly written pages are all dirty, so nothing is dropped. The disk then
+    works while the next chunk is hashed, and the fsyncs before the rename find little
+    left to do (about 1.5x the throughput here; see benchmarks/RESULTS.md). Advisory:
+    where it is not supported, the fsyncs do all the work as before."""
+    if length > 0:
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _check_bytes(

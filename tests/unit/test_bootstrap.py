@@ -235,6 +235,37 @@ def test_everything_published_is_fsynced_before_the_rename(
     assert (volume / MODEL).stat().st_ino in synced
 
 
+def test_write_back_starts_once_per_written_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Write-back is started on each chunk right after it is written, each byte once,
+    so no page that is already clean (and might be dropped) is advised again."""
+    big = os.urandom(1 << 16) * 40  # 2.5 MiB: two whole chunks and a tail
+    source = make_source(tmp_path / "src", {"weights.bin": big, "small.txt": b"x"})
+    monkeypatch.setattr(bootstrap, "WRITEBACK_CHUNK", 1 << 20)
+    monkeypatch.setattr(bootstrap, "COPY_CHUNK", 1 << 19)
+    advised: dict[int, list[tuple[int, int]]] = {}
+    real = os.posix_fadvise
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        if advice == os.POSIX_FADV_DONTNEED:
+            advised.setdefault(os.fstat(fd).st_ino, []).append((offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    final = tmp_path / "vol" / MODEL / VERSION
+    assert advised == {
+        (final / "weights.bin").stat().st_ino: [
+            (0, 1 << 20),
+            (1 << 20, 1 << 20),
+            (2 << 20, len(big) - (2 << 20)),
+        ],
+        (final / "small.txt").stat().st_ino: [(0, 1)],
+    }
+    assert (final / "weights.bin").read_bytes() == big
+
+
 def test_reinstall_takes_fast_path_without_reading_anything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
