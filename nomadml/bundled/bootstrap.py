@@ -514,7 +514,7 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
     On Linux, POSIX_FADV_DONTNEED starts write-back of dirty pages and drops only clean
     ones; freshly written pages are all dirty, so nothing is dropped. The disk then
     works while the next chunk is hashed, and the fsyncs before the rename find little
-    left to do (about 1.5x the throughput here; see benchmarks/RESULTS.md). Advisory:
+    left to do (about 1.3-1.5x the throughput here; see benchmarks/RESULTS.md). Advisory:
     where it is not supported, the fsyncs do all the work as before."""
     if length > 0:
         with contextlib.suppress(OSError, AttributeError):
@@ -602,9 +602,8 @@ def _populate(source: Path, tmp_dir: Path, manifest: Manifest) -> None:
     for entry in manifest.files:
         _make_parents(tmp_dir, entry.path, made, dirs)
         _copy_entry(source, tmp_dir, entry, manifest)
-    # Flushed once all are written, not one by one: the kernel writes the files back
-    # together and the journal commits once, instead of a disk flush per file
-    # (about twice the throughput on this project's disk; see benchmarks/RESULTS.md).
+    # Flushed once all are written, not one by one: the journal then commits once for
+    # them all instead of a disk flush per file (see benchmarks/RESULTS.md).
     for entry in manifest.files:
         _fsync_file(tmp_dir / entry.path)
     _write_new_file(tmp_dir / MANIFEST_NAME, manifest.raw)
