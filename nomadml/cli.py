@@ -39,7 +39,7 @@ def _exit_codes_help() -> str:
 
 class _Group(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*COMMANDS, *self.commands})
+        return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS and cmd_name not in self.commands:
@@ -52,9 +52,6 @@ class _Group(click.Group):
         run: Any = super().main  # click's overloads cannot express this pass-through
         if not standalone_mode:
             return run(*args, standalone_mode=False, **kwargs)
-        from nomadml.interrupts import sigterm_interrupts
-
-        sigterm_interrupts()
         try:
             code = run(*args, standalone_mode=False, **kwargs)
         except click.UsageError as err:

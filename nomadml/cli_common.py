@@ -39,10 +39,18 @@ SECONDS = _Seconds(min=1)
 
 
 def nomad_client(ctx: click.Context) -> NomadAPI:
-    from nomadml.nomad_api import NomadAPI
-    from nomadml.settings import NomadSettings
+    """The run's one Nomad client, from the global options. From the first call on,
+    SIGTERM stops the command like Ctrl-C does (a defined exit, a resume hint); before
+    it, nothing has been sent to Nomad, and `--help` never pays for the handler."""
+    if "api" not in ctx.obj:
+        from nomadml.interrupts import sigterm_interrupts
+        from nomadml.nomad_api import NomadAPI
+        from nomadml.settings import NomadSettings
 
-    return NomadAPI(NomadSettings.from_env(address=ctx.obj.get("address")))
+        sigterm_interrupts()
+        ctx.obj["api"] = NomadAPI(NomadSettings.from_env(address=ctx.obj.get("address")))
+    api: NomadAPI = ctx.obj["api"]
+    return api
 
 
 def webhook_sink(spec_data: dict[str, Any] | None = None) -> Any:

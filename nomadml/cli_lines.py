@@ -3,8 +3,6 @@ running in Nomad."""
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from nomadml.cli_common import follow_options, nomad_client, report
@@ -81,6 +79,8 @@ def status(ctx: click.Context, line: str | None, as_json: bool, follow: bool) ->
     """Model lines in Nomad: model version, job version, what runs, what is in flight.
 
     LINE may be a job (iris-v1) or a model name (iris: all its majors)."""
+    import json
+
     from nomadml.lines import format_status
     from nomadml.lines import status as gather
 
@@ -91,10 +91,7 @@ def status(ctx: click.Context, line: str | None, as_json: bool, follow: bool) ->
         click.echo(json.dumps(rows, indent=2) if as_json else "\n".join(format_status(rows)))
         if not follow:
             return
-        answer = api.request(
-            "GET", "jobs", params={"index": max(index, 1), "wait": "30s"}, timeout=45
-        )
-        index = answer.index
+        index = api.get("jobs", max(index, 1)).index
         click.echo("")
 
 
@@ -104,6 +101,8 @@ def status(ctx: click.Context, line: str | None, as_json: bool, follow: bool) ->
 @click.pass_context
 def history(ctx: click.Context, line: str, as_json: bool) -> None:
     """LINE's job versions with their model versions, deployments, outcomes and gate values."""
+    import json
+
     from nomadml.lines import format_history, history_rows, managed_jobs
 
     api = nomad_client(ctx)
@@ -132,6 +131,8 @@ def endpoints(
 ) -> None:
     """Live addresses of MODEL's lines, from Nomad's service registry (for scripts and
     load balancers): one `line major version url` per line."""
+    import json
+
     from nomadml.endpoints import endpoints as gather
     from nomadml.errors import BadInput
     from nomadml.lines import managed_jobs

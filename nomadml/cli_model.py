@@ -13,28 +13,25 @@ if TYPE_CHECKING:
     from nomadml.registry import ModelRegistry
 
 
-def _name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """NAME goes into registry paths: only a model name gets there."""
-    import re
+def _checked(check: str) -> Any:
+    """A click callback from a spec check (click names the argument itself)."""
 
-    from nomadml.spec import NAME
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        from nomadml import spec
+        from nomadml.errors import BadInput
 
-    if value is not None and not re.fullmatch(NAME, value):
-        raise click.BadParameter(
-            f"{value!r}: a model name is lowercase letters, digits and '-', starting with a letter"
-        )
-    return value
+        if value is not None:
+            try:
+                getattr(spec, check)(value, "-")
+            except BadInput as err:
+                raise click.BadParameter(str(err).removeprefix("-: ")) from None
+        return value
+
+    return callback
 
 
-def _version(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from nomadml.errors import BadInput
-    from nomadml.spec import parse_version
-
-    try:
-        parse_version(value, "VERSION")
-    except BadInput as err:
-        raise click.BadParameter(str(err).removeprefix("VERSION: ")) from None
-    return value
+_name = _checked("check_name")  # NAME goes into registry paths: only a model name does
+_version = _checked("parse_version")
 
 
 def _registry(ctx: click.Context) -> ModelRegistry:

@@ -3,7 +3,6 @@ Nomad job, checked, planned and rolled out."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,6 +79,8 @@ def render(
     as_json: bool,
 ) -> None:
     """Render the Nomad job of SPEC at a model version (offline unless --json)."""
+    import json
+
     prepared = _prepare(spec, version, model_image, serving_image, templates, pin_serving=False)
     if not as_json:
         click.echo(prepared.hcl, nl=False)
@@ -186,7 +187,7 @@ def deploy(
         )
     except KeyboardInterrupt:
         printer.close()
-        if printer.past_plan():
+        if printer.past_plan:
             click.echo(
                 f"nomadml: detached; the deployment goes on in Nomad. Resume with: {resume}",
                 err=True,

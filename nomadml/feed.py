@@ -60,12 +60,7 @@ class DeploymentChanges:
             except StreamRefused:
                 self.feed.close()
                 self.feed, self.stream = None, False
-        answer = self.api.request(
-            "GET",
-            f"deployment/{self.deployment_id}",
-            params={"index": self.index, "wait": f"{int(wait * 1000)}ms"},
-            timeout=wait * 1.25 + 5,
-        )
+        answer = self.api.deployment(self.deployment_id, self.index, wait)
         changed = answer.index != self.index
         self.index = answer.index
         return dict(answer.body) if changed else None

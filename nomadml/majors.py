@@ -57,12 +57,7 @@ def _wait_unregistered(api: NomadAPI, lines: list[str]) -> None:
     for line in lines:
         index = 0
         while time.monotonic() < deadline:
-            answer = api.request(
-                "GET",
-                f"service/{line}",
-                params={"index": index, "wait": "5s"} if index else None,
-                timeout=15,
-            )
+            answer = api.get(f"service/{line}", index, wait=5)
             if not answer.body:
                 break
             index = max(answer.index, 1)

@@ -249,7 +249,7 @@ class NomadAPI:
         return list(self.request("GET", f"job/{job_id}/services").body or [])
 
     def evaluation(self, eval_id: str, index: int = 0) -> Answer:
-        return self._maybe_blocking(f"evaluation/{eval_id}", index)
+        return self.get(f"evaluation/{eval_id}", index)
 
     def task_log_tail(
         self, alloc_id: str, task: str, kind: str = "stderr", size: int = 2048
@@ -301,12 +301,14 @@ class NomadAPI:
 
     # -- deployments ---------------------------------------------------------------
 
-    def deployment(self, deployment_id: str, index: int = 0) -> Answer:
+    def deployment(
+        self, deployment_id: str, index: int = 0, wait: float = BLOCKING_WAIT_S
+    ) -> Answer:
         """A deployment; with index > 0 this is a blocking query."""
-        return self._maybe_blocking(f"deployment/{deployment_id}", index)
+        return self.get(f"deployment/{deployment_id}", index, wait)
 
     def deployment_allocations(self, deployment_id: str, index: int = 0) -> Answer:
-        return self._maybe_blocking(f"deployment/allocations/{deployment_id}", index)
+        return self.get(f"deployment/allocations/{deployment_id}", index)
 
     def promote(self, deployment_id: str) -> Json:
         return self.request(
@@ -325,14 +327,16 @@ class NomadAPI:
     def service(self, name: str) -> list[Json]:
         return list(self.request("GET", f"service/{name}").body or [])
 
-    def _maybe_blocking(self, path: str, index: int) -> Answer:
+    def get(self, path: str, index: int = 0, wait: float = BLOCKING_WAIT_S) -> Answer:
+        """A read; with index > 0 a blocking query, answered once Nomad's index for
+        `path` passes `index` or after `wait` seconds (then with the same index)."""
         if index <= 0:
             return self.request("GET", path)
         return self.request(
             "GET",
             path,
-            params={"index": index, "wait": f"{BLOCKING_WAIT_S}s"},
-            timeout=BLOCKING_WAIT_S * 1.25 + 5,
+            params={"index": index, "wait": f"{max(1, int(wait * 1000))}ms"},
+            timeout=wait * 1.25 + 5,
         )
 
 

@@ -16,11 +16,13 @@ class Printer:
         self.stream = stream or sys.stdout
         tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.mode = ("tty" if tty else "plain") if mode == "auto" else mode
-        self.seen: list[Event] = []
+        # True once the run reached Nomad beyond planning: it registered, or it is
+        # following a deployment an earlier run started (a resume).
+        self.past_plan = False
         self._live = False
 
     def __call__(self, event: Event) -> None:
-        self.seen.append(event)
+        self.past_plan = self.past_plan or event.kind != "plan"
         if self.mode == "json":
             self.stream.write(json.dumps(event.as_dict(), sort_keys=True) + "\n")
         elif self.mode == "tty" and event.kind == "progress":
@@ -52,8 +54,3 @@ class Printer:
             ]
             text += f" [{', '.join(parts)}; {data.get('seconds_left', 0)}s left]"
         return text
-
-    def past_plan(self) -> bool:
-        """True once the run reached Nomad beyond planning: it registered, or it is
-        following a deployment an earlier run started (a resume)."""
-        return any(e.kind != "plan" for e in self.seen)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from nomadml.errors import BadInput
 from nomadml.events import Emit, Event, discard
 from nomadml.lifecycle import bump, check_signature, signature_hash
 from nomadml.registry import ModelRegistry, now
-from nomadml.spec import NAME, parse_version
+from nomadml.spec import check_name, parse_version
 
 METADATA = "metadata.json"
 
@@ -71,10 +70,7 @@ def register_model(
 ) -> tuple[dict[str, Any], bool]:
     """Register `model_dir` as a candidate; returns (record, created). The same
     artifact registered again returns the existing record and creates nothing."""
-    if not re.fullmatch(NAME, name):
-        raise BadInput(
-            f"--name {name!r}: lowercase letters, digits and '-', starting with a letter"
-        )
+    check_name(name, "--name")
     if (version is None) == (bump_part is None):
         raise BadInput("give exactly one of --version and --bump")
     if version is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,30 @@ from nomadml.errors import TemplateError
 SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII except " and backslash
+
+
+def _hcl_chars(value: str) -> str:
+    """The inside of an HCL string literal. Like JSON's ASCII-only strings, but HCL
+    has no \\b or \\f and wants \\UXXXXXXXX, not a surrogate pair, beyond U+FFFF;
+    lone surrogates have no UTF-8 at all."""
+    if _PLAIN.fullmatch(value):
+        return value  # the common case: nothing to escape
+    out = []
+    for c in value:
+        code = ord(c)
+        if c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif 0x20 <= code < 0x7F:
+            out.append(c)
+        elif 0xD800 <= code <= 0xDFFF:
+            raise ValueError(f"{value!r} is not valid Unicode (a lone surrogate)")
+        else:
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+    return "".join(out)
+
+
 def hcl(value: Any) -> str:
     """An HCL literal for a Python value; strings never start an interpolation."""
     if isinstance(value, bool):
@@ -30,22 +55,8 @@ def hcl(value: Any) -> str:
     if isinstance(value, (int, float)):
         return json.dumps(value)
     if isinstance(value, str):
-        # Like JSON's ASCII-only strings, but HCL has no \b or \f and wants \UXXXXXXXX,
-        # not a surrogate pair, beyond U+FFFF; lone surrogates have no UTF-8 at all.
-        simple = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-        out = []
-        for c in value:
-            code = ord(c)
-            if c in simple:
-                out.append(simple[c])
-            elif 0x20 <= code < 0x7F:
-                out.append(c)
-            elif 0xD800 <= code <= 0xDFFF:
-                raise ValueError(f"{value!r} is not valid Unicode (a lone surrogate)")
-            else:
-                out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
         # HCL2 string templates treat ${ and %{ as interpolation: escape them.
-        return '"' + "".join(out).replace("${", "$${").replace("%{", "%%{") + '"'
+        return '"' + _hcl_chars(value).replace("${", "$${").replace("%{", "%%{") + '"'
     if isinstance(value, Mapping):
         inner = ", ".join(f"{hcl(str(k))} = {hcl(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"

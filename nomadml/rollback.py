@@ -14,11 +14,9 @@ from nomadml import history
 from nomadml.decide import Action
 from nomadml.errors import BadInput, NomadMLError
 from nomadml.events import Emit, Event, discard
-from nomadml.interrupts import deferred
 from nomadml.nomad_api import NomadAPI
 from nomadml.plan import check_owner
-from nomadml.rollout import RolloutResult, WatchOptions, follow_revert, tag_version, watch
-from nomadml.submit import register_exclusively
+from nomadml.rollout import RolloutResult, WatchOptions, follow_revert, register_version, watch
 
 SERVER_FIELDS = (
     "Version",
@@ -140,40 +138,16 @@ def rollback(
             f"# nomadml rollback from {current}: job version {target['Version']} "
             "re-registered with canary = count, auto_promote = true\n" + source
         )
-    with deferred():  # the version, its tag and its record go in together
-        answer = register_exclusively(
-            api,
-            all_at_once(target, current),
-            enforce_index=int(job["JobModifyIndex"]),
-            source=source,
-        )
-        new_version = int((api.job(job_id) or {}).get("Version", 0))
-        emit(
-            Event(
-                "registered",
-                job_id,
-                f"registered {job_id} version {new_version} (model "
-                f"{model_version}, evaluation {answer.get('EvalID', '')[:8]})",
-            )
-        )
-        tag_version(
-            api,
-            job_id,
-            model_version,
-            new_version,
-            f"nomadml rollback from {current} to {model_version}",
-        )
-        history.record(
-            api,
-            job_id,
-            new_version,
-            {
-                "kind": "rollback",
-                "model_version": model_version,
-                "from": current,
-                "outcome": "running",
-            },
-        )
+    answer, new_version = register_version(
+        api,
+        all_at_once(target, current),
+        enforce_index=int(job["JobModifyIndex"]),
+        source=source,
+        model_version=model_version,
+        record={"kind": "rollback", "from": current, "outcome": "running"},
+        why=f"nomadml rollback from {current} to {model_version}",
+        emit=emit,
+    )
     result = watch(
         api,
         job_id,

@@ -116,46 +116,21 @@ def deploy(
             emit,
             started=started,
         )
-    # A signal here waits: the job version, its record and its tag go in together.
-    with deferred():
-        answer = register_exclusively(
-            api, job, enforce_index=summary.job_modify_index, source=prepared.hcl
-        )
-        registered = api.job(job_id) or {}
-        job_version = int(registered.get("Version", 0))
-        if (registered.get("Meta") or {}).get("nomadml.version") != version:
-            raise NomadMLError(
-                f"{job_id}: changed by someone else right after registering; "
-                "check `nomadml history`"
-            )
-        emit(
-            Event(
-                "registered",
-                job_id,
-                f"registered {job_id} version {job_version} "
-                f"(model {version}, evaluation {answer.get('EvalID', '')[:8]})",
-                {"job_version": job_version, "eval": answer.get("EvalID")},
-            )
-        )
-        history.record(
-            api,
-            job_id,
-            job_version,
-            {
-                "kind": "deploy",
-                "model_version": version,
-                "outcome": "running",
-                "spec_hash": spec.spec_hash,
-                "image": prepared.release.model_image,
-            },
-        )
-        tag_version(
-            api,
-            job_id,
-            version,
-            job_version,
-            f"nomadml deploy of {spec.name} {version} (spec {spec.spec_hash})",
-        )
+    answer, job_version = register_version(
+        api,
+        job,
+        enforce_index=summary.job_modify_index,
+        source=prepared.hcl,
+        model_version=version,
+        record={
+            "kind": "deploy",
+            "outcome": "running",
+            "spec_hash": spec.spec_hash,
+            "image": prepared.release.model_image,
+        },
+        why=f"nomadml deploy of {spec.name} {version} (spec {spec.spec_hash})",
+        emit=emit,
+    )
     result = watch(
         api,
         job_id,
@@ -189,6 +164,44 @@ def gate_runner(prepared: Prepared, api: NomadAPI) -> Any:
     return GateRunner(api, d["gates"], d["serving"]["metrics_path"])
 
 
+def register_version(
+    api: NomadAPI,
+    job: dict[str, Any],
+    *,
+    enforce_index: int,
+    source: str | None,
+    model_version: str,
+    record: dict[str, Any],
+    why: str,
+    emit: Emit,
+) -> tuple[dict[str, Any], int]:
+    """Register `job` (check-and-set, under the job's lock), then record it in the
+    rollout history and tag it v<model_version>; returns Nomad's answer and the new
+    job version. A signal waits until all three are done: they go in together."""
+    job_id = str(job["ID"])
+    with deferred():
+        answer = register_exclusively(api, job, enforce_index=enforce_index, source=source)
+        registered = api.job(job_id) or {}
+        job_version = int(registered.get("Version", 0))
+        if (registered.get("Meta") or {}).get("nomadml.version") != model_version:
+            raise NomadMLError(
+                f"{job_id}: changed by someone else right after registering; "
+                "check `nomadml history`"
+            )
+        emit(
+            Event(
+                "registered",
+                job_id,
+                f"registered {job_id} version {job_version} "
+                f"(model {model_version}, evaluation {answer.get('EvalID', '')[:8]})",
+                {"job_version": job_version, "eval": answer.get("EvalID")},
+            )
+        )
+        history.record(api, job_id, job_version, {"model_version": model_version, **record})
+        tag_version(api, job_id, model_version, job_version, why)
+    return answer, job_version
+
+
 def tag_version(api: NomadAPI, job_id: str, model_version: str, job_version: int, why: str) -> None:
     """Name the job version after the model version; the tag moves to the newest."""
     tag = f"v{model_version}"
@@ -204,13 +217,8 @@ def _find_deployment(
     `after_index` (the register's JobModifyIndex) lets the first read block until then."""
     index = after_index
     while time.monotonic() < deadline:
-        wait = max(1, min(BLOCKING_WAIT_S, int(deadline - time.monotonic())))
-        answer = api.request(
-            "GET",
-            f"job/{job_id}/deployment",
-            params={"index": index, "wait": f"{wait}s"} if index else None,
-            timeout=wait * 1.25 + 5,
-        )
+        wait = max(1.0, min(BLOCKING_WAIT_S, deadline - time.monotonic()))
+        answer = api.get(f"job/{job_id}/deployment", index, wait)
         dep = answer.body
         if dep and int(dep.get("JobVersion", -1)) >= job_version:
             return dict(dep), answer.index  # (a newer one: superseded, the caller says so)
@@ -440,12 +448,7 @@ def follow_revert(
     (a revert to a canary-enabled version goes through a canary phase, #10882)."""
     index = 0
     while time.monotonic() < deadline:
-        answer = api.request(
-            "GET",
-            f"job/{job_id}/deployment",
-            params={"index": index, "wait": "5s"} if index else None,
-            timeout=15,
-        )
+        answer = api.get(f"job/{job_id}/deployment", index, wait=5)
         index = max(answer.index, 1)
         dep = answer.body
         if not dep or int(dep.get("JobVersion", -1)) <= failed_version:
@@ -455,9 +458,4 @@ def follow_revert(
             return
         if "manual promotion" in dep.get("StatusDescription", ""):
             _promote(api, job_id, dep["ID"], emit)
-        api.request(
-            "GET",
-            f"deployment/{dep['ID']}",
-            params={"index": answer.index, "wait": "5s"},
-            timeout=15,
-        )
+        api.deployment(dep["ID"], answer.index, wait=5)

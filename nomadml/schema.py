@@ -13,14 +13,16 @@ from typing import Any
 REQUIRED: Any = object()
 Check = Callable[[Any], "str | None"]
 
-DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h))+$")
+# ASCII: \d is 0-9 only, not U+0661 and the other Unicode digits.
+DURATION = re.compile(r"(?:\d+(?:ms|s|m|h))+", re.ASCII)
+_PART = re.compile(r"(\d+)(ms|s|m|h)", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def seconds(duration: str) -> float:
     """'1m30s' -> 90.0 (the duration must already be valid)."""
     # float(), not int(): a 5000-digit count is inf, not a ValueError or OverflowError.
-    return sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+)(ms|s|m|h)", duration))
+    return sum(float(n) * _UNITS[u] for n, u in _PART.findall(duration))
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,8 @@ def _check_kind(kind: str, value: Any) -> str | None:
     elif kind == "bool":
         ok = isinstance(value, bool)
     elif kind == "duration":
-        # fullmatch: `$` alone lets "30s\n" through; ASCII: `\d` takes U+0661 and kin too.
-        if not isinstance(value, str) or not value.isascii() or not DURATION.fullmatch(value):
+        # fullmatch: `$` alone lets "30s\n" through.
+        if not isinstance(value, str) or not DURATION.fullmatch(value):
             return f'expected a duration such as "30s", "5m" or "1h30m", got {_describe(value)}'
         if seconds(value) > 9_223_372_036:  # Nomad's durations are int64 nanoseconds
             return "must be at most 292 years, the longest duration Nomad can hold"

@@ -40,7 +40,8 @@ ENV_KEY = r"(?!NOMADML_|NOMAD_)[A-Za-z_][A-Za-z0-9_]*"
 VERSION = re.compile(
     r"(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
     # prerelease: dot-separated non-empty identifiers ("rc.1", never "a..b"), 32 chars at most
-    r"(-(?=[0-9A-Za-z.]{1,32}$)[0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*)?"
+    r"(-(?=[0-9A-Za-z.]{1,32}$)[0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*)?",
+    re.ASCII,  # \d: 0-9 only, not U+0661 and the other Unicode digits
 )
 REFERENCE_SERVER = "reference"
 
@@ -245,10 +246,19 @@ class ModelSpec:
         return f"{self.name}-v{parse_version(version, self.source)[0]}"
 
 
+def check_name(name: str, where: str = "name") -> str:
+    """A model name; it goes into job IDs and registry paths, so nothing else may."""
+    if not isinstance(name, str) or not re.fullmatch(NAME, name):
+        raise BadInput(
+            f"{where}: {name!r} is not a model name "
+            "(lowercase letters, digits and '-', starting with a letter)"
+        )
+    return name
+
+
 def parse_version(version: str, where: str = "version") -> tuple[int, int, int]:
     """Strict MAJOR.MINOR.PATCH[-prerelease]; nothing else reaches a path or a job."""
-    # ASCII only: the pattern's \d would also take other digits, such as U+0661.
-    m = VERSION.fullmatch(version) if isinstance(version, str) and version.isascii() else None
+    m = VERSION.fullmatch(version) if isinstance(version, str) else None
     if not m:
         raise BadInput(
             f"{where}: invalid model version {version!r}: expected MAJOR.MINOR.PATCH such as 1.2.0"

@@ -147,16 +147,24 @@ def _with_path(err: OSError, path: Path | str) -> OSError:
     return new
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush ``path`` (a file we wrote, never through a symlink; or a directory)."""
+    kind = os.O_DIRECTORY if directory else os.O_NOFOLLOW
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | kind)
     try:
         os.fsync(fd)
     except OSError as err:
         # Some filesystems cannot fsync a directory; their rename is as durable as it gets.
-        if err.errno != errno.EINVAL:
+        if not (directory and err.errno == errno.EINVAL):
             raise _with_path(err, path) from err
     finally:
         os.close(fd)
+
+
+def _advise(fd: int, offset: int, length: int, advice: str) -> None:
+    """posix_fadvise where the platform has it: advice only, so failing is harmless."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.posix_fadvise(fd, offset, length, getattr(os, advice))
 
 
 def _is_complete(final: Path) -> bool:
@@ -295,7 +303,7 @@ def write_manifest(source_dir: Path, manifest: dict[str, Any]) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(source_dir)
+    _fsync(source_dir, directory=True)
     return target
 
 
@@ -517,20 +525,24 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
     left to do (about 1.3-1.5x the throughput here; see benchmarks/RESULTS.md). Advisory:
     where it is not supported, the fsyncs do all the work as before."""
     if length > 0:
-        with contextlib.suppress(OSError, AttributeError):
-            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        _advise(fd, offset, length, "POSIX_FADV_DONTNEED")
 
 
-def _check_bytes(
-    manifest: Manifest, entry: ManifestEntry, size: int, sha256: str, capped: bool = False
-) -> None:
-    """The bytes read for ``entry`` against the manifest; ``capped``: the read stopped
-    once past the expected size, so a bigger ``size`` is only a lower bound."""
+def _check_size(manifest: Manifest, entry: ManifestEntry, size: int, capped: bool) -> None:
+    """``capped``: the read stopped once past the expected size, so a bigger ``size``
+    is only a lower bound."""
     if size != entry.size:
         got = f"more than {entry.size}" if capped and size > entry.size else f"{size}"
         raise _integrity_error(
             manifest, entry.path, f"expected {entry.size} bytes, got {got}", "size mismatch"
         )
+
+
+def _check_bytes(
+    manifest: Manifest, entry: ManifestEntry, size: int, sha256: str, capped: bool = False
+) -> None:
+    """The bytes read for ``entry`` against the manifest."""
+    _check_size(manifest, entry, size, capped)
     if sha256 != entry.sha256:
         raise _integrity_error(
             manifest,
@@ -543,13 +555,8 @@ def _check_bytes(
 def _copy_entry(source: Path, tmp_dir: Path, entry: ManifestEntry, manifest: Manifest) -> None:
     src = _open_regular(source, entry.path, BootstrapError)
     try:
-        size = os.fstat(src).st_size
-        if size != entry.size:
-            raise _integrity_error(
-                manifest, entry.path, f"expected {entry.size} bytes, got {size}", "size mismatch"
-            )
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(src, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        _check_size(manifest, entry, os.fstat(src).st_size, capped=False)
+        _advise(src, 0, 0, "POSIX_FADV_SEQUENTIAL")
         dst_path = tmp_dir / entry.path
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         dst = os.open(dst_path, flags, _FILE_MODE)
@@ -586,16 +593,6 @@ def _marker_bytes(manifest: Manifest) -> bytes:
     return (json.dumps(marker, indent=2) + "\n").encode("utf-8")
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as err:
-        raise _with_path(err, path) from err
-    finally:
-        os.close(fd)
-
-
 def _populate(source: Path, tmp_dir: Path, manifest: Manifest) -> None:
     made: set[str] = set()
     dirs: list[Path] = [tmp_dir]
@@ -605,12 +602,12 @@ def _populate(source: Path, tmp_dir: Path, manifest: Manifest) -> None:
     # Flushed once all are written, not one by one: the journal then commits once for
     # them all instead of a disk flush per file (see benchmarks/RESULTS.md).
     for entry in manifest.files:
-        _fsync_file(tmp_dir / entry.path)
+        _fsync(tmp_dir / entry.path)
     _write_new_file(tmp_dir / MANIFEST_NAME, manifest.raw)
     _write_new_file(tmp_dir / MARKER_NAME, _marker_bytes(manifest))
     # Deepest first, so every directory entry is durable before the rename publishes it.
     for directory in reversed(dirs):
-        _fsync_dir(directory)
+        _fsync(directory, directory=True)
 
 
 def _install_locked(
@@ -630,7 +627,7 @@ def _install_locked(
         # Also on KeyboardInterrupt: a half-copied version must never linger.
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-    _fsync_dir(model_dir)
+    _fsync(model_dir, directory=True)
     return InstallResult(
         path=final, already_installed=False, files=len(manifest.files), bytes=manifest.total_bytes
     )
