@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_PLAIN = re.compile(r'[ !#-\[\]-~]*')  # printable ASCII except " and backslash
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII except " and backslash
 
 
 def _hcl_chars(value: str) -> str:
