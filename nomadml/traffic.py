@@ -30,6 +30,14 @@ class TrafficReport:
     errors: Counter[str] = field(default_factory=Counter)
     retried: int = 0  # refused connections sent again to another live address
 
+    def summary(self) -> str:
+        """One line for a test log or a report."""
+        return (
+            f"sent {self.sent}, ok {self.ok}, failed {self.failed} "
+            f"(refused and sent again {self.retried}) {dict(self.errors)}; "
+            f"served {dict(self.by_version)}"
+        )
+
 
 class Traffic:
     """Use as a context manager: requests flow while the block runs."""

@@ -67,12 +67,17 @@ def models_volume(nomad: NomadAPI) -> Path:
 
 @pytest.fixture()
 def model_name(nomad: NomadAPI) -> Iterator[str]:
-    """A unique model name; every job of that model line is purged after the test."""
+    """A unique model name; after the test, every job of that model is purged and its
+    variables (registry records, rollout history, register locks) deleted."""
     name = f"t{uuid.uuid4().hex[:8]}"
     yield name
     for job in nomad.request("GET", "jobs", params={"prefix": name}).body or []:
         with contextlib.suppress(NomadMLError):
             nomad.stop_job(job["ID"], purge=True)
+    for prefix in (f"nomadml/models/{name}/", f"nomadml/rollouts/{name}", f"nomadml/locks/{name}"):
+        for var in nomad.list_variables(prefix):
+            with contextlib.suppress(NomadMLError):
+                nomad.request("DELETE", f"var/{var['Path']}")
 
 
 GATE_PRESETS: dict[str, dict[str, str]] = {
@@ -132,20 +137,45 @@ def roll(nomad: NomadAPI, serving_image: str) -> Callable[..., RolloutResult]:
 
 
 @pytest.fixture()
+def stable_line(
+    make_spec: Callable[..., Path],
+    roll: Callable[..., RolloutResult],
+    ship: Callable[..., str],
+    model_name: str,
+) -> Callable[..., tuple[Path, str]]:
+    """A model line already serving 1.0.0: writes the spec (`replace`, `gates` as in
+    make_spec), deploys 1.0.0 to success; returns the spec and the job (<model>-v1)."""
+    from nomadml.decide import Action
+
+    def up(replace: dict[str, str] | None = None, gates: str = "fast") -> tuple[Path, str]:
+        spec = make_spec(replace, gates=gates)
+        result = roll(spec, "1.0.0", ship("1.0.0"))
+        assert result.action is Action.SUCCEEDED, result.reason
+        return spec, f"{model_name}-v1"
+
+    return up
+
+
+@pytest.fixture()
 def ship(docker_client: object, model_name: str) -> Callable[..., str]:
     """Train, build and push a model version of the test's model; returns it pinned.
 
     `serving` goes into model.json's fault-injection knobs (error_rate,
-    extra_latency_ms); `corrupt=True` changes a file after its manifest was made."""
+    extra_latency_ms); `corrupt=True` changes a file after its manifest was made;
+    `registry` pushes to another registry than the stack's."""
     import json
     import tempfile
 
     from nomadml.bundled.bootstrap import build_manifest, write_manifest
-    from nomadml.images import build_model_image
+    from nomadml.images import DEFAULT_REGISTRY, build_model_image
     from nomadml.training import train_iris
 
     def push(
-        version: str, c: float = 1.0, serving: dict[str, float] | None = None, corrupt: bool = False
+        version: str,
+        c: float = 1.0,
+        serving: dict[str, float] | None = None,
+        corrupt: bool = False,
+        registry: str | None = None,
     ) -> str:
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = Path(tmp)
@@ -158,7 +188,9 @@ def ship(docker_client: object, model_name: str) -> Callable[..., str]:
             if corrupt:
                 with open(model_dir / "model.json", "a") as f:
                     f.write(" ")
-            return build_model_image(model_dir, model_name, version, labels={}).pinned
+            return build_model_image(
+                model_dir, model_name, version, labels={}, registry=registry or DEFAULT_REGISTRY
+            ).pinned
 
     return push
 

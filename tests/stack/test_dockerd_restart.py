@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from test_agent_restart import Agent
+from private_agent import Agent, unmount_under
 
 from nomadml.decide import Action
 from nomadml.nomad_api import NomadAPI
@@ -111,7 +111,7 @@ def engine() -> Iterator[Engine]:
     finally:
         e.remove_all()
         e.stop()
-        subprocess.run(["umount", "-l", f"{root}/data"], check=False, capture_output=True)
+        unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -148,10 +148,7 @@ def test_dockerd_restarted_under_a_running_line(
         back_in = time.monotonic() - down_at
         time.sleep(8)  # Nomad's driver finds the engine again
     report = traffic.report
-    print(
-        f"dockerd restart ({back_in:.1f} s away): sent {report.sent}, failed {report.failed} "
-        f"{dict(report.errors)}, served {dict(report.by_version)}"
-    )
+    print(f"dockerd restart ({back_in:.1f} s away): {report.summary()}")
     assert report.failed == 0 and report.by_version["1.0.0"] > 0, report
     after = sorted(a["ID"] for a in api.job_allocations(job_id) if a["ClientStatus"] == "running")
     assert after == before  # the same allocations, never rescheduled

@@ -74,33 +74,18 @@ def spare_registry() -> Iterator[SpareRegistry]:
             registry.stop()
 
 
-def _ship_to(registry: str, model_name: str, version: str) -> str:
-    from nomadml.bundled.bootstrap import build_manifest, write_manifest
-    from nomadml.images import build_model_image
-    from nomadml.training import train_iris
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp)
-        train_iris(model_dir, c=0.5)
-        write_manifest(model_dir, build_manifest(model_dir, model_name, version))
-        ref = build_model_image(model_dir, model_name, version, labels={}, registry=registry)
-    return ref.pinned
-
-
 def test_registry_down_when_the_bootstrap_needs_the_model(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     docker_client: Any,
     model_name: str,
-    make_spec: Callable[..., Path],
-    ship: Callable[..., str],
-    serving_image: str,
     models_volume: Path,
     spare_registry: SpareRegistry,
+    stable_line: Callable[..., tuple[Path, str]],
+    ship: Callable[..., str],
 ) -> None:
-    spec, job_id = make_spec(gates="health"), f"{model_name}-v1"
-    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
-    image = _ship_to(SPARE_REGISTRY, model_name, "1.1.0")
+    spec, job_id = stable_line(gates="health")
+    image = ship("1.1.0", c=0.5, registry=SPARE_REGISTRY)
     # The node must fetch it: drop the engine's copy, then the registry.
     docker_client.images.remove(image.split("@")[0] + ":1.1.0", force=True)
     spare_registry.stop()
@@ -110,7 +95,8 @@ def test_registry_down_when_the_bootstrap_needs_the_model(
     print(f"registry down: {result.action.value}: {result.reason}")
     assert result.action is Action.ROLLED_BACK, result.reason
     assert "task bootstrap" in result.reason and "pull" in result.reason.lower(), result.reason
-    assert traffic.report.failed == 0, traffic.report
+    assert traffic.report.failed == 0, traffic.report.summary()
+    assert traffic.report.by_version["1.0.0"] > 0, traffic.report.summary()
     assert not (models_volume / model_name / "1.1.0").exists()
     assert (nomad.job(job_id) or {})["Meta"]["nomadml.version"] == "1.0.0"
 
@@ -125,13 +111,10 @@ def test_serving_task_crash_after_promotion(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     docker_client: Any,
-    model_name: str,
-    make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
+    stable_line: Callable[..., tuple[Path, str]],
 ) -> None:
-    spec, job_id = make_spec(gates="health"), f"{model_name}-v1"
-    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    spec, job_id = stable_line(gates="health")
     assert roll(spec, "1.1.0", ship("1.1.0")).action is Action.SUCCEEDED
     job_version = (nomad.job(job_id) or {})["Version"]
     running = [a for a in nomad.job_allocations(job_id) if a["ClientStatus"] == "running"]
@@ -158,11 +141,7 @@ def test_serving_task_crash_after_promotion(
             time.sleep(0.5)
         time.sleep(2)  # traffic reaches the restarted task again
     report = traffic.report
-    print(
-        f"crash after promotion: sent {report.sent}, refused and sent again {report.retried}, "
-        f"failed {report.failed} "
-        f"{dict(report.errors)}, served {dict(report.by_version)}"
-    )
+    print(f"crash after promotion: {report.summary()}")
     assert restarted, "Nomad did not restart the crashed serving task in place"
     job = nomad.job(job_id) or {}
     assert job["Version"] == job_version and job["Meta"]["nomadml.version"] == "1.1.0"

@@ -22,7 +22,6 @@ def test_majors_side_by_side_retirement_and_isolation(
     model_name: str,
     make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
 ) -> None:
     spec = make_spec(gates="health")  # keep_majors = 2, as shipped
     for version in ("0.1.0", "1.0.0"):

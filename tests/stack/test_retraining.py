@@ -14,10 +14,7 @@ from nomadml.cli import main
 from nomadml.nomad_api import NomadAPI
 from nomadml.registry import ModelRegistry
 
-AUTO = {
-    "[gates]\n": "[gates]\nanalysis = false\n",
-    "auto_deploy = false                  #": "auto_deploy = true                   #",
-}
+AUTO = {"auto_deploy = false                  #": "auto_deploy = true                   #"}
 
 
 def _force_and_wait(nomad: NomadAPI, job_id: str) -> str:
@@ -50,7 +47,7 @@ def _force_and_wait(nomad: NomadAPI, job_id: str) -> str:
 def test_periodic_retraining_registers_gates_and_deploys_idempotently(
     nomad: NomadAPI, model_name: str, make_spec: Callable[..., Path], serving_image: str
 ) -> None:
-    spec = make_spec(AUTO)
+    spec = make_spec(AUTO, gates="health")
     result = CliRunner().invoke(main, ["schedule-retraining", str(spec)])
     assert result.exit_code == 0, result.stderr
     job_id = f"{model_name}-retrain"

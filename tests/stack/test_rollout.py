@@ -8,12 +8,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nomadml import history
 from nomadml.decide import Action
 from nomadml.endpoints import endpoints
 from nomadml.errors import Conflict, ExitCode
-from nomadml.nomad_api import NomadAPI
+from nomadml.nomad_api import BLOCKING_WAIT_S, Answer, NomadAPI
 from nomadml.rollback import rollback
 from nomadml.rollout import RolloutResult
 from nomadml.traffic import Traffic
@@ -37,7 +38,6 @@ def test_good_version_canaries_pass_gates_and_are_promoted_then_rolled_back(
     model_name: str,
     make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
 ) -> None:
     spec = make_spec(gates="fast")
     job_id = f"{model_name}-v1"
@@ -80,14 +80,10 @@ def test_good_version_canaries_pass_gates_and_are_promoted_then_rolled_back(
 def test_erroring_canary_fails_its_gate_and_stable_keeps_serving(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
-    model_name: str,
-    make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
+    stable_line: Callable[..., tuple[Path, str]],
 ) -> None:
-    spec = make_spec(gates="fast")
-    job_id = f"{model_name}-v1"
-    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    spec, job_id = stable_line()
     with Traffic(nomad, job_id, rate_per_s=15, max_seconds=180) as traffic:
         result = roll(spec, "1.1.0", ship("1.1.0", serving={"error_rate": 0.5}))
     assert result.action is Action.ROLLED_BACK, result.reason
@@ -105,14 +101,11 @@ def test_corrupted_model_fails_in_bootstrap_and_leaves_previous_version_alone(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
-    make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
     models_volume: Path,
+    stable_line: Callable[..., tuple[Path, str]],
 ) -> None:
-    spec = make_spec(gates="fast")
-    job_id = f"{model_name}-v1"
-    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    spec, job_id = stable_line()
     installed = models_volume / model_name / "1.0.0"
     before = {p.name: p.stat().st_mtime_ns for p in installed.iterdir()}
 
@@ -128,16 +121,12 @@ def test_corrupted_model_fails_in_bootstrap_and_leaves_previous_version_alone(
 def test_promotion_made_outside_nomadml_is_noticed(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
-    model_name: str,
-    make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
+    stable_line: Callable[..., tuple[Path, str]],
 ) -> None:
     # No traffic and a high sample minimum: nomadml's gates cannot decide, so the
     # canary waits for them — until an operator promotes it through the API.
-    spec = make_spec({"min_requests = 10": "min_requests = 100000"}, gates="fast")
-    job_id = f"{model_name}-v1"
-    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    spec, job_id = stable_line({"min_requests = 10": "min_requests = 100000"})
     image = ship("1.1.0")
     outcome: list[RolloutResult] = []
     watcher = threading.Thread(target=lambda: outcome.append(roll(spec, "1.1.0", image)))
@@ -160,14 +149,10 @@ def test_promotion_made_outside_nomadml_is_noticed(
 def test_two_deploys_at_once_exactly_one_registers(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
-    model_name: str,
-    make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
+    stable_line: Callable[..., tuple[Path, str]],
 ) -> None:
-    spec = make_spec({"[gates]\n": "[gates]\nanalysis = false\n"})  # no traffic here
-    job_id = f"{model_name}-v1"
-    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    spec, job_id = stable_line(gates="health")  # no traffic here
     images = {"1.1.0": ship("1.1.0"), "1.2.0": ship("1.2.0", c=0.3)}
     barrier = threading.Barrier(2, timeout=60)
 
@@ -201,3 +186,32 @@ def test_two_deploys_at_once_exactly_one_registers(
     assert "changed since it was planned" in str(err), err
     versions = [v["Meta"]["nomadml.version"] for v in nomad.job_versions(job_id)]
     assert conflicts[0] not in versions  # the loser registered nothing
+
+
+def test_the_watch_follows_the_real_agents_event_stream(
+    roll: Callable[..., RolloutResult],
+    nomad: NomadAPI,
+    stable_line: Callable[..., tuple[Path, str]],
+    ship: Callable[..., str],
+) -> None:
+    """One event stream per watch on the real agent, with no fall back to blocking
+    reads of the deployment (a wrong topic or index would fall back silently)."""
+    spec, _ = stable_line(gates="health")
+    streams: list[dict[str, Any]] = []
+    blocking: list[str] = []
+
+    class Watched(NomadAPI):
+        def open_stream(self, path: str, params: dict[str, Any], read_timeout: float) -> Any:
+            streams.append(params)
+            return super().open_stream(path, params, read_timeout)
+
+        def get(self, path: str, index: int = 0, wait: float = BLOCKING_WAIT_S) -> Answer:
+            if index and path.startswith("deployment/"):
+                blocking.append(path)
+            return super().get(path, index, wait)
+
+    result = roll(spec, "1.1.0", ship("1.1.0", c=0.5), api=Watched(nomad.settings))
+    assert result.action is Action.SUCCEEDED, result.reason
+    assert [s["topic"] for s in streams] == [f"Deployment:{result.deployment_id}"], streams
+    assert blocking == []
+    assert result.watch_calls <= 6, result.watch_calls

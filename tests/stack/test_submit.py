@@ -7,7 +7,6 @@ before the raft apply); register_exclusively adds a variable lock decided in the
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,9 +36,8 @@ def _job(job_id: str, mark: str) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def job_id(nomad: NomadAPI, model_name: str) -> Iterator[str]:
-    yield f"{model_name}-cas"
-    nomad.stop_job(f"{model_name}-cas", purge=True)
+def job_id(model_name: str) -> str:
+    return f"{model_name}-cas"  # purged with the model's other jobs
 
 
 def _race(nomad: NomadAPI, job_id: str, round_: int) -> list[object]:

@@ -23,10 +23,7 @@ MAX_SECONDS = 240
 
 
 def _counted(scenario: str, report: TrafficReport) -> str:
-    line = (
-        f"{scenario}: sent {report.sent}, ok {report.ok}, failed {report.failed} "
-        f"{dict(report.errors)}; served {dict(report.by_version)}"
-    )
+    line = f"{scenario}: {report.summary()}"
     print(line)
     return line
 
@@ -34,13 +31,10 @@ def _counted(scenario: str, report: TrafficReport) -> str:
 def test_canary_rollout_with_promotion_drops_nothing(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
-    model_name: str,
-    make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
+    stable_line: Callable[..., tuple[Path, str]],
 ) -> None:
-    spec, job_id = make_spec(gates="fast"), f"{model_name}-v1"
-    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    spec, job_id = stable_line()
     image = ship("1.1.0", c=0.5)
     with Traffic(nomad, job_id, rate_per_s=RATE, max_seconds=MAX_SECONDS) as traffic:
         result = roll(spec, "1.1.0", image)
@@ -54,15 +48,12 @@ def test_canary_rollout_with_promotion_drops_nothing(
 def test_failed_canary_rolled_back_drops_nothing(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
-    model_name: str,
-    make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
+    stable_line: Callable[..., tuple[Path, str]],
 ) -> None:
     # The canary answers correctly but slowly: its latency gate fails, and the
     # rollback must not cost a single request.
-    spec, job_id = make_spec(gates="fast"), f"{model_name}-v1"
-    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    spec, job_id = stable_line()
     image = ship("1.1.0", serving={"extra_latency_ms": 400})
     with Traffic(nomad, job_id, rate_per_s=RATE, max_seconds=MAX_SECONDS) as traffic:
         result = roll(spec, "1.1.0", image)
@@ -78,13 +69,10 @@ def test_failed_canary_rolled_back_drops_nothing(
 def test_post_promotion_rollback_drops_nothing(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
-    model_name: str,
-    make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
+    stable_line: Callable[..., tuple[Path, str]],
 ) -> None:
-    spec, job_id = make_spec(gates="fast"), f"{model_name}-v1"
-    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    spec, job_id = stable_line()
     image = ship("1.1.0", c=0.5)
     with Traffic(nomad, job_id, rate_per_s=RATE, max_seconds=MAX_SECONDS) as warmup:
         assert roll(spec, "1.1.0", image).action is Action.SUCCEEDED
@@ -103,13 +91,11 @@ def test_new_major_beside_the_old_drops_nothing(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
     model_name: str,
-    make_spec: Callable[..., Path],
     ship: Callable[..., str],
-    serving_image: str,
+    stable_line: Callable[..., tuple[Path, str]],
 ) -> None:
-    spec = make_spec(gates="fast")
-    v1, v2 = f"{model_name}-v1", f"{model_name}-v2"
-    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    spec, v1 = stable_line()
+    v2 = f"{model_name}-v2"
     image = ship("2.0.0", c=0.2)
     with (
         Traffic(nomad, v1, rate_per_s=RATE, max_seconds=MAX_SECONDS) as old,

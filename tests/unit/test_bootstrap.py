@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import helpers
 import pytest
+from helpers import error_line, snapshot
 
 from nomadml.bundled import bootstrap
 
@@ -37,12 +39,7 @@ def make_source(
     model: str = MODEL,
     version: str = VERSION,
 ) -> Path:
-    for rel, data in (FILES if files is None else files).items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    bootstrap.write_manifest(root, bootstrap.build_manifest(root, model, version))
-    return root
+    return helpers.make_source(root, FILES if files is None else files, model, version)
 
 
 def write_raw_manifest(root: Path, manifest: object) -> None:
@@ -54,16 +51,6 @@ def temp_dirs(model_dir: Path) -> list[str]:
     if not model_dir.exists():
         return []
     return sorted(p.name for p in model_dir.iterdir() if p.name.startswith(".tmp-"))
-
-
-def snapshot(root: Path) -> dict[str, tuple[bytes | None, int, int, int]]:
-    """Content, mtime, inode and mode of everything under root (root included)."""
-    result: dict[str, tuple[bytes | None, int, int, int]] = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        st = path.lstat()
-        data = path.read_bytes() if path.is_file() else None
-        result[str(path.relative_to(root))] = (data, st.st_mtime_ns, st.st_ino, st.st_mode)
-    return result
 
 
 def run_cli(
@@ -84,13 +71,7 @@ def run_cli(
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
     assert proc.returncode == code, proc.stderr
-    assert proc.stdout == ""
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.endswith("\n")
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("bootstrap: ")
-    return lines[0]
+    return error_line(proc.stdout, proc.stderr)
 
 
 # --------------------------------------------------------------------------- manifest

@@ -17,7 +17,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import helpers
 import pytest
+from helpers import error_line, snapshot
 
 from nomadml.bundled import bootstrap
 
@@ -38,13 +40,9 @@ OLD_FILES = {
 def make_source(
     root: Path, files: dict[str, bytes], version: str, model: str = MODEL
 ) -> tuple[Path, int]:
-    """Write a model source dir with its manifest; return it and the bytes the
-    installer's free-space precheck will ask for (files + manifest)."""
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    bootstrap.write_manifest(root, bootstrap.build_manifest(root, model, version))
+    """The source dir, and the bytes the installer's free-space precheck will ask for
+    (files + manifest)."""
+    helpers.make_source(root, files, model, version)
     needed = sum(len(data) for data in files.values()) + (root / "manifest.json").stat().st_size
     return root, needed
 
@@ -64,27 +62,6 @@ def run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, 
     code = bootstrap.main(argv)
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def error_line(out: str, err: str) -> str:
-    """The one line a failed run prints: nothing on stdout, no traceback."""
-    assert out == ""
-    assert "Traceback" not in err
-    assert err.endswith("\n"), err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("bootstrap: "), err
-    return lines[0]
-
-
-def snapshot(root: Path) -> dict[str, tuple[bytes | None, int, int, int]]:
-    """Content, mtime, inode and mode of everything under root (root included)."""
-    result: dict[str, tuple[bytes | None, int, int, int]] = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        st = path.lstat()
-        data = path.read_bytes() if path.is_file() else None
-        result[str(path.relative_to(root))] = (data, st.st_mtime_ns, st.st_ino, st.st_mode)
-    return result
 
 
 def listing(directory: Path) -> list[str]:

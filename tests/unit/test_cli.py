@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from helpers import all_commands
 
 from nomadml import __version__
 from nomadml.cli import COMMANDS, main
@@ -31,15 +32,6 @@ def test_version_and_help() -> None:
     assert code == 0
     for member in ExitCode:
         assert f"{member.value:>3}  {member.name.lower().replace('_', ' ')}" in out
-
-
-def all_commands() -> dict[str, click.Command]:
-    """Every command, loading the lazily imported ones."""
-    assert isinstance(main, click.Group)
-    ctx = click.Context(main)
-    found = {name: main.get_command(ctx, name) for name in main.list_commands(ctx)}
-    assert None not in found.values(), found
-    return {name: command for name, command in found.items() if command is not None}
 
 
 def test_every_command_and_option_has_help() -> None:

@@ -38,6 +38,7 @@ class Server(ThreadingHTTPServer):
         self.stream_status = 200
         self.streams: list[list[bytes]] = []  # what each stream connection sends, then closes
         self.deployment = _deployment("running")
+        self.index = 7  # X-Nomad-Index of the deployment reads
         self.hold = threading.Event()  # keeps the last stream open until set
         super().__init__(("127.0.0.1", 0), Handler)
 
@@ -66,7 +67,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.hold.wait(10)
             self.wfile.write(b"0\r\n\r\n")
             return
-        self._send(200, json.dumps(self.server.deployment).encode(), index="7")
+        self._send(200, json.dumps(self.server.deployment).encode(), index=str(self.server.index))
 
     def _send(self, status: int, body: bytes, index: str = "7") -> None:
         self.send_response(status)
@@ -142,6 +143,10 @@ def test_a_refused_stream_falls_back_to_blocking_queries(server: Server) -> None
         server.deployment = _deployment("successful", 2)
         assert changes.next(0.5) is None  # same index: nothing changed
         assert any("index=7" in p for p in server.seen if p.startswith("/v1/deployment/"))
+        server.index = 8  # Nomad's index moved: the blocking read brings the change
+        assert _collect(changes, 1) == [("successful", 2)]
+        assert changes.next(0.5) is None  # and the next read blocks from there
+        assert any("index=8" in p for p in server.seen if p.startswith("/v1/deployment/"))
     finally:
         changes.close()
 

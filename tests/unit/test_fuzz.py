@@ -37,6 +37,7 @@ from unittest import mock
 import click
 import pytest
 from click.testing import CliRunner, Result
+from helpers import all_commands, snapshot
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -123,16 +124,6 @@ def working_folder(path: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(before)
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, int, int, bytes | None]]:
-    """Everything under `root`: mode, size, mtime and content of each entry."""
-    out: dict[str, tuple[int, int, int, bytes | None]] = {}
-    for p in sorted(root.rglob("*")):
-        s = p.lstat()
-        content = p.read_bytes() if p.is_file() and not p.is_symlink() else None
-        out[str(p.relative_to(root))] = (s.st_mode, s.st_size, s.st_mtime_ns, content)
-    return out
 
 
 def clear(line: str) -> bool:
@@ -950,7 +941,9 @@ def test_malformed_metadata_is_refused_before_docker_or_nomad(
 
 def _commands() -> list[tuple[list[str], click.Command]]:
     out: list[tuple[list[str], click.Command]] = [([], main)]
-    for name, command in sorted(main.commands.items()):
+    top = all_commands()
+    assert len(top) >= 12, sorted(top)  # every command, the lazily loaded ones included
+    for name, command in sorted(top.items()):
         if name == "quickstart":  # trains and ships a model on the real stack
             continue
         out.append(([name], command))
