@@ -82,8 +82,10 @@ def deploy(
     no_promote: bool = False,
     timeout_s: float | None = None,
     emit: Emit = discard,
+    stream: bool = True,
 ) -> RolloutResult:
-    """Plan, register with check-and-set, tag, watch, gate, promote or fail."""
+    """Plan, register with check-and-set, tag, watch, gate, promote or fail.
+    `stream=False` watches with blocking queries instead of the event stream."""
     started = time.monotonic()
     spec, version = prepared.spec, prepared.release.version
     job, summary = plan(api, prepared)
@@ -102,7 +104,9 @@ def deploy(
             f"cannot be placed: {reasons}",
             seconds=time.monotonic() - started,
         )
-    options = WatchOptions(no_promote=no_promote, timeout_s=timeout_s or default_timeout(spec.data))
+    options = WatchOptions(
+        no_promote=no_promote, timeout_s=timeout_s or default_timeout(spec.data), stream=stream
+    )
     if not summary.changed:
         current = api.job(job_id) or {}
         emit(Event("note", job_id, f"{job_id} already runs {version}; following its deployment"))
