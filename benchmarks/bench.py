@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nomadml.bundled import bootstrap  # noqa: E402
-from nomadml.jobs import Release, render_service  # noqa: E402
-from nomadml.spec import load_spec, parse_spec  # noqa: E402
+from nomadml.core.jobs import Release, render_service  # noqa: E402
+from nomadml.core.spec import load_spec, parse_spec  # noqa: E402
 
 VENV_BIN = ROOT / ".venv" / "bin"
 NOMAD = Path.home() / ".cache" / "nomadml" / "nomad-1.10.5" / "nomad"
@@ -307,11 +307,11 @@ def bench_bootstrap(repeat: int, size_mib: int) -> None:
 
 
 def bench_deploy(repeat: int) -> None:
-    from nomadml.images import build_serving_image
-    from nomadml.jobs import render_service
-    from nomadml.nomad_api import NomadAPI
-    from nomadml.prepare import prepare
-    from nomadml.rollout import deploy
+    from nomadml.adapters.images import build_serving_image
+    from nomadml.adapters.nomad_api import NomadAPI
+    from nomadml.core.jobs import render_service
+    from nomadml.engine.prepare import prepare
+    from nomadml.engine.rollout import deploy
     from nomadml.settings import NomadSettings
 
     text = (ROOT / "jobspecs" / "iris.toml").read_text()
@@ -370,10 +370,10 @@ def bench_deploy(repeat: int) -> None:
 def bench_watch(repeat: int) -> None:
     """Requests per minute over a rollout as operators run it: 2 allocations, 1 canary
     promoted by nomadml, 20 s min_healthy_time (about a minute of watching)."""
-    from nomadml.images import build_serving_image
-    from nomadml.nomad_api import NomadAPI
-    from nomadml.prepare import prepare
-    from nomadml.rollout import deploy
+    from nomadml.adapters.images import build_serving_image
+    from nomadml.adapters.nomad_api import NomadAPI
+    from nomadml.engine.prepare import prepare
+    from nomadml.engine.rollout import deploy
     from nomadml.settings import NomadSettings
 
     text = (ROOT / "jobspecs" / "iris.toml").read_text()
@@ -441,7 +441,7 @@ def _has_deployment(status: str, first: int, last: int | None, deployments: Any)
 
 def _serving_only(api: Any, line: str, version: str, count: int, limit: float = 300) -> float:
     """Seconds until every live registration of `line` serves `version` (and `count` do)."""
-    from nomadml.endpoints import endpoints
+    from nomadml.engine.endpoints import endpoints
 
     t = time.perf_counter()
     while time.perf_counter() - t < limit:
@@ -462,11 +462,11 @@ def bench_rollback(repeat: int) -> None:
        marking the deployment failed) until the revert's deployment is successful;
        both go through Nomad's auto_revert, so parity is the expected result. (The
        bad canary never turned healthy, so it never took traffic in either case.)"""
-    from nomadml.images import build_serving_image
-    from nomadml.nomad_api import NomadAPI
-    from nomadml.prepare import prepare
-    from nomadml.rollback import rollback
-    from nomadml.rollout import deploy
+    from nomadml.adapters.images import build_serving_image
+    from nomadml.adapters.nomad_api import NomadAPI
+    from nomadml.engine.prepare import prepare
+    from nomadml.engine.rollback import rollback
+    from nomadml.engine.rollout import deploy
     from nomadml.settings import NomadSettings
 
     text = (ROOT / "jobspecs" / "iris.toml").read_text()
@@ -574,7 +574,7 @@ def bench_rollback(repeat: int) -> None:
 
 
 def ship(name: str, version: str, c: float) -> str:
-    from nomadml.images import build_model_image
+    from nomadml.adapters.images import build_model_image
     from nomadml.training import train_iris
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -591,10 +591,10 @@ def bench_fleet(sizes: list[int], workers: int) -> None:
     validate, the owner check, the plan, then the register under the job's lock with
     check-and-set), N at a time, vs the CLI loop; rendering is done before timing,
     for both."""
-    from nomadml.nomad_api import NomadAPI
-    from nomadml.prepare import Prepared, plan
+    from nomadml.adapters.job_lock import register_exclusively
+    from nomadml.adapters.nomad_api import NomadAPI
+    from nomadml.engine.prepare import Prepared, plan
     from nomadml.settings import NomadSettings
-    from nomadml.submit import register_exclusively
 
     api = NomadAPI(NomadSettings.from_env())
     text = (

@@ -1,3 +1,3 @@
-from nomadml.cli import main
+from nomadml.cli.main import main
 
 main()

@@ -18,20 +18,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nomadml.decide import Action
-from nomadml.endpoints import endpoints
+from nomadml.adapters.model_store import ModelRegistry
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.decide import Action
+from nomadml.core.lifecycle import validation_gates
+from nomadml.core.spec import ModelSpec, load_spec
+from nomadml.engine.endpoints import endpoints
+from nomadml.engine.lines import format_history, format_status, history_rows, status
+from nomadml.engine.prepare import prepare
+from nomadml.engine.registration import register_model
+from nomadml.engine.rollout import RolloutResult, deploy
+from nomadml.engine.traffic import Traffic
 from nomadml.errors import NomadMLError
-from nomadml.lifecycle import validation_gates
-from nomadml.lines import format_history, format_status, history_rows, status
-from nomadml.nomad_api import NomadAPI
-from nomadml.prepare import prepare
 from nomadml.quickstart import predict
-from nomadml.register import register_model
-from nomadml.registry import ModelRegistry
-from nomadml.rollout import RolloutResult, deploy
 from nomadml.settings import NomadSettings
-from nomadml.spec import ModelSpec, load_spec
-from nomadml.traffic import Traffic
 from nomadml.training import train_iris
 
 SPEC = Path(__file__).resolve().parent.parent / "jobspecs" / "iris.toml"
@@ -111,7 +111,7 @@ class Story:
     def clean(self) -> None:
         """Purge the model's lines and registry entries left by an earlier run, so the
         story starts fresh."""
-        from nomadml.lines import managed_jobs
+        from nomadml.engine.lines import managed_jobs
 
         for var in self.api.list_variables(f"nomadml/models/{self.spec.name}/"):
             self.api.request("DELETE", f"var/{var['Path']}")

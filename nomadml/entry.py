@@ -12,6 +12,6 @@ def run() -> None:
 
         sys.stdout.write(f"nomadml, version {__version__}\n")
         return
-    from nomadml.cli import main
+    from nomadml.cli.main import main
 
     main()

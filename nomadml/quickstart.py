@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nomadml.adapters.images import build_model_image, build_serving_image
+from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.bundled.bootstrap import build_manifest, write_manifest
-from nomadml.decide import Action
+from nomadml.core.decide import Action
+from nomadml.core.spec import ModelSpec, load_spec
+from nomadml.engine.prepare import prepare
+from nomadml.engine.rollout import deploy
 from nomadml.errors import NomadMLError
-from nomadml.images import build_model_image, build_serving_image
-from nomadml.nomad_api import NomadAPI
-from nomadml.prepare import prepare
-from nomadml.rollout import deploy
 from nomadml.settings import NomadSettings
-from nomadml.spec import ModelSpec, load_spec
 from nomadml.training import train_iris
 
 SPEC = Path(__file__).resolve().parent.parent / "jobspecs" / "iris.toml"

@@ -11,6 +11,8 @@ source "$ROOT/scripts/versions.env"
 CACHE_DIR="${NOMADML_CACHE_DIR:-$HOME/.cache/nomadml}"
 STACK_DIR="${NOMADML_STACK_DIR:-$CACHE_DIR/stack}"
 RUN_DIR="$STACK_DIR/run"
+# Wheels of nomadml's run-time dependencies, for the offline install test.
+WHEELHOUSE="${NOMADML_WHEELHOUSE:-$CACHE_DIR/wheelhouse}"
 LOG_DIR="$STACK_DIR/logs"
 export NOMAD_ADDR="${NOMAD_ADDR:-http://127.0.0.1:$NOMAD_HTTP_PORT}"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.engine.rollout import RolloutResult
 from nomadml.errors import NomadMLError
-from nomadml.nomad_api import NomadAPI
-from nomadml.rollout import RolloutResult
 from nomadml.settings import NomadSettings
 
 
@@ -115,7 +115,7 @@ def make_spec(tmp_path: Path, model_name: str) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def serving_image(docker_client: object) -> str:
     """The reference serving image, built and pushed once per run, pinned."""
-    from nomadml.images import build_serving_image
+    from nomadml.adapters.images import build_serving_image
 
     return build_serving_image().pinned
 
@@ -123,9 +123,9 @@ def serving_image(docker_client: object) -> str:
 @pytest.fixture()
 def roll(nomad: NomadAPI, serving_image: str) -> Callable[..., RolloutResult]:
     """Deploy a model version of a spec (as `nomadml deploy` would) and wait for the end."""
-    from nomadml.prepare import prepare
-    from nomadml.rollout import deploy
-    from nomadml.spec import load_spec
+    from nomadml.core.spec import load_spec
+    from nomadml.engine.prepare import prepare
+    from nomadml.engine.rollout import deploy
 
     def run(
         spec: Path, version: str, image: str, api: NomadAPI | None = None, **kwargs: Any
@@ -145,7 +145,7 @@ def stable_line(
 ) -> Callable[..., tuple[Path, str]]:
     """A model line already serving 1.0.0: writes the spec (`replace`, `gates` as in
     make_spec), deploys 1.0.0 to success; returns the spec and the job (<model>-v1)."""
-    from nomadml.decide import Action
+    from nomadml.core.decide import Action
 
     def up(replace: dict[str, str] | None = None, gates: str = "fast") -> tuple[Path, str]:
         spec = make_spec(replace, gates=gates)
@@ -166,8 +166,8 @@ def ship(docker_client: object, model_name: str) -> Callable[..., str]:
     import json
     import tempfile
 
+    from nomadml.adapters.images import DEFAULT_REGISTRY, build_model_image
     from nomadml.bundled.bootstrap import build_manifest, write_manifest
-    from nomadml.images import DEFAULT_REGISTRY, build_model_image
     from nomadml.training import train_iris
 
     def push(

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from nomadml.nomad_api import NomadAPI
+from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.settings import NomadSettings
 
 NOMAD = Path.home() / ".cache" / "nomadml" / "nomad-1.10.5" / "nomad"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from private_agent import Agent
 
+from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.errors import ExitCode
-from nomadml.nomad_api import NomadAPI
 from nomadml.settings import NomadSettings
 
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.errors import ExitCode
-from nomadml.nomad_api import NomadAPI
 
 
 def _cli(*args: str) -> list[str]:

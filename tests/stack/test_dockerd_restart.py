@@ -19,11 +19,11 @@ from typing import IO
 import pytest
 from private_agent import Agent, unmount_under
 
-from nomadml.decide import Action
-from nomadml.nomad_api import NomadAPI
-from nomadml.rollout import RolloutResult
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.decide import Action
+from nomadml.engine.rollout import RolloutResult
+from nomadml.engine.traffic import Traffic
 from nomadml.settings import NomadSettings
-from nomadml.traffic import Traffic
 
 PORT_BASE = 5846
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from nomadml.decide import Action
-from nomadml.nomad_api import NomadAPI
-from nomadml.rollout import RolloutResult
-from nomadml.traffic import Traffic
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.decide import Action
+from nomadml.engine.rollout import RolloutResult
+from nomadml.engine.traffic import Traffic
 
 SPARE_REGISTRY = "127.0.0.1:5055"
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from nomadml import history
+from nomadml.adapters import rollout_records as history
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.engine.traffic import Traffic
 from nomadml.errors import ExitCode
-from nomadml.nomad_api import NomadAPI
-from nomadml.traffic import Traffic
 
 
 def _interrupt_at(args: list[str], kind: str, signum: int) -> tuple[int, str, list[str]]:

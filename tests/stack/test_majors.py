@@ -10,10 +10,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from nomadml import quickstart
-from nomadml.cli import main
-from nomadml.decide import Action
-from nomadml.nomad_api import NomadAPI
-from nomadml.rollout import RolloutResult
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.cli.main import main
+from nomadml.core.decide import Action
+from nomadml.engine.rollout import RolloutResult
 
 
 def test_majors_side_by_side_retirement_and_isolation(

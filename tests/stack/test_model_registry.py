@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nomadml.cli import main
+from nomadml.adapters.model_store import ModelRegistry
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.cli.main import main
 from nomadml.errors import ExitCode
-from nomadml.nomad_api import NomadAPI
-from nomadml.registry import ModelRegistry
 from nomadml.training import train_iris
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from nomadml.adapters.model_store import ModelRegistry
+from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.errors import BadInput
-from nomadml.nomad_api import NomadAPI
-from nomadml.registry import ModelRegistry
 
 ROUNDS = 10
 

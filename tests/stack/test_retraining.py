@@ -10,9 +10,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from nomadml.cli import main
-from nomadml.nomad_api import NomadAPI
-from nomadml.registry import ModelRegistry
+from nomadml.adapters.model_store import ModelRegistry
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.cli.main import main
 
 AUTO = {"auto_deploy = false                  #": "auto_deploy = true                   #"}
 

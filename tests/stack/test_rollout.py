@@ -10,14 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nomadml import history
-from nomadml.decide import Action
-from nomadml.endpoints import endpoints
+from nomadml.adapters import rollout_records as history
+from nomadml.adapters.nomad_api import BLOCKING_WAIT_S, Answer, NomadAPI
+from nomadml.core.decide import Action
+from nomadml.engine.endpoints import endpoints
+from nomadml.engine.rollback import rollback
+from nomadml.engine.rollout import RolloutResult
+from nomadml.engine.traffic import Traffic
 from nomadml.errors import Conflict, ExitCode
-from nomadml.nomad_api import BLOCKING_WAIT_S, Answer, NomadAPI
-from nomadml.rollback import rollback
-from nomadml.rollout import RolloutResult
-from nomadml.traffic import Traffic
 
 
 def _running_versions(nomad: NomadAPI, job_id: str) -> set[str]:

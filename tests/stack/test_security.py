@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from nomadml.cli import main
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.cli.main import main
 from nomadml.errors import ExitCode, NomadUnreachable
-from nomadml.nomad_api import NomadAPI
 from nomadml.settings import NomadSettings
 
 NOMAD = Path.home() / ".cache" / "nomadml" / "nomad-1.10.5" / "nomad"

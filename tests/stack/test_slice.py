@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nomadml import quickstart
-from nomadml.nomad_api import NomadAPI
-from nomadml.spec import load_spec
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.spec import load_spec
 
 
 def test_slice_serves_a_real_prediction(

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from nomadml import quickstart
+from nomadml.adapters.images import build_model_image
+from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.bundled.bootstrap import build_manifest, write_manifest
-from nomadml.cli import main
+from nomadml.cli.main import main
+from nomadml.core.spec import load_spec
 from nomadml.errors import ExitCode
-from nomadml.images import build_model_image
-from nomadml.nomad_api import NomadAPI
-from nomadml.spec import load_spec
 from nomadml.training import train_iris
 
 JOBSPECS = sorted((Path(__file__).resolve().parents[2] / "jobspecs").glob("*.toml"))

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from nomadml.adapters.job_lock import lock_path, register_exclusively
+from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.errors import Conflict, ExitCode
-from nomadml.nomad_api import NomadAPI
-from nomadml.submit import lock_path, register_exclusively
 
 ROUNDS = 25
 

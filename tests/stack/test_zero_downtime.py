@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from nomadml.decide import Action
-from nomadml.nomad_api import NomadAPI
-from nomadml.rollback import rollback
-from nomadml.rollout import RolloutResult
-from nomadml.traffic import Traffic, TrafficReport
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.decide import Action
+from nomadml.engine.rollback import rollback
+from nomadml.engine.rollout import RolloutResult
+from nomadml.engine.traffic import Traffic, TrafficReport
 
 RATE = 15  # requests per second, within the generator's bounds below
 MAX_SECONDS = 240

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from nomadml.bundled import bootstrap
-from nomadml.cli import main
+from nomadml.cli.main import main
 
 
 def make_source(root: Path, files: dict[str, bytes], model: str, version: str) -> Path:

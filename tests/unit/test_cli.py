@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from helpers import all_commands
 
 from nomadml import __version__
-from nomadml.cli import COMMANDS, main
+from nomadml.cli.main import COMMANDS, main
 from nomadml.errors import ExitCode
 
 SPEC = Path(__file__).resolve().parents[2] / "jobspecs" / "iris.toml"
@@ -53,7 +53,7 @@ def nomadml_modules_after(*args: str) -> set[str]:
     """The nomadml modules a fresh interpreter imports to answer ``nomadml ARGS``."""
     code = (
         "import sys\n"
-        "from nomadml.cli import main\n"
+        "from nomadml.cli.main import main\n"
         "try:\n"
         f"    main({list(args)!r})\n"
         "except SystemExit:\n"
@@ -69,12 +69,17 @@ def nomadml_modules_after(*args: str) -> set[str]:
 def test_a_command_loads_only_its_own_module() -> None:
     """`nomadml status --help` must not pay for the other commands' modules."""
     loaded = nomadml_modules_after("status", "--help")
-    assert "nomadml.cli_lines" in loaded
-    assert not loaded & {"nomadml.cli_release", "nomadml.cli_retrain", "nomadml.cli_model"}
-    heavy = {"nomadml.nomad_api", "nomadml.rollout", "nomadml.spec", "nomadml.interrupts"}
+    assert "nomadml.cli.lines" in loaded
+    assert not loaded & {"nomadml.cli.release", "nomadml.cli.retraining", "nomadml.cli.model"}
+    heavy = {
+        "nomadml.adapters.nomad_api",
+        "nomadml.engine.rollout",
+        "nomadml.core.spec",
+        "nomadml.engine.interrupts",
+    }
     assert not loaded & heavy, loaded
     everything = nomadml_modules_after("--help")  # the command list needs all of them
-    assert {"nomadml.cli_release", "nomadml.cli_retrain", "nomadml.cli_model"} <= everything
+    assert {"nomadml.cli.release", "nomadml.cli.retraining", "nomadml.cli.model"} <= everything
 
 
 @pytest.mark.parametrize("version", ["1.2", "../../etc", "1.2.3; rm -rf /", "v1.0.0"])

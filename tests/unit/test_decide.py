@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nomadml.decide import Action, GroupState, Observation, decide
+from nomadml.core.decide import Action, GroupState, Observation, decide
 
 CANARY_WAITING = GroupState(
     "model", desired_total=2, desired_canaries=1, placed_canaries=1, healthy=1

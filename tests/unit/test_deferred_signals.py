@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from nomadml.interrupts import deferred, sigterm_interrupts
+from nomadml.engine.interrupts import deferred, sigterm_interrupts
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

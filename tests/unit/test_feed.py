@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from nomadml.feed import DeploymentChanges
-from nomadml.nomad_api import NomadAPI
+from nomadml.adapters.event_stream import DeploymentChanges
+from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.settings import NomadSettings
 
 DEP = "d0000000-0000-0000-0000-000000000001"

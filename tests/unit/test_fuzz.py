@@ -41,13 +41,13 @@ from helpers import all_commands, snapshot
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from nomadml import nomad_api
-from nomadml.cli import main
-from nomadml.cli_model import model as model_group
+from nomadml.adapters import nomad_api
+from nomadml.cli.main import main
+from nomadml.cli.model import model as model_group
+from nomadml.core.jobs import render_retraining
+from nomadml.core.schema import Field
+from nomadml.core.spec import SCHEMA, ModelSpec, load_spec
 from nomadml.errors import ExitCode, SpecError
-from nomadml.jobs import render_retraining
-from nomadml.schema import Field
-from nomadml.spec import SCHEMA, ModelSpec, load_spec
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nomadml.gates import (
+from nomadml.core.gates import (
     GateConfig,
     GateResult,
     GateTracker,
@@ -19,8 +19,8 @@ from nomadml.gates import (
     evaluate,
     stats,
 )
-from nomadml.metrics import MetricNames, Snapshot, delta, parse, snapshot
-from nomadml.spec import parse_spec
+from nomadml.core.metrics import MetricNames, Snapshot, delta, parse, snapshot
+from nomadml.core.spec import parse_spec
 
 INF = math.inf
 CFG = GateConfig()  # the spec defaults: min 20 requests, 1% errors (+1%), p95 <= 500 ms, 1.5 x

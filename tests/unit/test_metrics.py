@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from nomadml.metrics import (
+from nomadml.core.metrics import (
     MetricNames,
     MetricsFormatError,
     Sample,
@@ -22,7 +22,7 @@ from nomadml.metrics import (
     quantile,
     snapshot,
 )
-from nomadml.spec import parse_spec
+from nomadml.core.spec import parse_spec
 
 INF = math.inf
 SERVE_PY = Path(__file__).resolve().parents[2] / "nomadml" / "bundled" / "serve.py"
@@ -508,7 +508,7 @@ def test_quantile_rejects_out_of_range(q: float) -> None:
 
 def test_metrics_and_gates_import_nothing_beyond_the_standard_library() -> None:
     code = (
-        "import sys, nomadml.metrics, nomadml.gates\n"
+        "import sys, nomadml.core.metrics, nomadml.core.gates\n"
         "bad = sorted({'click', 'docker', 'nomad', 'requests', 'jinja2'} & set(sys.modules))\n"
         "print(','.join(bad))\n"
     )

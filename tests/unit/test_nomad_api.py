@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.errors import Conflict, NomadAPIError
-from nomadml.nomad_api import NomadAPI
 from nomadml.settings import NomadSettings
 
 

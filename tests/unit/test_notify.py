@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from nomadml.adapters.webhooks import Webhook, payload
 from nomadml.events import Event
-from nomadml.notify import Webhook, payload
 
 SECRET = "s3cret"  # the receiver fixture (conftest) verifies with the same one
 

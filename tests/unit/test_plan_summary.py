@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from nomadml.core.plan import check_owner, summarize
 from nomadml.errors import NotOwned
-from nomadml.plan import check_owner, summarize
 
 NEW_VERSION_PLAN: dict[str, Any] = {
     "JobModifyIndex": 42,

@@ -32,11 +32,11 @@ from typing import Any
 import pytest
 
 from nomadml import __version__
+from nomadml.core.jobs import Release, reference_serving_tag, render_retraining, render_service
+from nomadml.core.render import shipped_templates
+from nomadml.core.schema import REQUIRED, Field, Schema
+from nomadml.core.spec import SCHEMA, load_spec
 from nomadml.errors import BadInput, NomadMLError, SpecError, TemplateError
-from nomadml.jobs import Release, reference_serving_tag, render_retraining, render_service
-from nomadml.render import SHIPPED_TEMPLATES
-from nomadml.schema import REQUIRED, Field, Schema
-from nomadml.spec import SCHEMA, load_spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,6 +71,11 @@ ERROR_KINDS: dict[str, tuple[type[NomadMLError], str]] = {
     "template-undefined": (TemplateError, r"^<case>/\S+\.hcl:\d+: .*undefined.* \(in: .+\)$"),
     "template-sandbox": (TemplateError, r"^<case>/\S+\.hcl:\d+: .* is unsafe\. \(in: .+\)$"),
     "template-runtime": (TemplateError, r"^<case>/\S+\.hcl:\d+: .+ \(in: .+\)$"),
+    "template-extends-itself": (
+        TemplateError,
+        r'^model-service\.nomad\.hcl: a template extends or includes itself; to extend the '
+        r'shipped template, write \[% extends "nomadml/model-service\.nomad\.hcl" %\]',
+    ),
     "template-not-found": (TemplateError, r"^[\w.-]+: template not found in .*<shipped>$"),
     "template-include-not-found": (
         TemplateError,
@@ -119,7 +124,7 @@ def stable_text(output: str, case_dir: Path, config: dict[str, Any]) -> str:
 
 
 def portable(message: str, case_dir: Path) -> str:
-    return message.replace(str(case_dir), "<case>").replace(str(SHIPPED_TEMPLATES), "<shipped>")
+    return message.replace(str(case_dir), "<case>").replace(str(shipped_templates()), "<shipped>")
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -37,7 +37,7 @@ job "pricing-retrain" {
         image        = "127.0.0.1:5000/nomadml/trainer:<reference-tag>"
         network_mode = "host"
         command = "python3"
-        args    = ["-m", "nomadml.retrain"]
+        args    = ["-m", "nomadml.engine.retraining"]
       }
       env = {
         NOMADML_MODEL_NAME = "pricing"

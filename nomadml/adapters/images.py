@@ -1,0 +1,139 @@
+"""The Docker adapter: build model and serving images with the docker SDK and push
+them to the image registry. Jobs reference what is returned here by digest, never
+by a mutable tag."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nomadml import __version__
+from nomadml.bundled import bundled_program
+from nomadml.errors import StackError
+
+DEFAULT_BASE_IMAGE = "nomadml/python-base:3.11.2-bookworm-1"
+DEFAULT_REGISTRY = "127.0.0.1:5000"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    repository: str  # e.g. 127.0.0.1:5000/nomadml/models/iris
+    tag: str
+    digest: str  # sha256:...
+
+    @property
+    def pinned(self) -> str:
+        """The reference jobs use: repository@digest."""
+        return f"{self.repository}@{self.digest}"
+
+
+def _client() -> Any:
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except docker.errors.DockerException as err:
+        raise StackError(f"cannot reach the Docker engine: {err}") from None
+    return client
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _build_and_push(
+    context: Iterator[tuple[str, Path | bytes]],
+    repository: str,
+    tag: str,
+    labels: Mapping[str, str],
+) -> ImageRef:
+    """Build from (name in context, file or bytes) pairs, push, return the digest."""
+    import docker.errors
+
+    client = _client()
+    with tempfile.TemporaryFile() as buf:
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, item in context:
+                if isinstance(item, bytes):
+                    _add_bytes(tar, name, item)
+                else:
+                    tar.add(str(item), arcname=name, recursive=False)
+        buf.seek(0)
+        try:
+            client.images.build(
+                fileobj=buf,
+                custom_context=True,
+                tag=f"{repository}:{tag}",
+                labels=dict(labels),
+                network_mode="host",
+                rm=True,
+                pull=False,
+            )
+        except docker.errors.BuildError as err:
+            log = "".join(str(x.get("stream", x.get("error", ""))) for x in err.build_log)
+            raise StackError(f"building {repository}:{tag} failed: {log.strip()[-300:]}") from None
+    digest = ""
+    for line in client.images.push(repository, tag=tag, stream=True, decode=True):
+        if "error" in line:
+            raise StackError(f"pushing {repository}:{tag} failed: {line['error']}")
+        digest = line.get("aux", {}).get("Digest", digest)
+    if not digest:
+        raise StackError(f"pushing {repository}:{tag} returned no digest")
+    return ImageRef(repository, tag, digest)
+
+
+def build_model_image(
+    model_dir: Path,
+    name: str,
+    version: str,
+    *,
+    labels: Mapping[str, str],
+    registry: str = DEFAULT_REGISTRY,
+    base_image: str = DEFAULT_BASE_IMAGE,
+    manifest: dict[str, Any] | None = None,
+) -> ImageRef:
+    """A model image: the files listed in the manifest (given, or model_dir's
+    manifest.json) under /model, plus the bootstrap installer for the host volume."""
+    if manifest is None:
+        manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode() + b"\n"
+    dockerfile = (
+        f"FROM {base_image}\nCOPY model/ /model/\nCOPY bootstrap.py /opt/nomadml/bootstrap.py\n"
+    ).encode()
+
+    def context() -> Iterator[tuple[str, Path | bytes]]:
+        yield "Dockerfile", dockerfile
+        yield "bootstrap.py", bundled_program("bootstrap.py")
+        yield "model/manifest.json", manifest_bytes
+        for entry in manifest["files"]:
+            yield f"model/{entry['path']}", model_dir / entry["path"]
+
+    return _build_and_push(context(), f"{registry}/nomadml/models/{name}", version, labels)
+
+
+def build_serving_image(
+    *, registry: str = DEFAULT_REGISTRY, base_image: str = DEFAULT_BASE_IMAGE
+) -> ImageRef:
+    """The reference serving image, tagged by nomadml version + server content."""
+    server = (bundled_program("serve.py")).read_bytes()
+    tag = f"{__version__}-{hashlib.sha256(server).hexdigest()[:12]}"
+    dockerfile = (
+        f"FROM {base_image}\n"
+        "COPY serve.py /opt/nomadml/serve.py\n"
+        "USER 10001:10001\n"
+        'CMD ["python3", "/opt/nomadml/serve.py"]\n'
+    ).encode()
+    context = iter([("Dockerfile", dockerfile), ("serve.py", server)])
+    labels = {"io.nomadml.kind": "serving", "io.nomadml.version": __version__}
+    return _build_and_push(context, f"{registry}/nomadml/serve", tag, labels)

@@ -1,0 +1,155 @@
+"""`nomadml promote | rollback | status | history | endpoints`: the model lines
+running in Nomad."""
+
+from __future__ import annotations
+
+import click
+
+from nomadml.cli.common import follow_options, nomad_client, report
+
+
+@click.command()
+@click.argument("line")
+@follow_options
+@click.pass_context
+def promote(ctx: click.Context, line: str, timeout_s: float, as_json: bool) -> None:
+    """Promote the canaries of LINE (e.g. iris-v1) and follow the deployment to its end."""
+    import time
+
+    from nomadml.cli.progress import Printer
+    from nomadml.engine.rollout import WatchOptions, _promote, watch
+    from nomadml.errors import BadInput
+
+    api = nomad_client(ctx)
+    job = api.job(line)
+    dep = api.latest_deployment(line) if job else None
+    if not job or not dep or dep.get("Status") != "running":
+        raise BadInput(f"{line}: no running deployment to promote")
+    printer = Printer("json" if as_json else "auto")
+    started = time.monotonic()
+    _promote(api, line, dep["ID"], printer)
+    result = watch(
+        api,
+        line,
+        int(dep["JobVersion"]),
+        str(job["Meta"].get("nomadml.version")),
+        WatchOptions(timeout_s=timeout_s),
+        None,
+        printer,
+        started=started,
+    )
+    printer.close()
+    report(result, as_json)
+    ctx.exit(int(result.exit_code))
+
+
+@click.command()
+@click.argument("line")
+@click.option(
+    "--to", "to", help="The model version to return to (default: the previous stable one)."
+)
+@follow_options
+@click.pass_context
+def rollback(
+    ctx: click.Context, line: str, to: str | None, timeout_s: float, as_json: bool
+) -> None:
+    """Bring LINE back to an earlier model version, without a canary phase to promote."""
+    from nomadml.cli.progress import Printer
+    from nomadml.engine.rollback import rollback as run_rollback
+
+    if to is not None:
+        from nomadml.core.spec import parse_version
+
+        parse_version(to, "--to")
+    printer = Printer("json" if as_json else "auto")
+    result = run_rollback(nomad_client(ctx), line, to, timeout_s=timeout_s, emit=printer)
+    printer.close()
+    report(result, as_json)
+    ctx.exit(int(result.exit_code))
+
+
+@click.command()
+@click.argument("line", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--watch", "follow", is_flag=True, help="Print again whenever a job changes (Ctrl-C ends)."
+)
+@click.pass_context
+def status(ctx: click.Context, line: str | None, as_json: bool, follow: bool) -> None:
+    """Model lines in Nomad: model version, job version, what runs, what is in flight.
+
+    LINE may be a job (iris-v1) or a model name (iris: all its majors)."""
+    import json
+
+    from nomadml.engine.lines import format_status
+    from nomadml.engine.lines import status as gather
+
+    api = nomad_client(ctx)
+    index = 0
+    while True:
+        rows = gather(api, line)
+        click.echo(json.dumps(rows, indent=2) if as_json else "\n".join(format_status(rows)))
+        if not follow:
+            return
+        index = api.get("jobs", max(index, 1)).index
+        click.echo("")
+
+
+@click.command()
+@click.argument("line")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def history(ctx: click.Context, line: str, as_json: bool) -> None:
+    """LINE's job versions with their model versions, deployments, outcomes and gate values."""
+    import json
+
+    from nomadml.engine.lines import format_history, history_rows, managed_jobs
+
+    api = nomad_client(ctx)
+    jobs = [line] if api.job(line) else [j["ID"] for j in managed_jobs(api, line)]
+    if not jobs:
+        from nomadml.errors import BadInput
+
+        raise BadInput(f"no nomadml model line or model named {line!r} in Nomad")
+    for job_id in jobs:
+        rows = history_rows(api, job_id)
+        click.echo(
+            json.dumps({job_id: rows}, indent=2)
+            if as_json
+            else "\n".join(format_history(job_id, rows))
+        )
+
+
+@click.command()
+@click.argument("model")
+@click.option("--major", type=int, help="Only this major version's line.")
+@click.option("--all", "show_all", is_flag=True, help="Include endpoints whose checks fail.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@click.pass_context
+def endpoints(
+    ctx: click.Context, model: str, major: int | None, show_all: bool, as_json: bool
+) -> None:
+    """Live addresses of MODEL's lines, from Nomad's service registry (for scripts and
+    load balancers): one `line major version url` per line."""
+    import json
+
+    from nomadml.engine.endpoints import endpoints as gather
+    from nomadml.engine.lines import managed_jobs
+    from nomadml.errors import BadInput
+
+    api = nomad_client(ctx)
+    lines = [
+        j
+        for j in managed_jobs(api, model)
+        if j["Meta"].get("nomadml.model") == model
+        and (major is None or j["Meta"].get("nomadml.major") == str(major))
+    ]
+    if not lines:
+        raise BadInput(f"no running line of model {model!r}" + (f" major {major}" if major else ""))
+    found = [e for j in lines for e in gather(api, j["ID"]) if e.healthy or show_all]
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in found], indent=2))
+        return
+    for e in found:
+        flags = ("" if e.healthy else " unhealthy") + (" canary" if e.canary else "")
+        click.echo(f"{e.line} {e.major} {e.version} {e.url}{flags}")

@@ -1,0 +1,277 @@
+"""`nomadml model ...`: the model registry's commands (register, validate,
+promote, archive, reject, list, show, history)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from nomadml.adapters.model_store import ModelRegistry
+
+
+def _checked(check: str) -> Any:
+    """A click callback from a spec check (click names the argument itself)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        from nomadml.core import spec
+        from nomadml.errors import BadInput
+
+        if value is not None:
+            try:
+                getattr(spec, check)(value, "-")
+            except BadInput as err:
+                raise click.BadParameter(str(err).removeprefix("-: ")) from None
+        return value
+
+    return callback
+
+
+_name = _checked("check_name")  # NAME goes into registry paths: only a model name does
+_version = _checked("parse_version")
+
+
+def _registry(ctx: click.Context) -> ModelRegistry:
+    from nomadml.adapters.model_store import ModelRegistry
+    from nomadml.cli.common import nomad_client
+
+    root = ctx.find_root()
+    return ModelRegistry(nomad_client(root))
+
+
+def _emit(ctx: click.Context) -> Any:
+    """Printer, plus the webhook when configured: stage changes go out as events."""
+    from nomadml.cli.common import webhook_sink
+    from nomadml.cli.progress import Printer
+    from nomadml.events import fanout
+
+    printer = Printer("plain")
+    sink = webhook_sink()
+    if sink is not None:
+        ctx.call_on_close(sink.close)
+        return fanout(printer, sink)
+    return printer
+
+
+@click.group()
+def model() -> None:
+    """Model versions: register artifacts, move them through stages with gates."""
+
+
+@model.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Model name, e.g. iris.")
+@click.option("--version", help="The version to register, MAJOR.MINOR.PATCH.")
+@click.option(
+    "--bump",
+    "bump_part",
+    type=click.Choice(["major", "minor", "patch"]),
+    help="Register as the next major/minor/patch after the latest version.",
+)
+@click.option(
+    "--image-registry",
+    default="127.0.0.1:5000",
+    show_default=True,
+    help="Where the model image is pushed.",
+)
+@click.pass_context
+def register(
+    ctx: click.Context,
+    model_dir: Path,
+    name: str,
+    version: str | None,
+    bump_part: str | None,
+    image_registry: str,
+) -> None:
+    """Register MODEL_DIR (model files + metadata.json) as a candidate version."""
+    from nomadml.engine.registration import register_model
+
+    record, created = register_model(
+        _registry(ctx),
+        model_dir,
+        name,
+        version=version,
+        bump_part=bump_part,
+        image_registry=image_registry,
+        emit=_emit(ctx),
+    )
+    click.echo(
+        f"{name} {record['version']} {'registered' if created else 'unchanged'}: "
+        f"stage {record['stage']}, image {record['image']}"
+    )
+
+
+@model.command()
+@click.argument("name", callback=_name)
+@click.argument("version", callback=_version)
+@click.option(
+    "--spec",
+    "spec_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The model spec whose [validation] gates apply.",
+)
+@click.pass_context
+def validate(ctx: click.Context, name: str, version: str, spec_path: Path) -> None:
+    """Run the spec's validation gates on a candidate: validated, or rejected."""
+    from nomadml.core.lifecycle import validation_gates
+    from nomadml.core.spec import load_spec
+
+    spec = load_spec(spec_path)
+    registry = _registry(ctx)
+    candidate = registry.get(name, version)
+    if candidate is None:
+        from nomadml.errors import BadInput
+
+        raise BadInput(f"{name} {version} is not registered")
+    production = next(iter(reversed(registry.in_stage(name, "production"))), None)
+    report = validation_gates(candidate, production, spec.data["validation"])
+    target = "validated" if report.passed else "rejected"
+    registry.update(
+        name,
+        version,
+        {"gates": {"passed": report.passed, "values": report.values, "reasons": report.reasons}},
+    )
+    registry.set_stage(name, version, target, {"gates": report.values, "reasons": report.reasons})
+    emit = _emit(ctx)
+    from nomadml.events import Event
+
+    emit(
+        Event(
+            "gate",
+            name,
+            f"{name} {version} {target}",
+            {"passed": report.passed, "values": report.values},
+        )
+    )
+    for key, value in sorted(report.values.items()):
+        click.echo(f"  {key} = {value}")
+    for reason in report.reasons:
+        click.echo(f"  failed: {reason}")
+    click.echo(f"{name} {version}: {target}")
+    ctx.exit(0 if report.passed else 7)
+
+
+def _stage_command(target: str, doc: str) -> click.Command:
+    @click.argument("name", callback=_name)
+    @click.argument("version", callback=_version)
+    @click.option("--approve", is_flag=True, help="Approve a change the spec says needs approval.")
+    @click.option(
+        "--spec",
+        "spec_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The model spec (for validation.require_approval).",
+    )
+    @click.pass_context
+    def command(
+        ctx: click.Context, name: str, version: str, approve: bool, spec_path: Path | None
+    ) -> None:
+        from nomadml.core.lifecycle import check_transition
+        from nomadml.errors import BadInput
+        from nomadml.events import Event
+
+        registry = _registry(ctx)
+        if target == "production" and spec_path is not None:
+            from nomadml.core.spec import load_spec
+
+            if load_spec(spec_path).data["validation"]["require_approval"] and not approve:
+                raise BadInput(
+                    f"{spec_path}: validation.require_approval is on: re-run with --approve"
+                )
+        details: dict[str, Any] = {"approved": approve}
+        current = registry.get(name, version)
+        if current is None:
+            raise BadInput(f"{name} {version} is not registered")
+        # Check the move before touching anything else: nothing is half-done on refusal.
+        check_transition(version, current["stage"], target)
+        if target == "production":
+            for old in registry.in_stage(name, "production"):
+                registry.set_stage(name, old["version"], "archived", {"replaced_by": version})
+        record = registry.set_stage(name, version, target, details)
+        if record is None:  # pragma: no cover - set_stage raises instead
+            raise BadInput(f"{name} {version} is not registered")
+        _emit(ctx)(
+            Event(
+                "stage",
+                name,
+                f"{name} {version} -> {target}",
+                {"version": version, "stage": target},
+            )
+        )
+        click.echo(f"{name} {version}: {target}")
+
+    command.__doc__ = doc
+    return click.command(target_name(target))(command)
+
+
+def target_name(target: str) -> str:
+    return {"production": "promote", "archived": "archive", "rejected": "reject"}[target]
+
+
+model.add_command(
+    _stage_command(
+        "production",
+        "Move a validated version to production (the previous production version is archived).",
+    )
+)
+model.add_command(_stage_command("archived", "Archive a version."))
+model.add_command(
+    _stage_command("rejected", "Reject a version: it can never be deployed or promoted again.")
+)
+
+
+@model.command(name="list")
+@click.argument("name", required=False, callback=_name)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_versions(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Versions with stage, digest, size, metrics, who/when."""
+    registry = _registry(ctx)
+    rows = [r for n in ([name] if name else registry.models()) for r in registry.versions(n)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    for r in rows:
+        metrics = ", ".join(f"{k}={v}" for k, v in sorted((r.get("metrics") or {}).items()))
+        click.echo(
+            f"{r['model']} {r['version']:<10} {r['stage']:<10} {r['digest'][:19]} "
+            f"{int(r['size_bytes'])} B  {metrics}  {r['created_by']} {r['created_at']}"
+        )
+
+
+@model.command()
+@click.argument("name", callback=_name)
+@click.argument("version", callback=_version)
+@click.pass_context
+def show(ctx: click.Context, name: str, version: str) -> None:
+    """One version's full record."""
+    from nomadml.errors import BadInput
+
+    record = _registry(ctx).get(name, version)
+    if record is None:
+        raise BadInput(f"{name} {version} is not registered")
+    record.pop("_index", None)
+    click.echo(json.dumps(record, indent=2, sort_keys=True))
+
+
+@model.command()
+@click.argument("name", callback=_name)
+@click.option("--at", "at", help="An ISO time (UTC): which version was in production then.")
+@click.pass_context
+def history(ctx: click.Context, name: str, at: str | None) -> None:
+    """The audit trail of NAME; with --at, the version in production at that time."""
+    from nomadml.core.lifecycle import production_at
+
+    log = _registry(ctx).audit_log(name)
+    if at is not None:
+        version = production_at(log, at)
+        click.echo(f"{name} in production at {at}: {version or 'none'}")
+        return
+    for e in log:
+        click.echo(
+            f"{e['at']} {e['actor']} {e['action']} {e['version']} "
+            f"{json.dumps(e.get('details', {}), sort_keys=True)}"
+        )

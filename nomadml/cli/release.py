@@ -1,0 +1,205 @@
+"""`nomadml render | validate | plan | deploy`: from a spec and a model version to a
+Nomad job, checked, planned and rolled out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from nomadml.cli.common import SECONDS, F, nomad_client, report, webhook_sink
+from nomadml.errors import ExitCode, NomadUnreachable
+
+if TYPE_CHECKING:
+    from nomadml.engine.prepare import Prepared
+
+
+def release_options(f: F) -> F:
+    """--version plus the options that pin images and add template folders."""
+    f = click.option(
+        "--templates",
+        "templates",
+        multiple=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="An operator template folder, searched before the spec's and the shipped ones.",
+    )(f)
+    f = click.option(
+        "--serving-image", help="Serving image to use instead of the spec's (tag or @sha256)."
+    )(f)
+    f = click.option(
+        "--image", "model_image", help="Model image (repository@sha256:... or :tag to resolve)."
+    )(f)
+    f = click.option(
+        "--version", "version", required=True, help="Model version, MAJOR.MINOR.PATCH."
+    )(f)
+    return click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))(f)
+
+
+def _prepare(
+    spec: Path,
+    version: str,
+    model_image: str | None,
+    serving_image: str | None,
+    templates: tuple[Path, ...],
+    pin_serving: bool = True,
+) -> Prepared:
+    from nomadml.core.spec import load_spec, parse_version
+    from nomadml.engine.prepare import prepare, registered_image
+
+    model_spec = load_spec(spec)
+    if model_image is None and pin_serving:
+        # The model registry knows each version's pinned image (and refuses rejected ones).
+        parse_version(version, "--version")
+        api = nomad_client(click.get_current_context())
+        model_image = registered_image(api, model_spec.name, version)
+    return prepare(
+        model_spec,
+        version,
+        model_image=model_image,
+        serving_image=serving_image,
+        templates=templates,
+        pin_serving=pin_serving,
+    )
+
+
+@click.command()
+@release_options
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the job as Nomad parses it (needs Nomad)."
+)
+@click.pass_context
+def render(
+    ctx: click.Context,
+    spec: Path,
+    version: str,
+    model_image: str | None,
+    serving_image: str | None,
+    templates: tuple[Path, ...],
+    as_json: bool,
+) -> None:
+    """Render the Nomad job of SPEC at a model version (offline unless --json)."""
+    import json
+
+    prepared = _prepare(spec, version, model_image, serving_image, templates, pin_serving=False)
+    if not as_json:
+        click.echo(prepared.hcl, nl=False)
+        return
+    from nomadml.engine.prepare import parse_and_validate
+
+    job = parse_and_validate(nomad_client(ctx), prepared.hcl, str(spec))
+    click.echo(json.dumps(job, indent=2, sort_keys=True))
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--templates",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="An operator template folder, searched first.",
+)
+@click.pass_context
+def validate(ctx: click.Context, spec: Path, templates: tuple[Path, ...]) -> None:
+    """Check SPEC offline, then with Nomad's parse + validate when it is reachable."""
+    from nomadml.core.jobs import Release, render_retraining, render_service
+    from nomadml.core.spec import load_spec
+    from nomadml.engine.prepare import parse_and_validate
+
+    model_spec = load_spec(spec)
+    # A stand-in release: validation is about the spec and templates, not a version.
+    sample = Release("0.0.0", f"127.0.0.1:5000/nomadml/models/{model_spec.name}@sha256:{'0' * 64}")
+    rendered = {"service job": render_service(model_spec, sample, templates)}
+    if model_spec.data["retraining"]["enabled"]:
+        rendered["retraining job"] = render_retraining(model_spec, templates)
+    click.echo(f"{spec}: spec and templates ok ({', '.join(rendered)} rendered)")
+    api = nomad_client(ctx)
+    try:
+        api.leader()
+    except NomadUnreachable as err:
+        click.echo(f"{spec}: Nomad checks skipped: {err}")
+        return
+    for what, hcl in rendered.items():
+        parse_and_validate(api, hcl, f"{spec} ({what})")
+    click.echo(f"{spec}: Nomad parses and validates the {' and '.join(rendered)}")
+
+
+@click.command()
+@release_options
+@click.pass_context
+def plan(
+    ctx: click.Context,
+    spec: Path,
+    version: str,
+    model_image: str | None,
+    serving_image: str | None,
+    templates: tuple[Path, ...],
+) -> None:
+    """Show what deploying SPEC at a model version would change.
+
+    Exit 0 = no changes, 1 = changes, other codes = errors (see nomadml --help)."""
+    from nomadml.engine.prepare import plan as plan_release
+
+    prepared = _prepare(spec, version, model_image, serving_image, templates)
+    _, summary = plan_release(nomad_client(ctx), prepared)
+    for line in summary.lines():
+        click.echo(line)
+    ctx.exit(int(ExitCode.CHANGES if summary.changed else ExitCode.OK))
+
+
+@click.command()
+@release_options
+@click.option("--no-promote", is_flag=True, help="Stop when canaries pass their gates (exit 8).")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=SECONDS,
+    help="Client-side deadline in seconds (default: progress deadline + gates + 60).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@click.pass_context
+def deploy(
+    ctx: click.Context,
+    spec: Path,
+    version: str,
+    model_image: str | None,
+    serving_image: str | None,
+    templates: tuple[Path, ...],
+    no_promote: bool,
+    timeout_s: float | None,
+    as_json: bool,
+) -> None:
+    """Roll a model version out: plan, register (check-and-set), watch, gate,
+    then promote or roll back. Ctrl-C detaches; the deployment goes on in Nomad."""
+    from nomadml.cli.progress import Printer
+    from nomadml.engine.rollout import deploy as run_deploy
+    from nomadml.events import fanout
+
+    printer = Printer("json" if as_json else "auto")
+    resume = f"nomadml deploy {spec} --version {version}"
+    webhook = None
+    try:
+        prepared = _prepare(spec, version, model_image, serving_image, templates)
+        webhook = webhook_sink(prepared.spec.data)
+        emit = fanout(printer, webhook) if webhook else printer
+        result = run_deploy(
+            nomad_client(ctx), prepared, no_promote=no_promote, timeout_s=timeout_s, emit=emit
+        )
+    except KeyboardInterrupt:
+        printer.close()
+        if printer.past_plan:
+            click.echo(
+                f"nomadml: detached; the deployment goes on in Nomad. Resume with: {resume}",
+                err=True,
+            )
+        else:
+            click.echo("nomadml: interrupted before registering; nothing was submitted", err=True)
+        ctx.exit(int(ExitCode.INTERRUPTED))
+    finally:
+        if webhook is not None:
+            webhook.close()
+    printer.close()
+    report(result, as_json)
+    if not as_json and result.action.value == "await-promotion":
+        click.echo(f"promote with: nomadml promote {result.job_id}")
+    ctx.exit(int(result.exit_code))

@@ -1,0 +1,150 @@
+"""From a model spec and one model release to Nomad job text. Pure: rendering
+needs no cluster, registry or Docker engine."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nomadml import __version__
+from nomadml.bundled import bundled_program
+from nomadml.bundled.bootstrap import validate_name
+from nomadml.core.render import render
+from nomadml.core.spec import REFERENCE_SERVER, ModelSpec, parse_version
+from nomadml.errors import BadInput
+
+DIGEST = "sha256:"
+
+
+@dataclass(frozen=True)
+class Release:
+    """One model version as it will run: the images are pinned references."""
+
+    version: str
+    model_image: str  # repository@sha256:...
+    serving_image: str = ""  # "" = the reference server for this spec
+
+    @property
+    def image_digest(self) -> str:
+        return self.model_image.rpartition("@")[2]
+
+
+def reference_serving_tag() -> str:
+    """The reference server's image tag: nomadml version + content of serve.py."""
+    content = (bundled_program("serve.py")).read_bytes()
+    return f"{__version__}-{hashlib.sha256(content).hexdigest()[:12]}"
+
+
+def model_repository(spec: ModelSpec) -> str:
+    return f"{spec.data['model']['registry']}/nomadml/models/{spec.name}"
+
+
+def serving_image(spec: ModelSpec, release: Release) -> str:
+    if release.serving_image:
+        return release.serving_image
+    image = str(spec.data["serving"]["image"])
+    if image == REFERENCE_SERVER:
+        return f"{spec.data['model']['registry']}/nomadml/serve:{reference_serving_tag()}"
+    return image
+
+
+def job_header(spec: ModelSpec, job_id: str, meta: dict[str, str]) -> dict[str, Any]:
+    """Id, placement and the ownership meta every job nomadml writes carries."""
+    placement = spec.data["placement"]
+    return {
+        "id": job_id,
+        "datacenters": placement["datacenters"],
+        "namespace": placement["namespace"],
+        "region": placement["region"],
+        "meta": {
+            "nomadml.managed": "true",
+            "nomadml.model": spec.name,
+            "nomadml.spec_hash": spec.spec_hash,
+            "nomadml.tool_version": __version__,
+            **meta,
+        },
+    }
+
+
+def service_values(spec: ModelSpec, release: Release) -> dict[str, Any]:
+    """Everything the model-service template may use, already checked."""
+    major, _, _ = parse_version(release.version, "--version")
+    validate_name("version", release.version)
+    repo, at, digest = release.model_image.rpartition("@")
+    if not at or not repo or not digest.startswith(DIGEST) or len(digest) != len(DIGEST) + 64:
+        raise BadInput(f"model image {release.model_image!r}: expected repository@sha256:<64 hex>")
+    d = spec.data
+    job_id = spec.job_id(release.version)
+    tags = ["nomadml", f"model={spec.name}", f"major={major}", f"version={release.version}"]
+    return {
+        "job": job_header(
+            spec,
+            job_id,
+            {
+                "nomadml.major": str(major),
+                "nomadml.version": release.version,
+                "nomadml.image": release.model_image,
+                "nomadml.image_digest": release.image_digest,
+            },
+        ),
+        "model": {
+            "name": spec.name,
+            "version": release.version,
+            "major": major,
+            "image": release.model_image,
+            "path": f"/models/{spec.name}/{release.version}",
+        },
+        "serving": {**d["serving"], "image": serving_image(spec, release)},
+        "bootstrap": d["bootstrap"],
+        "update": d["update"],
+        "restart": d["restart"],
+        "volume": {"name": d["volume"]["name"], "source": d["volume"]["name"]},
+        "service": {
+            "name": job_id,
+            "tags": tags,
+            "canary_tags": [*tags, "canary"],
+            "meta": {"model": spec.name, "major": str(major), "version": release.version},
+            "check_interval": "2s",
+            "check_timeout": "1s",
+        },
+        "spec": d,
+    }
+
+
+def template_path(spec: ModelSpec, extra: Sequence[Path] = ()) -> list[Path]:
+    """Operator folders first (flags, then the spec's own, relative to it)."""
+    own = [spec.directory / p for p in spec.data["templates"]["path"]]
+    return [*extra, *own]
+
+
+def render_service(spec: ModelSpec, release: Release, extra_templates: Sequence[Path] = ()) -> str:
+    return render(
+        spec.data["templates"]["service"],
+        service_values(spec, release),
+        template_path(spec, extra_templates),
+    )
+
+
+def retraining_values(spec: ModelSpec) -> dict[str, Any]:
+    """Values for the periodic retraining job of a model line."""
+    d = spec.data
+    training = dict(d["retraining"])
+    if training["image"] == REFERENCE_SERVER:
+        training["image"] = f"{d['model']['registry']}/nomadml/trainer:{reference_serving_tag()}"
+    return {
+        "job": job_header(spec, f"{spec.name}-retrain", {"nomadml.role": "retraining"}),
+        "model": {"name": spec.name, "spec_text": spec.text},
+        "retraining": training,
+        "spec": d,
+    }
+
+
+def render_retraining(spec: ModelSpec, extra_templates: Sequence[Path] = ()) -> str:
+    return render(
+        spec.data["templates"]["retraining"],
+        retraining_values(spec),
+        template_path(spec, extra_templates),
+    )

@@ -1,0 +1,143 @@
+"""Model lifecycle rules, pure: stages and their transitions, version bumps,
+signature compatibility, and the validation gates (metrics, size)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from nomadml.core.spec import parse_version
+from nomadml.errors import BadInput
+
+STAGES = ("candidate", "validated", "production", "archived", "rejected")
+# Which stage may follow which; "rejected" is final: such a version never deploys.
+TRANSITIONS = {
+    "candidate": {"validated", "rejected", "archived"},
+    "validated": {"production", "rejected", "archived"},
+    "production": {"archived"},
+    "archived": {"production"},
+    "rejected": set(),
+}
+
+
+def check_transition(version: str, current: str, target: str) -> None:
+    if target not in STAGES:
+        raise BadInput(f"unknown stage {target!r}: one of {', '.join(STAGES)}")
+    if target not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing (final)"
+        raise BadInput(f"version {version} is {current}; it can move to {allowed}, not {target}")
+
+
+def bump(latest: str | None, part: str) -> str:
+    """The next version after `latest` (None: the first version, 1.0.0)."""
+    if latest is None:
+        return "1.0.0"
+    major, minor, patch = parse_version(latest)
+    if part == "major":
+        return f"{major + 1}.0.0"
+    if part == "minor":
+        return f"{major}.{minor + 1}.0"
+    if part == "patch":
+        return f"{major}.{minor}.{patch + 1}"
+    raise BadInput(f"--bump takes major, minor or patch, not {part!r}")
+
+
+def signature_hash(signature: Any) -> str:
+    return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_signature(version: str, signature: Any, previous: dict[str, Any] | None) -> None:
+    """A changed declared signature must come with a new major version."""
+    if previous is None:
+        return
+    prev_major = parse_version(previous["version"])[0]
+    if parse_version(version)[0] != prev_major:
+        return
+    if signature_hash(signature) != previous.get("signature_hash"):
+        raise BadInput(
+            f"version {version} declares a different input/output signature than "
+            f"{previous['version']} (same major {prev_major}): a changed signature needs a "
+            f"major bump (--bump major)"
+        )
+
+
+@dataclass
+class GateReport:
+    passed: bool
+    values: dict[str, Any] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+
+def validation_gates(
+    candidate: dict[str, Any], production: dict[str, Any] | None, rules: dict[str, Any]
+) -> GateReport:
+    """Metric thresholds (absolute and against production), size, signature."""
+    report = GateReport(True)
+    metrics = candidate.get("metrics") or {}
+    for name, minimum in sorted((rules.get("min_metrics") or {}).items()):
+        value = metrics.get(name)
+        report.values[f"{name}"] = value
+        report.values[f"{name}_min"] = minimum
+        if not isinstance(value, (int, float)):
+            report.reasons.append(f"metric {name} missing from the model's metadata")
+        elif value < minimum:
+            report.reasons.append(f"{name} {value:.4g} < minimum {minimum:.4g}")
+    if production:
+        prod_metrics = production.get("metrics") or {}
+        for name, allowed in sorted((rules.get("max_regression") or {}).items()):
+            value, base = metrics.get(name), prod_metrics.get(name)
+            report.values[f"{name}_production"] = base
+            if (
+                isinstance(value, (int, float))
+                and isinstance(base, (int, float))
+                and base - value > allowed
+            ):
+                report.reasons.append(
+                    f"{name} {value:.4g} is {base - value:.4g} below production "
+                    f"{production['version']} ({base:.4g}); allowed {allowed:.4g}"
+                )
+        same_major = (
+            parse_version(production["version"])[0] == parse_version(candidate["version"])[0]
+        )
+        if same_major and production.get("signature_hash") != candidate.get("signature_hash"):
+            report.reasons.append(
+                f"signature differs from production {production['version']} in the same major"
+            )
+    size_mb = int(candidate.get("size_bytes") or 0) / 1_000_000
+    report.values["size_mb"] = round(size_mb, 3)
+    report.values["max_size_mb"] = rules.get("max_size_mb")
+    if rules.get("max_size_mb") is not None and size_mb > float(rules["max_size_mb"]):
+        report.reasons.append(f"artifact {size_mb:.3f} MB > max {rules['max_size_mb']} MB")
+    report.passed = not report.reasons
+    return report
+
+
+def production_at(audit: list[dict[str, Any]], at: str) -> str | None:
+    """Which version was in production at ISO time `at`, from the audit trail. Pure."""
+    import datetime as dt
+
+    from nomadml.errors import BadInput as _BadInput
+
+    try:
+        when = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        raise _BadInput(f"--at {at!r}: expected an ISO time such as 2026-11-24T21:00:00Z") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    current: str | None = None
+    for entry in audit:
+        stamp = dt.datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
+        if stamp > when:
+            break
+        details = entry.get("details") or {}
+        if entry["action"] == "stage" and details.get("to") == "production":
+            current = entry["version"]
+        elif (
+            entry["action"] == "stage"
+            and details.get("from") == "production"
+            and current == entry["version"]
+        ):
+            current = None
+    return current

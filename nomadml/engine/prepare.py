@@ -1,0 +1,114 @@
+"""Load -> resolve images -> render -> Nomad parse/validate -> ownership -> plan.
+
+The stages every command shares before anything is submitted. Each returns data;
+nothing here registers, deletes or writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nomadml.adapters.image_registry import resolve_digest
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.jobs import Release, model_repository, reference_serving_tag, render_service
+from nomadml.core.plan import PlanSummary, check_owner, summarize
+from nomadml.core.spec import REFERENCE_SERVER, ModelSpec, parse_version
+from nomadml.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: ModelSpec
+    release: Release
+    hcl: str
+
+    @property
+    def job_id(self) -> str:
+        return self.spec.job_id(self.release.version)
+
+
+def resolve_release(
+    spec: ModelSpec,
+    version: str,
+    model_image: str | None = None,
+    serving_image: str | None = None,
+    pin_serving: bool = False,
+) -> Release:
+    """Pin the model image by digest: as given, or looked up in the image registry.
+    With `pin_serving`, nomadml's reference server is pinned too (built and pushed
+    first if the registry does not have it yet)."""
+    parse_version(version, "--version")
+    image = model_image or f"{model_repository(spec)}:{version}"
+    release = Release(version, resolve_digest(image))
+    if serving_image:
+        return Release(version, release.model_image, resolve_digest(serving_image))
+    if pin_serving and spec.data["serving"]["image"] == REFERENCE_SERVER:
+        return Release(version, release.model_image, reference_server(spec))
+    return release
+
+
+def reference_server(spec: ModelSpec) -> str:
+    """nomadml's reference serving image, pinned; pushed to the spec's registry if missing."""
+    registry = spec.data["model"]["registry"]
+    try:
+        return resolve_digest(f"{registry}/nomadml/serve:{reference_serving_tag()}")
+    except BadInput:
+        from nomadml.adapters.images import build_serving_image
+
+        return build_serving_image(registry=registry).pinned
+
+
+def prepare(
+    spec: ModelSpec,
+    version: str,
+    *,
+    model_image: str | None = None,
+    serving_image: str | None = None,
+    templates: Sequence[Path] = (),
+    pin_serving: bool = False,
+) -> Prepared:
+    release = resolve_release(spec, version, model_image, serving_image, pin_serving)
+    return Prepared(spec, release, render_service(spec, release, templates))
+
+
+def parse_and_validate(api: NomadAPI, hcl: str, where: str) -> dict[str, Any]:
+    """Nomad's own parse and validate; its complaints become one BadInput line."""
+    from nomadml.errors import NomadAPIError
+
+    try:
+        job = api.parse_hcl(hcl)
+    except NomadAPIError as err:
+        if err.status == 400:
+            raise BadInput(
+                f"{where}: Nomad cannot parse the rendered job: {err.message.strip()}"
+            ) from None
+        raise
+    problems = api.validate(job)
+    if problems:
+        raise BadInput(f"{where}: Nomad rejects the rendered job: {'; '.join(problems)}")
+    return dict(job)
+
+
+def plan(api: NomadAPI, prepared: Prepared) -> tuple[dict[str, Any], PlanSummary]:
+    """The parsed job and Nomad's plan for it against what runs now."""
+    job = parse_and_validate(api, prepared.hcl, prepared.spec.source)
+    api = api.scoped(job.get("Namespace"))
+    check_owner(job["ID"], api.job(job["ID"]), prepared.spec.name)
+    return job, summarize(job["ID"], api.plan(job))
+
+
+def registered_image(api: NomadAPI, model: str, version: str) -> str | None:
+    """The model registry's pinned image for a version (None if not registered);
+    a rejected version is refused here, so it can never be deployed."""
+    from nomadml.adapters.model_store import ModelRegistry
+
+    record = ModelRegistry(api).get(model, version)
+    if record is None:
+        return None
+    if record.get("stage") == "rejected":
+        raise BadInput(
+            f"{model} {version} is rejected in the model registry: it can never be deployed"
+        )
+    return str(record["image"])

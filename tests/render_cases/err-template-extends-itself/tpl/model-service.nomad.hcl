@@ -1,0 +1,3 @@
+[% extends "model-service.nomad.hcl" %]
+[% block group_extra %]    # mine
+[% endblock %]
