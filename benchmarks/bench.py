@@ -168,7 +168,7 @@ def install_plainly(where: Path) -> str:
 
 
 def bench_render(repeat: int) -> None:
-    spec = load_spec(ROOT / "jobspecs" / "iris.toml")
+    spec = load_spec(ROOT / "examples" / "iris" / "iris.toml")
     release = Release(
         "1.2.0",
         "127.0.0.1:5000/nomadml/models/iris@sha256:" + "a" * 64,
@@ -314,7 +314,7 @@ def bench_deploy(repeat: int) -> None:
     from nomadml.engine.rollout import deploy
     from nomadml.settings import NomadSettings
 
-    text = (ROOT / "jobspecs" / "iris.toml").read_text()
+    text = (ROOT / "examples" / "iris" / "iris.toml").read_text()
     edits = {
         "count = 2": "count = 1",
         "canary = 1": "canary = 0",
@@ -376,7 +376,7 @@ def bench_watch(repeat: int) -> None:
     from nomadml.engine.rollout import deploy
     from nomadml.settings import NomadSettings
 
-    text = (ROOT / "jobspecs" / "iris.toml").read_text()
+    text = (ROOT / "examples" / "iris" / "iris.toml").read_text()
     for old, new in {
         "[gates]\n": "[gates]\nanalysis = false\n",
         'min_healthy_time = "3s"': 'min_healthy_time = "20s"',
@@ -469,7 +469,7 @@ def bench_rollback(repeat: int) -> None:
     from nomadml.engine.rollout import deploy
     from nomadml.settings import NomadSettings
 
-    text = (ROOT / "jobspecs" / "iris.toml").read_text()
+    text = (ROOT / "examples" / "iris" / "iris.toml").read_text()
     for old, new in {
         "[gates]\n": "[gates]\nanalysis = false\n",
         'healthy_deadline = "1m"': 'healthy_deadline = "20s"',
@@ -574,8 +574,8 @@ def bench_rollback(repeat: int) -> None:
 
 
 def ship(name: str, version: str, c: float) -> str:
+    from examples.iris.train import train_iris
     from nomadml.adapters.images import build_model_image
-    from nomadml.training import train_iris
 
     with tempfile.TemporaryDirectory() as tmp:
         train_iris(Path(tmp), c=c)
@@ -598,7 +598,7 @@ def bench_fleet(sizes: list[int], workers: int) -> None:
 
     api = NomadAPI(NomadSettings.from_env())
     text = (
-        (ROOT / "jobspecs" / "iris.toml")
+        (ROOT / "examples" / "iris" / "iris.toml")
         .read_text()
         .replace('datacenters = ["*"]', 'datacenters = ["bench-nowhere"]', 1)
     )  # plan + submit, place nothing

@@ -100,7 +100,9 @@ def make_spec(tmp_path: Path, model_name: str) -> Callable[..., Path]:
     def write(
         replace: dict[str, str] | None = None, file: str = "spec.toml", gates: str = "shipped"
     ) -> Path:
-        text = (Path(__file__).resolve().parent.parent / "jobspecs" / "iris.toml").read_text()
+        text = (
+            Path(__file__).resolve().parent.parent / "examples" / "iris" / "iris.toml"
+        ).read_text()
         text = text.replace('name = "iris"', f'name = "{model_name}"', 1)
         for old, new in [*GATE_PRESETS[gates].items(), *(replace or {}).items()]:
             assert old in text, f"spec has no {old!r} to replace"
@@ -166,9 +168,9 @@ def ship(docker_client: object, model_name: str) -> Callable[..., str]:
     import json
     import tempfile
 
+    from examples.iris.train import train_iris
     from nomadml.adapters.images import DEFAULT_REGISTRY, build_model_image
     from nomadml.bundled.bootstrap import build_manifest, write_manifest
-    from nomadml.training import train_iris
 
     def push(
         version: str,

@@ -27,7 +27,7 @@ COMMANDS = {
     "history": "nomadml.cli.lines:history",
     "endpoints": "nomadml.cli.lines:endpoints",
     "schedule-retraining": "nomadml.cli.retraining:schedule_retraining",
-    "quickstart": "nomadml.cli.retraining:quickstart",
+    "retrain": "nomadml.cli.retraining:retrain",
     "model": "nomadml.cli.model:model",
 }
 

@@ -1,8 +1,8 @@
-"""`nomadml schedule-retraining | quickstart`."""
+"""`nomadml schedule-retraining | retrain`."""
 
 from __future__ import annotations
 
-import sys
+import os
 from pathlib import Path
 
 import click
@@ -30,8 +30,39 @@ def schedule_retraining(ctx: click.Context, spec: Path) -> None:
 
 
 @click.command()
-def quickstart() -> None:
-    """Train, ship and serve the iris reference model on the local stack."""
-    from nomadml import quickstart as qs
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Spec file (default: $NOMADML_SPEC_TOML, which the retraining job carries).",
+)
+@click.option(
+    "--auto-deploy/--no-auto-deploy",
+    default=None,
+    help="Canary-deploy a validated candidate (default: retraining.auto_deploy).",
+)
+@click.pass_context
+def retrain(ctx: click.Context, spec_path: Path | None, auto_deploy: bool | None) -> None:
+    """Run one retraining now: trainer -> register -> validation gates -> deploy.
 
-    sys.exit(qs.main())
+    This is what the periodic retraining job runs; each step is logged as a
+    `retrain: ...` line."""
+    from nomadml.core.spec import load_spec, parse_spec
+    from nomadml.engine.retraining import run
+    from nomadml.errors import BadInput
+
+    if spec_path is not None:
+        spec = load_spec(spec_path)
+    elif os.environ.get("NOMADML_SPEC_TOML"):
+        spec = parse_spec(os.environ["NOMADML_SPEC_TOML"], "$NOMADML_SPEC_TOML")
+    else:
+        raise BadInput("retrain: no spec: pass --spec or set NOMADML_SPEC_TOML")
+    if auto_deploy is None:
+        auto = os.environ.get("NOMADML_AUTO_DEPLOY", str(spec.data["retraining"]["auto_deploy"]))
+        auto_deploy = auto.lower() == "true"
+
+    def log(message: str) -> None:
+        click.echo(f"retrain: {message}")
+
+    outcome = run(nomad_client(ctx), spec, auto_deploy, log)
+    log(f"done: {outcome}")

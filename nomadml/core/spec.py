@@ -168,7 +168,10 @@ SCHEMA: Schema = {
         "auto_deploy": Field("bool", False),
         "driver": Field("str", "docker", (one_of("docker", "exec", "raw_exec"),)),
         "image": Field("str", REFERENCE_SERVER, (non_empty,)),
-        "command": Field("list[str]", ["python3", "-m", "nomadml.engine.retraining"], (non_empty,)),
+        # The task's command: nomadml's own run, which calls the trainer.
+        "command": Field("list[str]", ["nomadml", "retrain"], (non_empty,)),
+        # The operator's trainer: writes model files + metadata.json to $NOMADML_OUTPUT_DIR.
+        "trainer": Field("list[str]", []),
         "args": Field("list[str]", []),
         "resources": {
             "cpu": Field("int", 500, (between(10, 100_000),)),
@@ -217,6 +220,13 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
     gates = data["gates"]
     if seconds(gates["interval"]) > seconds(gates["window"]):
         problems.append(("gates.interval", "must not be longer than gates.window"))
+    if data["retraining"]["enabled"] and not data["retraining"]["trainer"]:
+        problems.append(
+            (
+                "retraining.trainer",
+                "required when retraining.enabled is true (your training command)",
+            )
+        )
     return problems
 
 

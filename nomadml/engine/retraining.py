@@ -1,33 +1,56 @@
-"""One retraining run, as the periodic retraining job executes it:
+"""One retraining run, as the periodic retraining job executes it (`nomadml retrain`):
 
-train -> register as a candidate (nothing new if the artifact is unchanged) ->
-validation gates -> if the spec says so and the line has no rollout in flight,
-a canary deploy. A rejected version is never deployed or promoted.
+the operator's trainer -> register as a candidate (nothing new if the artifact is
+unchanged) -> validation gates -> if the spec says so and the line has no rollout
+in flight, a canary deploy. A rejected version is never deployed or promoted.
 
-Run as `python -m nomadml.engine.retraining`; the spec comes from $NOMADML_SPEC_TOML (the job
-carries it) or --spec."""
+The trainer is the spec's `retraining.trainer` command. Its contract: write the
+model files and `metadata.json` into the directory named by $NOMADML_OUTPUT_DIR,
+exit 0. Anything else registers nothing."""
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
+import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.lifecycle import validation_gates
-from nomadml.core.spec import ModelSpec, load_spec, parse_spec
+from nomadml.core.spec import ModelSpec
 from nomadml.engine.registration import register_model
-from nomadml.errors import ExitCode, NomadMLError
+from nomadml.errors import BadInput
 from nomadml.events import Event
-from nomadml.settings import NomadSettings
-from nomadml.training import train_iris
+
+Log = Callable[[str], None]
+TRAINER_TIMEOUT_S = 6 * 3600
 
 
-def log(message: str) -> None:
-    print(f"retrain: {message}", flush=True)
+def train(spec: ModelSpec, out_dir: Path, log: Log) -> None:
+    """Run the spec's trainer into `out_dir`; its output goes to the run's log."""
+    trainer: list[str] = spec.data["retraining"]["trainer"]
+    if not trainer:
+        raise BadInput(f"{spec.source}: retraining.trainer: no trainer command")
+    out_dir.mkdir(parents=True)
+    env = {**os.environ, "NOMADML_OUTPUT_DIR": str(out_dir), "NOMADML_MODEL_NAME": spec.name}
+    shown = " ".join(trainer)
+    log(f"training {spec.name}: {shown}")
+    try:
+        done = subprocess.run(trainer, env=env, check=False, timeout=TRAINER_TIMEOUT_S)
+    except FileNotFoundError:
+        raise BadInput(f"trainer {trainer[0]!r} not found: nothing registered") from None
+    except subprocess.TimeoutExpired:
+        raise BadInput(
+            f"trainer {shown!r} ran over {TRAINER_TIMEOUT_S} s: nothing registered"
+        ) from None
+    if done.returncode != 0:
+        raise BadInput(f"trainer {shown!r} exited {done.returncode}: nothing registered")
+    if not (out_dir / "metadata.json").is_file():
+        raise BadInput(
+            "trainer wrote no metadata.json into $NOMADML_OUTPUT_DIR: nothing registered"
+        )
 
 
 def in_flight(api: NomadAPI, job_id: str) -> bool:
@@ -35,17 +58,21 @@ def in_flight(api: NomadAPI, job_id: str) -> bool:
     return bool(dep) and dep.get("Status") in ("running", "paused")  # type: ignore[union-attr]
 
 
-def run(api: NomadAPI, spec: ModelSpec, auto_deploy: bool, c: float = 1.0) -> str:
+def run(api: NomadAPI, spec: ModelSpec, auto_deploy: bool, log: Log) -> str:
     """Returns what happened: unchanged, rejected, validated, deployed, skipped-in-flight."""
     registry = ModelRegistry(api)
+    # Reach the registry before the (long) training: an unreachable or refusing
+    # Nomad fails the run at once, with nothing trained for nothing.
+    known = len(registry.versions(spec.name))
+    log(f"{spec.name}: {known} version(s) registered")
 
     def emit(event: Event) -> None:
         log(event.message)
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        metrics = train_iris(model_dir, c=c)["metrics"]
-        log(f"trained {spec.name}: {metrics}")
+        train(spec, model_dir, log)
+        log(f"trained {spec.name}")
         record, created = register_model(
             registry,
             model_dir,
@@ -104,35 +131,3 @@ def schedule(api: NomadAPI, spec: ModelSpec) -> tuple[str, int]:
         api, job, enforce_index=int(existing["JobModifyIndex"]) if existing else 0, source=hcl
     )
     return job["ID"], int((api.job(job["ID"]) or {}).get("Version", 0))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nomadml.engine.retraining", description=__doc__)
-    parser.add_argument("--spec", help="Spec file (default: $NOMADML_SPEC_TOML).")
-    parser.add_argument("--auto-deploy", action="store_true", default=None)
-    parser.add_argument("--c", type=float, default=1.0, help="Regularisation strength.")
-    args = parser.parse_args(argv)
-    try:
-        if args.spec:
-            spec = load_spec(args.spec)
-        elif os.environ.get("NOMADML_SPEC_TOML"):
-            spec = parse_spec(os.environ["NOMADML_SPEC_TOML"], "$NOMADML_SPEC_TOML")
-        else:
-            log("no spec: pass --spec or set NOMADML_SPEC_TOML")
-            return int(ExitCode.BAD_INPUT)
-        auto = args.auto_deploy
-        if auto is None:
-            auto = os.environ.get(
-                "NOMADML_AUTO_DEPLOY", str(spec.data["retraining"]["auto_deploy"])
-            )
-            auto = str(auto).lower() == "true"
-        outcome = run(NomadAPI(NomadSettings.from_env()), spec, bool(auto), c=args.c)
-    except NomadMLError as err:
-        log(f"error: {err}")
-        return int(err.exit_code)
-    log(f"done: {outcome}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

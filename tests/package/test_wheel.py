@@ -6,6 +6,7 @@ folder with nothing of the repository in reach."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -45,10 +46,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if os.environ.get("NOMADML_REQUIRE_STACK") == "1":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+    # Build from a copy: setuptools leaves build/ and *.egg-info beside the sources.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "nomadml", source / "nomadml", ignore=shutil.ignore_patterns("*.pyc"))
     dist = tmp_path_factory.mktemp("dist")
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(dist), str(ROOT)],
+         "-w", str(dist), str(source)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
@@ -93,7 +99,7 @@ def test_an_operator_template_extends_the_shipped_one_by_its_namespaced_name(
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "model-service.nomad.hcl").write_text(
         '[% extends "nomadml/model-service.nomad.hcl" %]\n'
-        '[% block group_extra %]    # operator block\n[% endblock %]\n'
+        "[% block group_extra %]    # operator block\n[% endblock %]\n"
     )
     spec = tmp_path / "churn.toml"
     spec.write_text(SPEC + '\n[templates]\npath = ["templates"]\n')

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from nomadml import quickstart
+from examples.iris import quickstart
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.cli.main import main
 from nomadml.core.decide import Action

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from examples.iris.train import train_iris
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.cli.main import main
 from nomadml.errors import ExitCode
-from nomadml.training import train_iris
 
 
 def cli(*args: str) -> tuple[int, str, str]:

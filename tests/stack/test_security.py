@@ -24,7 +24,7 @@ from nomadml.settings import NomadSettings
 
 NOMAD = Path.home() / ".cache" / "nomadml" / "nomad-1.10.5" / "nomad"
 PORTS = {"http": 5646, "rpc": 5647, "serf": 5648}
-SPEC = Path(__file__).resolve().parents[2] / "jobspecs" / "iris.toml"
+SPEC = Path(__file__).resolve().parents[2] / "examples" / "iris" / "iris.toml"
 PINNED = "127.0.0.1:5000/nomadml/models/iris@sha256:" + "a" * 64
 
 

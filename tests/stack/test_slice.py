@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from nomadml import quickstart
+from examples.iris import quickstart
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.spec import load_spec
 

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nomadml import quickstart
+from examples.iris import quickstart
+from examples.iris.train import train_iris
 from nomadml.adapters.images import build_model_image
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.bundled.bootstrap import build_manifest, write_manifest
 from nomadml.cli.main import main
 from nomadml.core.spec import load_spec
 from nomadml.errors import ExitCode
-from nomadml.training import train_iris
 
-JOBSPECS = sorted((Path(__file__).resolve().parents[2] / "jobspecs").glob("*.toml"))
+JOBSPECS = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*/*.toml"))
 
 
 def cli(*args: str) -> tuple[int, str, str]:

@@ -16,7 +16,7 @@ from nomadml import __version__
 from nomadml.cli.main import COMMANDS, main
 from nomadml.errors import ExitCode
 
-SPEC = Path(__file__).resolve().parents[2] / "jobspecs" / "iris.toml"
+SPEC = Path(__file__).resolve().parents[2] / "examples" / "iris" / "iris.toml"
 NOWHERE = "http://127.0.0.1:1"  # nothing listens on port 1
 
 

@@ -66,6 +66,7 @@ ERROR_KINDS: dict[str, tuple[type[NomadMLError], str]] = {
     "static-port-shared": (SpecError, r": serving\.port: a static port cannot be shared"),
     "exec-with-image": (SpecError, r": serving\.image: the exec driver runs a command"),
     "reserved-env": (SpecError, r": serving\.env: '[A-Z_]+' is not an environment variable name"),
+    "retraining-no-trainer": (SpecError, r": retraining\.trainer: required when retraining"),
     "bad-cron": (SpecError, r": retraining\.schedule: '.*' is not a cron expression"),
     "template-syntax": (TemplateError, r"^<case>/\S+\.hcl:\d+: .+ \(in: .+\)$"),
     "template-undefined": (TemplateError, r"^<case>/\S+\.hcl:\d+: .*undefined.* \(in: .+\)$"),
@@ -73,7 +74,7 @@ ERROR_KINDS: dict[str, tuple[type[NomadMLError], str]] = {
     "template-runtime": (TemplateError, r"^<case>/\S+\.hcl:\d+: .+ \(in: .+\)$"),
     "template-extends-itself": (
         TemplateError,
-        r'^model-service\.nomad\.hcl: a template extends or includes itself; to extend the '
+        r"^model-service\.nomad\.hcl: a template extends or includes itself; to extend the "
         r'shipped template, write \[% extends "nomadml/model-service\.nomad\.hcl" %\]',
     ),
     "template-not-found": (TemplateError, r"^[\w.-]+: template not found in .*<shipped>$"),

@@ -36,8 +36,8 @@ job "pricing-retrain" {
       config {
         image        = "127.0.0.1:5000/nomadml/trainer:<reference-tag>"
         network_mode = "host"
-        command = "python3"
-        args    = ["-m", "nomadml.engine.retraining"]
+        command = "nomadml"
+        args    = ["retrain"]
       }
       env = {
         NOMADML_MODEL_NAME = "pricing"

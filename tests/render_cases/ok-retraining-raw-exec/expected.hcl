@@ -34,14 +34,14 @@ job "demand-retrain" {
     task "train" {
       driver = "raw_exec"
       config {
-        command = "/opt/venv/bin/python"
-        args    = ["-m", "demand.train", "--epochs", "5", "--data", "s3://bucket/demand/"]
+        command = "/opt/venv/bin/nomadml"
+        args    = ["retrain"]
       }
       env = {
         NOMADML_MODEL_NAME = "demand"
         NOMADML_AUTO_DEPLOY = "true"
         # The job carries its own spec: the run needs no file on the client.
-        NOMADML_SPEC_TOML   = "# A nightly-ish retraining job that runs a host command (no image).\n[model]\nname = \"demand\"\n\n[placement]\ndatacenters = [\"dc1\"]\nnamespace = \"training\"\nregion = \"us-east\"\n\n[retraining]\nenabled = true\nschedule = \"*/30 2-4 * * MON-FRI\"\ntime_zone = \"America/New_York\"\nauto_deploy = true\ndriver = \"raw_exec\"\ncommand = [\"/opt/venv/bin/python\", \"-m\", \"demand.train\"]\nargs = [\"--epochs\", \"5\", \"--data\", \"s3://bucket/demand/\"]\n\n[retraining.resources]\ncpu = 4000\nmemory = 8192\n"
+        NOMADML_SPEC_TOML   = "# A nightly-ish retraining job that runs a host command (no image).\n[model]\nname = \"demand\"\n\n[placement]\ndatacenters = [\"dc1\"]\nnamespace = \"training\"\nregion = \"us-east\"\n\n[retraining]\nenabled = true\ntrainer = [\"/opt/venv/bin/python\", \"-m\", \"demand.train\", \"--epochs\", \"5\", \"--data\", \"s3://bucket/demand/\"]\nschedule = \"*/30 2-4 * * MON-FRI\"\ntime_zone = \"America/New_York\"\nauto_deploy = true\ndriver = \"raw_exec\"\ncommand = [\"/opt/venv/bin/nomadml\", \"retrain\"]\n\n[retraining.resources]\ncpu = 4000\nmemory = 8192\n"
       }
       resources {
         cpu    = 4000

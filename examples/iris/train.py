@@ -63,3 +63,27 @@ def train_iris(
     (out_dir / "model.json").write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
     (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
     return metadata
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The trainer contract nomadml's retraining run calls: model files and
+    metadata.json into $NOMADML_OUTPUT_DIR (or --out), exit 0."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(prog="examples.iris.train", description=main.__doc__)
+    parser.add_argument("--out", default=os.environ.get("NOMADML_OUTPUT_DIR"))
+    parser.add_argument("--c", type=float, default=1.0, help="Regularisation strength.")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not args.out:
+        print("train: no output directory: set NOMADML_OUTPUT_DIR or pass --out", file=sys.stderr)
+        return 2
+    metrics = train_iris(Path(args.out), seed=args.seed, c=args.c)["metrics"]
+    print(f"train: iris accuracy {metrics['accuracy']:.3f} on {metrics['test_samples']} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

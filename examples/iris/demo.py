@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from examples.iris.quickstart import predict
+from examples.iris.train import train_iris
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
@@ -30,11 +32,9 @@ from nomadml.engine.registration import register_model
 from nomadml.engine.rollout import RolloutResult, deploy
 from nomadml.engine.traffic import Traffic
 from nomadml.errors import NomadMLError
-from nomadml.quickstart import predict
 from nomadml.settings import NomadSettings
-from nomadml.training import train_iris
 
-SPEC = Path(__file__).resolve().parent.parent / "jobspecs" / "iris.toml"
+SPEC = Path(__file__).resolve().parent / "iris.toml"
 V1_SAMPLE = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 V2_SAMPLE = [[1.4, 0.2], [5.2, 2.3]]  # v2 takes petal measurements only
 

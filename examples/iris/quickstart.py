@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from examples.iris.train import train_iris
 from nomadml.adapters.images import build_model_image, build_serving_image
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.bundled.bootstrap import build_manifest, write_manifest
@@ -24,9 +25,8 @@ from nomadml.engine.prepare import prepare
 from nomadml.engine.rollout import deploy
 from nomadml.errors import NomadMLError
 from nomadml.settings import NomadSettings
-from nomadml.training import train_iris
 
-SPEC = Path(__file__).resolve().parent.parent / "jobspecs" / "iris.toml"
+SPEC = Path(__file__).resolve().parent / "iris.toml"
 VERSION = "1.0.0"
 SAMPLES = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 EXPECTED = ["setosa", "virginica"]
