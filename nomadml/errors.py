@@ -9,9 +9,11 @@
     │   └── Conflict                  a check-and-set write lost a race
     ├── NotOwned                      a job exists that nomadml did not create
     ├── ModelIntegrityError           a model file does not match its manifest
-    └── StackError                    the local stack / docker engine is not usable
+    ├── StackError                    the local stack / docker engine is not usable
+    └── InternalError                 anything unexpected: a bug, reported as one line
 
 Each error renders as one line (``str(err)``); the CLI maps it to ``exit_code``.
+``as_operator_error`` turns any exception into one of these.
 """
 
 from __future__ import annotations
@@ -108,3 +110,33 @@ class ModelIntegrityError(NomadMLError):
 
 class StackError(NomadMLError):
     exit_code = ExitCode.STACK
+
+
+class InternalError(NomadMLError):
+    """An exception nomadml did not expect: one line, exit 70, the traceback only
+    under --debug. Never exit 1, which means "the plan has changes"."""
+
+    exit_code = ExitCode.INTERNAL
+
+    def __init__(self, err: BaseException) -> None:
+        self.original = err
+        what = " ".join(str(err).split())[:300] or "no message"
+        super().__init__(
+            f"internal error: {type(err).__name__}: {what}; rerun with --debug for the traceback"
+        )
+
+
+def as_operator_error(err: Exception) -> NomadMLError:
+    """The operator's view of any exception. nomadml's own errors stay as they are; the
+    bundled installer's errors (its own classes: that program imports nothing
+    from nomadml) keep their meaning: integrity stays 11, bad
+    input 2; anything else is an internal error."""
+    if isinstance(err, NomadMLError):
+        return err
+    from nomadml.bundled.bootstrap import BootstrapError, IntegrityError
+
+    if isinstance(err, IntegrityError):
+        return ModelIntegrityError(str(err))
+    if isinstance(err, BootstrapError):
+        return BadInput(str(err))
+    return InternalError(err)

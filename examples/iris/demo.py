@@ -71,12 +71,12 @@ class Story:
                 model_dir,
                 self.spec.name,
                 version=version,
-                image_registry=self.spec.data["model"]["registry"],
+                image_registry=self.spec.model.registry,
             )
         production = next(
             iter(reversed(self.registry.in_stage(self.spec.name, "production"))), None
         )
-        report = validation_gates(record, production, self.spec.data["validation"])
+        report = validation_gates(record, production, self.spec.validation)
         self.registry.set_stage(
             self.spec.name,
             version,

@@ -66,9 +66,9 @@ def run(api: NomadAPI, spec: ModelSpec, version: str = VERSION) -> SliceResult:
         step("build + push the model image and the serving image (docker SDK)")
         labels = {"io.nomadml.model": spec.name, "io.nomadml.version": version}
         model_image = build_model_image(
-            model_dir, spec.name, version, labels=labels, registry=spec.data["model"]["registry"]
+            model_dir, spec.name, version, labels=labels, registry=spec.model.registry
         )
-        serving_image = build_serving_image(registry=spec.data["model"]["registry"])
+        serving_image = build_serving_image(registry=spec.model.registry)
         print(f"    model   {model_image.pinned}\n    serving {serving_image.pinned}")
     prepared = prepare(
         spec, version, model_image=model_image.pinned, serving_image=serving_image.pinned
@@ -78,7 +78,7 @@ def run(api: NomadAPI, spec: ModelSpec, version: str = VERSION) -> SliceResult:
     if result.action is not Action.SUCCEEDED:
         raise NomadMLError(f"{result.job_id}: {result.action.value}: {result.reason}")
     job = {"ID": result.job_id}
-    services = api.scoped(spec.data["placement"]["namespace"]).service(job["ID"])
+    services = api.scoped(spec.placement.namespace).service(job["ID"])
     if not services:
         raise NomadMLError(f"no service registration for {job['ID']}")
     url = f"http://{services[0]['Address']}:{services[0]['Port']}"

@@ -10,6 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from nomadml.adapters.nomad_api import NomadAPI
+    from nomadml.core.spec import Notify
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,15 +54,14 @@ def nomad_client(ctx: click.Context) -> NomadAPI:
     return api
 
 
-def webhook_sink(spec_data: dict[str, Any] | None = None) -> Any:
+def webhook_sink(notify: Notify | None = None) -> Any:
     """A webhook sink when one is configured (env beats spec), else None."""
     import os
 
-    notify = (spec_data or {}).get("notify") or {}
-    url = os.environ.get("NOMADML_WEBHOOK_URL") or notify.get("webhook_url") or ""
+    url = os.environ.get("NOMADML_WEBHOOK_URL") or (notify.webhook_url if notify else "")
     if not url:
         return None
-    secret_env = notify.get("secret_env") or "NOMADML_WEBHOOK_SECRET"
+    secret_env = notify.secret_env if notify else "NOMADML_WEBHOOK_SECRET"
     secret = os.environ.get(secret_env, "")
     if not secret:
         from nomadml.errors import BadInput

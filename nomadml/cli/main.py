@@ -13,7 +13,7 @@ import click
 
 from nomadml import __version__
 from nomadml.cli.common import error as _error
-from nomadml.errors import ExitCode, NomadMLError, SpecError
+from nomadml.errors import ExitCode, SpecError, as_operator_error
 
 # command name -> "module:attribute", loaded on first use.
 COMMANDS = {
@@ -77,14 +77,17 @@ class _Group(click.Group):
             for line in lines:
                 _error(line)
             ctx.exit(int(err.exit_code))
-        except NomadMLError as err:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            _error(str(err))
-            ctx.exit(int(err.exit_code))
         except KeyboardInterrupt:
             click.echo("nomadml: interrupted", err=True)
             ctx.exit(int(ExitCode.INTERRUPTED))
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own control flow: exit codes and usage errors
+        except Exception as err:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            shown = as_operator_error(err)
+            _error(str(shown))
+            ctx.exit(int(shown.exit_code))
 
 
 @click.group(

@@ -128,7 +128,7 @@ def validate(ctx: click.Context, name: str, version: str, spec_path: Path) -> No
 
         raise BadInput(f"{name} {version} is not registered")
     production = next(iter(reversed(registry.in_stage(name, "production"))), None)
-    report = validation_gates(candidate, production, spec.data["validation"])
+    report = validation_gates(candidate, production, spec.validation)
     target = "validated" if report.passed else "rejected"
     registry.update(
         name,
@@ -177,7 +177,7 @@ def _stage_command(target: str, doc: str) -> click.Command:
         if target == "production" and spec_path is not None:
             from nomadml.core.spec import load_spec
 
-            if load_spec(spec_path).data["validation"]["require_approval"] and not approve:
+            if load_spec(spec_path).validation.require_approval and not approve:
                 raise BadInput(
                     f"{spec_path}: validation.require_approval is on: re-run with --approve"
                 )

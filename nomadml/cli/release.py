@@ -110,7 +110,7 @@ def validate(ctx: click.Context, spec: Path, templates: tuple[Path, ...]) -> Non
     # A stand-in release: validation is about the spec and templates, not a version.
     sample = Release("0.0.0", f"127.0.0.1:5000/nomadml/models/{model_spec.name}@sha256:{'0' * 64}")
     rendered = {"service job": render_service(model_spec, sample, templates)}
-    if model_spec.data["retraining"]["enabled"]:
+    if model_spec.retraining.enabled:
         rendered["retraining job"] = render_retraining(model_spec, templates)
     click.echo(f"{spec}: spec and templates ok ({', '.join(rendered)} rendered)")
     api = nomad_client(ctx)
@@ -180,7 +180,7 @@ def deploy(
     webhook = None
     try:
         prepared = _prepare(spec, version, model_image, serving_image, templates)
-        webhook = webhook_sink(prepared.spec.data)
+        webhook = webhook_sink(prepared.spec.notify)
         emit = fanout(printer, webhook) if webhook else printer
         result = run_deploy(
             nomad_client(ctx), prepared, no_promote=no_promote, timeout_s=timeout_s, emit=emit

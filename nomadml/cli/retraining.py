@@ -20,13 +20,11 @@ def schedule_retraining(ctx: click.Context, spec: Path) -> None:
     from nomadml.errors import BadInput
 
     model_spec = load_spec(spec)
-    if not model_spec.data["retraining"]["enabled"]:
+    if not model_spec.retraining.enabled:
         raise BadInput(f"{spec}: retraining.enabled is false")
     job_id, version = schedule(nomad_client(ctx), model_spec)
-    cron = model_spec.data["retraining"]["schedule"]
-    click.echo(
-        f"{job_id}: version {version}, runs {cron!r} ({model_spec.data['retraining']['time_zone']})"
-    )
+    cron = model_spec.retraining.schedule
+    click.echo(f"{job_id}: version {version}, runs {cron!r} ({model_spec.retraining.time_zone})")
 
 
 @click.command()
@@ -58,7 +56,7 @@ def retrain(ctx: click.Context, spec_path: Path | None, auto_deploy: bool | None
     else:
         raise BadInput("retrain: no spec: pass --spec or set NOMADML_SPEC_TOML")
     if auto_deploy is None:
-        auto = os.environ.get("NOMADML_AUTO_DEPLOY", str(spec.data["retraining"]["auto_deploy"]))
+        auto = os.environ.get("NOMADML_AUTO_DEPLOY", str(spec.retraining.auto_deploy))
         auto_deploy = auto.lower() == "true"
 
     def log(message: str) -> None:

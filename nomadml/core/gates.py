@@ -8,12 +8,13 @@ Part of the pure core: no I/O, standard library only. Each window's scrapes (see
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
 
 from nomadml.core.metrics import MetricNames, Snapshot, quantile
 from nomadml.core.schema import seconds
+from nomadml.core.spec import Gates, schema_default
 
 __all__ = [
     "GateConfig",
@@ -38,8 +39,8 @@ _ABS_TOLERANCE = 1e-12
 
 @dataclass(frozen=True)
 class GateConfig:
-    """The metric gates of the spec's `gates` table, durations in seconds; defaults equal the
-    spec's defaults.
+    """The metric gates of the spec's `gates` table, durations in seconds. The defaults
+    are the spec's own (read from its schema, defined there once).
 
     `fail_after` is not in the spec: it is how many consecutive failing windows fail the
     canary. One window of a few dozen requests is noisy (a single slow or failed request can
@@ -47,15 +48,15 @@ class GateConfig:
     while a really bad one still fails within two intervals.
     """
 
-    window: float = 30.0
-    interval: float = 5.0
-    consecutive_passes: int = 3
-    min_requests: int = 20
-    max_error_rate: float = 0.01
-    max_error_rate_increase: float = 0.01
-    latency_percentile: float = 0.95
-    max_latency_ms: float = 500.0
-    max_latency_ratio: float = 1.5
+    window: float = seconds(schema_default("gates.window"))
+    interval: float = seconds(schema_default("gates.interval"))
+    consecutive_passes: int = schema_default("gates.consecutive_passes")
+    min_requests: int = schema_default("gates.min_requests")
+    max_error_rate: float = schema_default("gates.max_error_rate")
+    max_error_rate_increase: float = schema_default("gates.max_error_rate_increase")
+    latency_percentile: float = schema_default("gates.latency_percentile")
+    max_latency_ms: float = schema_default("gates.max_latency_ms")
+    max_latency_ratio: float = schema_default("gates.max_latency_ratio")
     metrics: MetricNames = field(default_factory=MetricNames)
     fail_after: int = 2
 
@@ -66,32 +67,21 @@ class GateConfig:
             raise ValueError(f"latency_percentile must be in [0, 1], got {self.latency_percentile}")
 
     @classmethod
-    def from_spec(cls, gates: Mapping[str, Any], fail_after: int = 2) -> GateConfig:
-        """Build from a validated spec's `gates` table; absent keys keep their defaults.
-
-        Keys that do not steer the metric gates (`health`, `analysis`) are left to the caller.
-        """
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in gates or f.name == "fail_after":
-                continue
-            raw = gates[f.name]
-            if f.name in ("window", "interval"):
-                values[f.name] = _seconds(raw)
-            elif f.name == "metrics":
-                values[f.name] = MetricNames.from_spec(raw)
-            else:
-                values[f.name] = raw
-        return cls(**values, fail_after=fail_after)
-
-
-def _seconds(value: Any) -> float:
-    # The spec holds "30s"; a number is taken as seconds already, for callers building by hand.
-    if isinstance(value, str):
-        return seconds(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise TypeError(f"expected a duration such as '30s', got {value!r}")
+    def from_spec(cls, gates: Gates, fail_after: int = 2) -> GateConfig:
+        """From a spec's typed `gates`; `health` and `analysis` are the caller's."""
+        return cls(
+            window=seconds(gates.window),
+            interval=seconds(gates.interval),
+            consecutive_passes=gates.consecutive_passes,
+            min_requests=gates.min_requests,
+            max_error_rate=gates.max_error_rate,
+            max_error_rate_increase=gates.max_error_rate_increase,
+            latency_percentile=gates.latency_percentile,
+            max_latency_ms=gates.max_latency_ms,
+            max_latency_ratio=gates.max_latency_ratio,
+            metrics=gates.metrics,
+            fail_after=fail_after,
+        )
 
 
 @dataclass(frozen=True)

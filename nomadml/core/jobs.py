@@ -39,26 +39,25 @@ def reference_serving_tag() -> str:
 
 
 def model_repository(spec: ModelSpec) -> str:
-    return f"{spec.data['model']['registry']}/nomadml/models/{spec.name}"
+    return f"{spec.model.registry}/nomadml/models/{spec.name}"
 
 
 def serving_image(spec: ModelSpec, release: Release) -> str:
     if release.serving_image:
         return release.serving_image
-    image = str(spec.data["serving"]["image"])
+    image = str(spec.serving.image)
     if image == REFERENCE_SERVER:
-        return f"{spec.data['model']['registry']}/nomadml/serve:{reference_serving_tag()}"
+        return f"{spec.model.registry}/nomadml/serve:{reference_serving_tag()}"
     return image
 
 
 def job_header(spec: ModelSpec, job_id: str, meta: dict[str, str]) -> dict[str, Any]:
     """Id, placement and the ownership meta every job nomadml writes carries."""
-    placement = spec.data["placement"]
     return {
         "id": job_id,
-        "datacenters": placement["datacenters"],
-        "namespace": placement["namespace"],
-        "region": placement["region"],
+        "datacenters": list(spec.placement.datacenters),
+        "namespace": spec.placement.namespace,
+        "region": spec.placement.region,
         "meta": {
             "nomadml.managed": "true",
             "nomadml.model": spec.name,
@@ -76,7 +75,7 @@ def service_values(spec: ModelSpec, release: Release) -> dict[str, Any]:
     repo, at, digest = release.model_image.rpartition("@")
     if not at or not repo or not digest.startswith(DIGEST) or len(digest) != len(DIGEST) + 64:
         raise BadInput(f"model image {release.model_image!r}: expected repository@sha256:<64 hex>")
-    d = spec.data
+    d = spec.table  # the templates read the checked table itself
     job_id = spec.job_id(release.version)
     tags = ["nomadml", f"model={spec.name}", f"major={major}", f"version={release.version}"]
     return {
@@ -116,13 +115,13 @@ def service_values(spec: ModelSpec, release: Release) -> dict[str, Any]:
 
 def template_path(spec: ModelSpec, extra: Sequence[Path] = ()) -> list[Path]:
     """Operator folders first (flags, then the spec's own, relative to it)."""
-    own = [spec.directory / p for p in spec.data["templates"]["path"]]
+    own = [spec.directory / p for p in spec.templates.path]
     return [*extra, *own]
 
 
 def render_service(spec: ModelSpec, release: Release, extra_templates: Sequence[Path] = ()) -> str:
     return render(
-        spec.data["templates"]["service"],
+        spec.templates.service,
         service_values(spec, release),
         template_path(spec, extra_templates),
     )
@@ -130,10 +129,10 @@ def render_service(spec: ModelSpec, release: Release, extra_templates: Sequence[
 
 def retraining_values(spec: ModelSpec) -> dict[str, Any]:
     """Values for the periodic retraining job of a model line."""
-    d = spec.data
+    d = spec.table  # the templates read the checked table itself
     training = dict(d["retraining"])
-    if training["image"] == REFERENCE_SERVER:
-        training["image"] = f"{d['model']['registry']}/nomadml/trainer:{reference_serving_tag()}"
+    if spec.retraining.image == REFERENCE_SERVER:
+        training["image"] = f"{spec.model.registry}/nomadml/trainer:{reference_serving_tag()}"
     return {
         "job": job_header(spec, f"{spec.name}-retrain", {"nomadml.role": "retraining"}),
         "model": {"name": spec.name, "spec_text": spec.text},
@@ -144,7 +143,7 @@ def retraining_values(spec: ModelSpec) -> dict[str, Any]:
 
 def render_retraining(spec: ModelSpec, extra_templates: Sequence[Path] = ()) -> str:
     return render(
-        spec.data["templates"]["retraining"],
+        spec.templates.retraining,
         retraining_values(spec),
         template_path(spec, extra_templates),
     )

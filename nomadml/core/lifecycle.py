@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from nomadml.core.spec import parse_version
+from nomadml.core.spec import Validation, parse_version
 from nomadml.errors import BadInput
 
 STAGES = ("candidate", "validated", "production", "archived", "rejected")
@@ -71,12 +71,12 @@ class GateReport:
 
 
 def validation_gates(
-    candidate: dict[str, Any], production: dict[str, Any] | None, rules: dict[str, Any]
+    candidate: dict[str, Any], production: dict[str, Any] | None, rules: Validation
 ) -> GateReport:
     """Metric thresholds (absolute and against production), size, signature."""
     report = GateReport(True)
     metrics = candidate.get("metrics") or {}
-    for name, minimum in sorted((rules.get("min_metrics") or {}).items()):
+    for name, minimum in sorted(rules.min_metrics.items()):
         value = metrics.get(name)
         report.values[f"{name}"] = value
         report.values[f"{name}_min"] = minimum
@@ -86,7 +86,7 @@ def validation_gates(
             report.reasons.append(f"{name} {value:.4g} < minimum {minimum:.4g}")
     if production:
         prod_metrics = production.get("metrics") or {}
-        for name, allowed in sorted((rules.get("max_regression") or {}).items()):
+        for name, allowed in sorted(rules.max_regression.items()):
             value, base = metrics.get(name), prod_metrics.get(name)
             report.values[f"{name}_production"] = base
             if (
@@ -107,9 +107,9 @@ def validation_gates(
             )
     size_mb = int(candidate.get("size_bytes") or 0) / 1_000_000
     report.values["size_mb"] = round(size_mb, 3)
-    report.values["max_size_mb"] = rules.get("max_size_mb")
-    if rules.get("max_size_mb") is not None and size_mb > float(rules["max_size_mb"]):
-        report.reasons.append(f"artifact {size_mb:.3f} MB > max {rules['max_size_mb']} MB")
+    report.values["max_size_mb"] = rules.max_size_mb
+    if size_mb > rules.max_size_mb:
+        report.reasons.append(f"artifact {size_mb:.3f} MB > max {rules.max_size_mb} MB")
     report.passed = not report.reasons
     return report
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 __all__ = [
     "MetricNames",
@@ -206,19 +205,6 @@ class MetricNames:
     path_label: str = "path"
     path: str = "/predict"
     code_label: str = "code"
-
-    @classmethod
-    def from_spec(cls, gates_metrics: Mapping[str, Any]) -> MetricNames:
-        """Build from a validated spec's `gates.metrics`; absent keys keep their defaults."""
-        values: dict[str, str] = {}
-        for f in fields(cls):
-            if f.name not in gates_metrics:
-                continue
-            value = gates_metrics[f.name]
-            if not isinstance(value, str):
-                raise TypeError(f"gates.metrics.{f.name} must be a string, got {value!r}")
-            values[f.name] = value
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Model specs: one TOML file per model line in `jobspecs/`.
+"""Model specs: one TOML file per model line (see `examples/iris/iris.toml`).
 
 TOML because operators edit these by hand and review them in pull requests: it
 has comments, no significant indentation, real types (a port is an integer, a
@@ -12,10 +12,14 @@ import hashlib
 import json
 import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar, get_type_hints
 
+from nomadml.core.metrics import MetricNames
 from nomadml.core.schema import (
     REQUIRED,
     Field,
@@ -138,15 +142,16 @@ SCHEMA: Schema = {
         "max_latency_ms": Field("float", 500.0, (between(1, 600_000),)),
         "max_latency_ratio": Field("float", 1.5, (between(1, 100),)),
         "metrics": {
+            # The reference server's names (MetricNames' defaults).
             "requests_total": Field(
-                "str", "nomadml_requests_total", (matches(IDENT, "a metric name"),)
+                "str", MetricNames.requests_total, (matches(IDENT, "a metric name"),)
             ),
             "duration_seconds": Field(
-                "str", "nomadml_request_duration_seconds", (matches(IDENT, "a metric name"),)
+                "str", MetricNames.duration_seconds, (matches(IDENT, "a metric name"),)
             ),
-            "path_label": Field("str", "path", (matches(IDENT, "a label name"),)),
-            "path": Field("str", "/predict"),
-            "code_label": Field("str", "code", (matches(IDENT, "a label name"),)),
+            "path_label": Field("str", MetricNames.path_label, (matches(IDENT, "a label name"),)),
+            "path": Field("str", MetricNames.path),
+            "code_label": Field("str", MetricNames.code_label, (matches(IDENT, "a label name"),)),
         },
     },
     "validation": {
@@ -192,6 +197,16 @@ SCHEMA: Schema = {
 }
 
 
+def schema_default(dotted: str) -> Any:
+    """The default of one spec field, e.g. `gates.window`: defined once, in SCHEMA."""
+    node: Any = SCHEMA
+    for key in dotted.split("."):
+        node = node[key]
+    if not isinstance(node, Field):
+        raise KeyError(f"{dotted} is a table, not a field")
+    return node.default
+
+
 def _cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
     """Rules that span fields (Nomad enforces the deadline order at submit time)."""
     problems: list[tuple[str, str]] = []
@@ -230,21 +245,188 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+# ---------------------------------------------------------------- the typed spec
+# One frozen dataclass per table, built once from the checked table by `_build`;
+# the defaults live in SCHEMA only. Lists become tuples, nested tables nested
+# dataclasses; `gates.metrics` is the MetricNames the scraper reads.
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: int
+    memory: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    registry: str
+
+
+@dataclass(frozen=True)
+class Serving:
+    driver: str
+    image: str
+    command: str
+    args: tuple[str, ...]
+    port: int
+    health_path: str
+    metrics_path: str
+    count: int
+    env: Mapping[str, str]
+    shutdown_delay: str
+    kill_timeout: str
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class Placement:
+    datacenters: tuple[str, ...]
+    namespace: str
+    region: str
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+
+
+@dataclass(frozen=True)
+class Update:
+    canary: int
+    max_parallel: int
+    min_healthy_time: str
+    healthy_deadline: str
+    progress_deadline: str
+    auto_promote: bool
+    auto_revert: bool
+
+
+@dataclass(frozen=True)
+class Restart:
+    attempts: int
+    interval: str
+    delay: str
+
+
+@dataclass(frozen=True)
+class Gates:
+    health: bool
+    analysis: bool
+    window: str
+    interval: str
+    consecutive_passes: int
+    min_requests: int
+    max_error_rate: float
+    max_error_rate_increase: float
+    latency_percentile: float
+    max_latency_ms: float
+    max_latency_ratio: float
+    metrics: MetricNames
+
+
+@dataclass(frozen=True)
+class Validation:
+    min_metrics: Mapping[str, float]
+    max_regression: Mapping[str, float]
+    max_size_mb: float
+    require_approval: bool
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    keep_majors: int
+    purge_retired: bool
+
+
+@dataclass(frozen=True)
+class Retraining:
+    enabled: bool
+    schedule: str
+    time_zone: str
+    auto_deploy: bool
+    driver: str
+    image: str
+    command: tuple[str, ...]
+    trainer: tuple[str, ...]
+    args: tuple[str, ...]
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class Notify:
+    webhook_url: str
+    secret_env: str
+
+
+@dataclass(frozen=True)
+class Templates:
+    service: str
+    retraining: str
+    path: tuple[str, ...]
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], table: Mapping[str, Any]) -> T:
+    """A section dataclass from its checked table (every key present, types right)."""
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        raw, kind = table[f.name], hints[f.name]
+        if isinstance(kind, type) and is_dataclass(kind):
+            values[f.name] = _build(kind, raw)
+        elif isinstance(raw, list):
+            values[f.name] = tuple(raw)
+        elif isinstance(raw, dict):
+            values[f.name] = MappingProxyType(dict(raw))
+        else:
+            values[f.name] = raw
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A validated model spec: `data` holds every field, defaults filled in."""
+    """A validated model spec, typed: one attribute per table. `table` keeps the
+    checked TOML table (defaults filled in) for the templates and the spec hash."""
 
     source: str
-    data: dict[str, Any]
+    table: dict[str, Any]
     text: str = ""  # the file as written (the retraining job carries it)
+    model: ModelInfo = dc_field(init=False)
+    serving: Serving = dc_field(init=False)
+    bootstrap: Bootstrap = dc_field(init=False)
+    placement: Placement = dc_field(init=False)
+    volume: Volume = dc_field(init=False)
+    update: Update = dc_field(init=False)
+    restart: Restart = dc_field(init=False)
+    gates: Gates = dc_field(init=False)
+    validation: Validation = dc_field(init=False)
+    lifecycle: Lifecycle = dc_field(init=False)
+    retraining: Retraining = dc_field(init=False)
+    notify: Notify = dc_field(init=False)
+    templates: Templates = dc_field(init=False)
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(ModelSpec)
+        for f in fields(self):
+            if not f.init:
+                object.__setattr__(self, f.name, _build(hints[f.name], self.table[f.name]))
 
     @property
     def name(self) -> str:
-        return str(self.data["model"]["name"])
+        return self.model.name
 
     @property
     def spec_hash(self) -> str:
-        canonical = json.dumps(self.data, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(self.table, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property

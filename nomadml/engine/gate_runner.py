@@ -12,13 +12,14 @@ from typing import Any
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.gates import GateConfig, GateTracker, evaluate, stats
 from nomadml.core.metrics import MetricsFormatError, Snapshot, delta, merge, parse, snapshot
+from nomadml.core.spec import Gates
 from nomadml.events import Emit, Event
 
 SCRAPE_TIMEOUT_S = 2.0
 
 
 class GateRunner:
-    def __init__(self, api: NomadAPI, gates_spec: dict[str, Any], metrics_path: str) -> None:
+    def __init__(self, api: NomadAPI, gates_spec: Gates, metrics_path: str) -> None:
         self.api = api
         self.cfg = GateConfig.from_spec(gates_spec)
         self.metrics_path = metrics_path

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.spec import Lifecycle
 from nomadml.engine.lines import managed_jobs
 from nomadml.events import Emit, Event
 
@@ -19,28 +19,27 @@ def to_retire(lines: dict[str, int], deployed: str, keep: int) -> list[str]:
 
 
 def retire_old_majors(
-    api: NomadAPI, model: str, deployed: str, spec: dict[str, Any], emit: Emit
+    api: NomadAPI, model: str, deployed: str, policy: Lifecycle, emit: Emit
 ) -> list[str]:
     """Stop (or purge, per spec) the model's lines beyond keep_majors; returns once
     their service registrations are gone (clients no longer find them), or after
     RETIRE_WAIT_S."""
-    policy = spec["lifecycle"]
     lines = {
         j["ID"]: int(j["Meta"].get("nomadml.major", 0))
         for j in managed_jobs(api, model)
         if j["Meta"].get("nomadml.model") == model and j.get("Status") != "dead"
     }
-    retired = to_retire(lines, deployed, int(policy["keep_majors"]))
+    retired = to_retire(lines, deployed, policy.keep_majors)
     for job_id in retired:
-        api.stop_job(job_id, purge=bool(policy["purge_retired"]))
+        api.stop_job(job_id, purge=policy.purge_retired)
     _wait_unregistered(api, retired)
     for job_id in retired:
-        what = "purged" if policy["purge_retired"] else "stopped"
+        what = "purged" if policy.purge_retired else "stopped"
         emit(
             Event(
                 "retire",
                 deployed,
-                f"retired {job_id} ({what}): keep_majors = {policy['keep_majors']}",
+                f"retired {job_id} ({what}): keep_majors = {policy.keep_majors}",
                 {"retired": job_id},
             )
         )

@@ -44,14 +44,14 @@ def resolve_release(
     release = Release(version, resolve_digest(image))
     if serving_image:
         return Release(version, release.model_image, resolve_digest(serving_image))
-    if pin_serving and spec.data["serving"]["image"] == REFERENCE_SERVER:
+    if pin_serving and spec.serving.image == REFERENCE_SERVER:
         return Release(version, release.model_image, reference_server(spec))
     return release
 
 
 def reference_server(spec: ModelSpec) -> str:
     """nomadml's reference serving image, pinned; pushed to the spec's registry if missing."""
-    registry = spec.data["model"]["registry"]
+    registry = spec.model.registry
     try:
         return resolve_digest(f"{registry}/nomadml/serve:{reference_serving_tag()}")
     except BadInput:

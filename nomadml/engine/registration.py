@@ -14,7 +14,7 @@ from nomadml.adapters.model_store import ModelRegistry, now
 from nomadml.bundled.bootstrap import BootstrapError, build_manifest
 from nomadml.core.lifecycle import bump, check_signature, signature_hash
 from nomadml.core.spec import check_name, parse_version
-from nomadml.errors import BadInput
+from nomadml.errors import BadInput, as_operator_error
 from nomadml.events import Emit, Event, discard
 
 METADATA = "metadata.json"
@@ -85,7 +85,7 @@ def register_model(
     try:
         manifest = build_manifest(model_dir, name, version)
     except BootstrapError as err:
-        raise BadInput(str(err)) from None
+        raise as_operator_error(err) from None
     digest = content_digest(manifest)
     same = next((r for r in existing if r.get("content_digest") == digest), None)
     if same is not None:

@@ -30,7 +30,7 @@ TRAINER_TIMEOUT_S = 6 * 3600
 
 def train(spec: ModelSpec, out_dir: Path, log: Log) -> None:
     """Run the spec's trainer into `out_dir`; its output goes to the run's log."""
-    trainer: list[str] = spec.data["retraining"]["trainer"]
+    trainer = list(spec.retraining.trainer)
     if not trainer:
         raise BadInput(f"{spec.source}: retraining.trainer: no trainer command")
     out_dir.mkdir(parents=True)
@@ -78,7 +78,7 @@ def run(api: NomadAPI, spec: ModelSpec, auto_deploy: bool, log: Log) -> str:
             model_dir,
             spec.name,
             bump_part="minor",
-            image_registry=spec.data["model"]["registry"],
+            image_registry=spec.model.registry,
             emit=emit,
         )
     version = record["version"]
@@ -86,7 +86,7 @@ def run(api: NomadAPI, spec: ModelSpec, auto_deploy: bool, log: Log) -> str:
         log(f"artifact unchanged: already {spec.name} {version} ({record['stage']}); nothing new")
         return "unchanged"
     production = next(iter(reversed(registry.in_stage(spec.name, "production"))), None)
-    report = validation_gates(record, production, spec.data["validation"])
+    report = validation_gates(record, production, spec.validation)
     stage = "validated" if report.passed else "rejected"
     registry.update(
         spec.name,

@@ -16,6 +16,7 @@ from nomadml.adapters.nomad_api import BLOCKING_WAIT_S, NomadAPI
 from nomadml.core.decide import Action, Decision, Observation, decide
 from nomadml.core.observe import failed_tasks, groups, placement_failures, unhealthy
 from nomadml.core.schema import seconds
+from nomadml.core.spec import ModelSpec
 from nomadml.engine.interrupts import deferred
 from nomadml.engine.majors import retire_old_majors
 from nomadml.engine.prepare import Prepared, plan
@@ -105,7 +106,7 @@ def deploy(
             seconds=time.monotonic() - started,
         )
     options = WatchOptions(
-        no_promote=no_promote, timeout_s=timeout_s or default_timeout(spec.data), stream=stream
+        no_promote=no_promote, timeout_s=timeout_s or default_timeout(spec), stream=stream
     )
     if not summary.changed:
         current = api.job(job_id) or {}
@@ -149,23 +150,22 @@ def deploy(
     )
     if result.action is Action.SUCCEEDED:
         # Only a healthy new line retires older majors; a failed one never does.
-        retire_old_majors(api, spec.name, job_id, spec.data, emit)
+        retire_old_majors(api, spec.name, job_id, spec.lifecycle, emit)
     return result
 
 
-def default_timeout(spec: dict[str, Any]) -> float:
+def default_timeout(spec: ModelSpec) -> float:
     """Nomad's own deadline for the rollout plus the gates, plus a margin."""
-    up, gates = spec["update"], spec["gates"]
-    return seconds(up["progress_deadline"]) + seconds(gates["window"]) * 2 + 60
+    return seconds(spec.update.progress_deadline) + seconds(spec.gates.window) * 2 + 60
 
 
 def gate_runner(prepared: Prepared, api: NomadAPI) -> Any:
-    d = prepared.spec.data
-    if not d["gates"]["analysis"] or d["update"]["canary"] == 0:
+    spec = prepared.spec
+    if not spec.gates.analysis or spec.update.canary == 0:
         return None
     from nomadml.engine.gate_runner import GateRunner
 
-    return GateRunner(api, d["gates"], d["serving"]["metrics_path"])
+    return GateRunner(api, spec.gates, spec.serving.metrics_path)
 
 
 def register_version(

@@ -125,6 +125,17 @@ def engine_agent(engine: Engine, tmp_path: Path) -> Iterator[Agent]:
         a.shut_down()
 
 
+def _running(api: NomadAPI, job_id: str, count: int, limit_s: float = 60) -> list[str]:
+    """The job's running allocations once `count` of them run again (the client
+    re-attaches its tasks after the engine comes back), or as they are at the limit."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        ids = sorted(a["ID"] for a in api.job_allocations(job_id) if a["ClientStatus"] == "running")
+        if len(ids) >= count or time.monotonic() > deadline:
+            return ids
+        time.sleep(0.5)
+
+
 def test_dockerd_restarted_under_a_running_line(
     roll: Callable[..., RolloutResult],
     engine: Engine,
@@ -146,11 +157,11 @@ def test_dockerd_restarted_under_a_running_line(
         time.sleep(3)  # the engine is away; its containers are not
         engine.start()
         back_in = time.monotonic() - down_at
-        time.sleep(8)  # Nomad's driver finds the engine again
+        time.sleep(8)  # traffic goes on while Nomad's driver finds the engine again
     report = traffic.report
     print(f"dockerd restart ({back_in:.1f} s away): {report.summary()}")
     assert report.failed == 0 and report.by_version["1.0.0"] > 0, report
-    after = sorted(a["ID"] for a in api.job_allocations(job_id) if a["ClientStatus"] == "running")
+    after = _running(api, job_id, len(before))
     assert after == before  # the same allocations, never rescheduled
     assert containers <= engine.containers()  # the same containers
 

@@ -32,7 +32,7 @@ def test_every_example_spec_parses_and_validates_on_nomad(nomad: NomadAPI, spec:
     code, out, err = cli("validate", str(spec))
     assert code == 0, err
     assert "Nomad parses and validates the service job" in out
-    if load_spec(spec).data["retraining"]["enabled"]:
+    if load_spec(spec).retraining.enabled:
         assert "retraining job" in out.splitlines()[-1]
 
 

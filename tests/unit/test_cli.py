@@ -128,3 +128,32 @@ def test_missing_spec_file_is_one_line(tmp_path: Path) -> None:
     code, _, err = run("validate", str(tmp_path / "nope.toml"))
     assert code == int(ExitCode.BAD_INPUT)
     assert "nope.toml: cannot read spec: No such file or directory" in err
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_70(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> str:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("nomadml.engine.prepare.render_service", broken)
+    image = "127.0.0.1:5000/nomadml/models/iris@sha256:" + "e" * 64
+    args = ["render", str(SPEC), "--version", "1.0.0", "--image", image]
+    code, _, err = run("--address", NOWHERE, *args)
+    assert code == ExitCode.INTERNAL
+    assert int(ExitCode.INTERNAL) == 70
+    assert err.splitlines() == [
+        "nomadml: error: internal error: ZeroDivisionError: division by zero; "
+        "rerun with --debug for the traceback"
+    ]
+    # --debug shows the real exception instead.
+    result = CliRunner().invoke(main, ["--debug", "--address", NOWHERE, *args])
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_the_bundled_installers_errors_keep_their_meaning() -> None:
+    from nomadml.bundled.bootstrap import BootstrapError, IntegrityError
+    from nomadml.errors import BadInput, ModelIntegrityError, as_operator_error
+
+    integrity = as_operator_error(IntegrityError("model.json: sha256 mismatch"))
+    assert isinstance(integrity, ModelIntegrityError) and integrity.exit_code == 11
+    assert isinstance(as_operator_error(BootstrapError("bad name")), BadInput)
+    assert as_operator_error(KeyError("x")).exit_code == ExitCode.INTERNAL

@@ -23,6 +23,7 @@ from nomadml.core.metrics import (
     snapshot,
 )
 from nomadml.core.spec import parse_spec
+from nomadml.errors import SpecError
 
 INF = math.inf
 SERVE_PY = Path(__file__).resolve().parents[2] / "nomadml" / "bundled" / "serve.py"
@@ -347,21 +348,26 @@ def test_snapshot_rejects_bucket_without_numeric_le(bucket: str) -> None:
 
 def test_metric_names_defaults_equal_spec_defaults() -> None:
     spec = parse_spec('[model]\nname = "iris"\n', "iris.toml")
-    assert MetricNames.from_spec(spec.data["gates"]["metrics"]) == MetricNames()
+    assert spec.gates.metrics == MetricNames()
 
 
-def test_metric_names_from_spec_reads_operator_names() -> None:
-    table = {
-        "requests_total": "http_requests_total",
-        "duration_seconds": "http_request_seconds",
-        "path_label": "handler",
-        "path": "/v1/predict",
-        "code_label": "status",
-    }
-    assert MetricNames.from_spec(table) == OPERATOR_NAMES
-    assert MetricNames.from_spec({"path": "/score"}) == MetricNames(path="/score")
-    with pytest.raises(TypeError, match=r"gates\.metrics\.path"):
-        MetricNames.from_spec({"path": 5})
+def test_the_spec_reads_operator_metric_names() -> None:
+    text = """\
+[model]
+name = "iris"
+
+[gates.metrics]
+requests_total = "http_requests_total"
+duration_seconds = "http_request_seconds"
+path_label = "handler"
+path = "/v1/predict"
+code_label = "status"
+"""
+    assert parse_spec(text, "iris.toml").gates.metrics == OPERATOR_NAMES
+    one = parse_spec('[model]\nname = "iris"\n[gates.metrics]\npath = "/score"\n', "s.toml")
+    assert one.gates.metrics == MetricNames(path="/score")
+    with pytest.raises(SpecError, match=r"gates\.metrics\.path: expected a string"):
+        parse_spec('[model]\nname = "iris"\n[gates.metrics]\npath = 5\n', "s.toml")
 
 
 # --------------------------------------------------------------------------- delta
