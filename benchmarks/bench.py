@@ -310,8 +310,8 @@ def bench_deploy(repeat: int) -> None:
     from nomadml.adapters.images import build_serving_image
     from nomadml.adapters.nomad_api import NomadAPI
     from nomadml.core.jobs import render_service
+    from nomadml.engine.deploy import deploy
     from nomadml.engine.prepare import prepare
-    from nomadml.engine.rollout import deploy
     from nomadml.settings import NomadSettings
 
     text = (ROOT / "examples" / "iris" / "iris.toml").read_text()
@@ -372,8 +372,8 @@ def bench_watch(repeat: int) -> None:
     promoted by nomadml, 20 s min_healthy_time (about a minute of watching)."""
     from nomadml.adapters.images import build_serving_image
     from nomadml.adapters.nomad_api import NomadAPI
+    from nomadml.engine.deploy import deploy
     from nomadml.engine.prepare import prepare
-    from nomadml.engine.rollout import deploy
     from nomadml.settings import NomadSettings
 
     text = (ROOT / "examples" / "iris" / "iris.toml").read_text()
@@ -464,9 +464,9 @@ def bench_rollback(repeat: int) -> None:
        bad canary never turned healthy, so it never took traffic in either case.)"""
     from nomadml.adapters.images import build_serving_image
     from nomadml.adapters.nomad_api import NomadAPI
+    from nomadml.engine.deploy import deploy
     from nomadml.engine.prepare import prepare
     from nomadml.engine.rollback import rollback
-    from nomadml.engine.rollout import deploy
     from nomadml.settings import NomadSettings
 
     text = (ROOT / "examples" / "iris" / "iris.toml").read_text()

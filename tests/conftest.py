@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.engine.rollout import RolloutResult
+from nomadml.engine.result import RolloutResult
 from nomadml.errors import NomadMLError
 from nomadml.settings import NomadSettings
 
@@ -126,8 +126,8 @@ def serving_image(docker_client: object) -> str:
 def roll(nomad: NomadAPI, serving_image: str) -> Callable[..., RolloutResult]:
     """Deploy a model version of a spec (as `nomadml deploy` would) and wait for the end."""
     from nomadml.core.spec import load_spec
+    from nomadml.engine.deploy import deploy
     from nomadml.engine.prepare import prepare
-    from nomadml.engine.rollout import deploy
 
     def run(
         spec: Path, version: str, image: str, api: NomadAPI | None = None, **kwargs: Any

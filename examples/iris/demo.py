@@ -25,11 +25,12 @@ from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
 from nomadml.core.lifecycle import validation_gates
 from nomadml.core.spec import ModelSpec, load_spec
+from nomadml.engine.deploy import deploy
 from nomadml.engine.endpoints import endpoints
 from nomadml.engine.lines import format_history, format_status, history_rows, status
 from nomadml.engine.prepare import prepare
 from nomadml.engine.registration import register_model
-from nomadml.engine.rollout import RolloutResult, deploy
+from nomadml.engine.result import RolloutResult
 from nomadml.engine.traffic import Traffic
 from nomadml.errors import NomadMLError
 from nomadml.settings import NomadSettings

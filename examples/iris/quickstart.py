@@ -21,8 +21,8 @@ from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.bundled.bootstrap import build_manifest, write_manifest
 from nomadml.core.decide import Action
 from nomadml.core.spec import ModelSpec, load_spec
+from nomadml.engine.deploy import deploy
 from nomadml.engine.prepare import prepare
-from nomadml.engine.rollout import deploy
 from nomadml.errors import NomadMLError
 from nomadml.settings import NomadSettings
 

@@ -14,30 +14,11 @@ from nomadml.cli.common import follow_options, nomad_client, report
 @click.pass_context
 def promote(ctx: click.Context, line: str, timeout_s: float, as_json: bool) -> None:
     """Promote the canaries of LINE (e.g. iris-v1) and follow the deployment to its end."""
-    import time
-
     from nomadml.cli.progress import Printer
-    from nomadml.engine.rollout import WatchOptions, _promote, watch
-    from nomadml.errors import BadInput
+    from nomadml.engine.promote import promote as run_promote
 
-    api = nomad_client(ctx)
-    job = api.job(line)
-    dep = api.latest_deployment(line) if job else None
-    if not job or not dep or dep.get("Status") != "running":
-        raise BadInput(f"{line}: no running deployment to promote")
     printer = Printer("json" if as_json else "auto")
-    started = time.monotonic()
-    _promote(api, line, dep["ID"], printer)
-    result = watch(
-        api,
-        line,
-        int(dep["JobVersion"]),
-        str(job["Meta"].get("nomadml.version")),
-        WatchOptions(timeout_s=timeout_s),
-        None,
-        printer,
-        started=started,
-    )
+    result = run_promote(nomad_client(ctx), line, timeout_s=timeout_s, emit=printer)
     printer.close()
     report(result, as_json)
     ctx.exit(int(result.exit_code))

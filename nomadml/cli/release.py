@@ -172,7 +172,7 @@ def deploy(
     """Roll a model version out: plan, register (check-and-set), watch, gate,
     then promote or roll back. Ctrl-C detaches; the deployment goes on in Nomad."""
     from nomadml.cli.progress import Printer
-    from nomadml.engine.rollout import deploy as run_deploy
+    from nomadml.engine.deploy import deploy as run_deploy
     from nomadml.events import fanout
 
     printer = Printer("json" if as_json else "auto")

@@ -76,3 +76,22 @@ def unhealthy(allocs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if (a.get("DeploymentStatus") or {}).get("Healthy") is False
         or a.get("ClientStatus") == "failed"
     ]
+
+
+def canaries_ready(states: tuple[GroupState, ...]) -> bool:
+    """Every group's canaries are healthy and some still await promotion: the moment
+    the gates may look at them."""
+    return (
+        bool(states)
+        and all(g.healthy >= g.desired_canaries for g in states if g.desired_canaries)
+        and any(g.desired_canaries and not g.promoted for g in states)
+    )
+
+
+def placed_canaries(deployment: dict[str, Any]) -> list[str]:
+    """The allocation ids of the deployment's canaries, from the deployment itself."""
+    return [
+        alloc
+        for group in (deployment.get("TaskGroups") or {}).values()
+        for alloc in group.get("PlacedCanaries") or []
+    ]

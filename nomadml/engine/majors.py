@@ -6,16 +6,10 @@ from __future__ import annotations
 import time
 
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.retirement import to_retire
 from nomadml.core.spec import Lifecycle
 from nomadml.engine.lines import managed_jobs
 from nomadml.events import Emit, Event
-
-
-def to_retire(lines: dict[str, int], deployed: str, keep: int) -> list[str]:
-    """Job ids to retire: all but the `keep` highest majors; never `deployed`. Pure."""
-    ranked = sorted(lines, key=lambda job: lines[job], reverse=True)
-    kept = set(ranked[:keep]) | {deployed}
-    return [job for job in ranked if job not in kept]
 
 
 def retire_old_majors(

@@ -106,8 +106,8 @@ def run(api: NomadAPI, spec: ModelSpec, auto_deploy: bool, log: Log) -> str:
     if in_flight(api, job_id):
         log(f"{job_id} has a rollout in flight: not starting another")
         return "skipped-in-flight"
+    from nomadml.engine.deploy import deploy
     from nomadml.engine.prepare import prepare
-    from nomadml.engine.rollout import deploy
 
     prepared = prepare(spec, version, model_image=record["image"], pin_serving=True)
     result = deploy(api, prepared, emit=emit)

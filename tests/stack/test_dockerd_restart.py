@@ -21,7 +21,7 @@ from private_agent import Agent, unmount_under
 
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
-from nomadml.engine.rollout import RolloutResult
+from nomadml.engine.result import RolloutResult
 from nomadml.engine.traffic import Traffic
 from nomadml.settings import NomadSettings
 

@@ -22,7 +22,7 @@ import pytest
 
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
-from nomadml.engine.rollout import RolloutResult
+from nomadml.engine.result import RolloutResult
 from nomadml.engine.traffic import Traffic
 
 SPARE_REGISTRY = "127.0.0.1:5055"

@@ -13,7 +13,7 @@ from examples.iris import quickstart
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.cli.main import main
 from nomadml.core.decide import Action
-from nomadml.engine.rollout import RolloutResult
+from nomadml.engine.result import RolloutResult
 
 
 def test_majors_side_by_side_retirement_and_isolation(

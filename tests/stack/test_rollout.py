@@ -14,8 +14,8 @@ from nomadml.adapters import rollout_records as history
 from nomadml.adapters.nomad_api import BLOCKING_WAIT_S, Answer, NomadAPI
 from nomadml.core.decide import Action
 from nomadml.engine.endpoints import endpoints
+from nomadml.engine.result import RolloutResult
 from nomadml.engine.rollback import rollback
-from nomadml.engine.rollout import RolloutResult
 from nomadml.engine.traffic import Traffic
 from nomadml.errors import Conflict, ExitCode
 

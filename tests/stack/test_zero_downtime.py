@@ -14,8 +14,8 @@ from pathlib import Path
 
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
+from nomadml.engine.result import RolloutResult
 from nomadml.engine.rollback import rollback
-from nomadml.engine.rollout import RolloutResult
 from nomadml.engine.traffic import Traffic, TrafficReport
 
 RATE = 15  # requests per second, within the generator's bounds below

@@ -73,7 +73,8 @@ def test_a_command_loads_only_its_own_module() -> None:
     assert not loaded & {"nomadml.cli.release", "nomadml.cli.retraining", "nomadml.cli.model"}
     heavy = {
         "nomadml.adapters.nomad_api",
-        "nomadml.engine.rollout",
+        "nomadml.engine.deploy",
+        "nomadml.engine.watch",
         "nomadml.core.spec",
         "nomadml.engine.interrupts",
     }

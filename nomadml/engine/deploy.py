@@ -1,0 +1,110 @@
+"""`deploy`: plan, register with check-and-set, tag, watch, gate, then promote or
+fail through Nomad. Every decision comes from core.decide; the watch does the I/O."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.decide import Action
+from nomadml.core.schema import seconds
+from nomadml.core.spec import ModelSpec
+from nomadml.engine.majors import retire_old_majors
+from nomadml.engine.prepare import Prepared, plan
+from nomadml.engine.register import register_version
+from nomadml.engine.result import RolloutResult
+from nomadml.engine.watch import WatchOptions, watch
+from nomadml.events import Emit, Event, discard
+
+
+def deploy(
+    api: NomadAPI,
+    prepared: Prepared,
+    *,
+    no_promote: bool = False,
+    timeout_s: float | None = None,
+    emit: Emit = discard,
+    stream: bool = True,
+) -> RolloutResult:
+    """Plan, register with check-and-set, tag, watch, gate, promote or fail.
+    `stream=False` watches with blocking queries instead of the event stream."""
+    started = time.monotonic()
+    spec, version = prepared.spec, prepared.release.version
+    job, summary = plan(api, prepared)
+    api = api.scoped(job.get("Namespace"))
+    job_id = job["ID"]
+    emit(Event("plan", job_id, summary.lines()[0], {"totals": summary.totals()}))
+    if summary.change == "Edited":  # a new job's diff is the whole job: not worth printing
+        for line in summary.lines()[1:]:
+            emit(Event("plan", job_id, line))
+    if summary.placement_failures:
+        reasons = "; ".join(f"{g}: {r}" for g, r in summary.placement_failures.items())
+        return RolloutResult(
+            Action.FAILED,
+            job_id,
+            version,
+            f"cannot be placed: {reasons}",
+            seconds=time.monotonic() - started,
+        )
+    options = WatchOptions(
+        no_promote=no_promote, timeout_s=timeout_s or default_timeout(spec), stream=stream
+    )
+    if not summary.changed:
+        current = api.job(job_id) or {}
+        emit(Event("note", job_id, f"{job_id} already runs {version}; following its deployment"))
+        return watch(
+            api,
+            job_id,
+            int(current.get("Version", 0)),
+            version,
+            options,
+            gate_runner(prepared, api),
+            emit,
+            started=started,
+        )
+    answer, job_version = register_version(
+        api,
+        job,
+        enforce_index=summary.job_modify_index,
+        source=prepared.hcl,
+        model_version=version,
+        record={
+            "kind": "deploy",
+            "outcome": "running",
+            "spec_hash": spec.spec_hash,
+            "image": prepared.release.model_image,
+        },
+        why=f"nomadml deploy of {spec.name} {version} (spec {spec.spec_hash})",
+        emit=emit,
+    )
+    result = watch(
+        api,
+        job_id,
+        job_version,
+        version,
+        options,
+        gate_runner(prepared, api),
+        emit,
+        eval_id=answer.get("EvalID"),
+        started=started,
+        after_index=int(answer.get("JobModifyIndex") or 0),
+    )
+    if result.action is Action.SUCCEEDED:
+        # Only a healthy new line retires older majors; a failed one never does.
+        retire_old_majors(api, spec.name, job_id, spec.lifecycle, emit)
+    return result
+
+
+def default_timeout(spec: ModelSpec) -> float:
+    """Nomad's own deadline for the rollout plus the gates, plus a margin."""
+    return seconds(spec.update.progress_deadline) + seconds(spec.gates.window) * 2 + 60
+
+
+def gate_runner(prepared: Prepared, api: NomadAPI) -> Any:
+    spec = prepared.spec
+    if not spec.gates.analysis or spec.update.canary == 0:
+        return None
+    from nomadml.engine.gate_runner import GateRunner
+
+    return GateRunner(api, spec.gates, spec.serving.metrics_path)

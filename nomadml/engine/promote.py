@@ -1,0 +1,30 @@
+"""`promote`: an operator promotes a line's waiting canaries by hand (a deploy run
+with --no-promote, or one that was interrupted), then follows the deployment."""
+
+from __future__ import annotations
+
+import time
+
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.engine.result import RolloutResult
+from nomadml.engine.revert import promote_deployment
+from nomadml.engine.watch import WatchOptions, watch
+from nomadml.errors import BadInput
+from nomadml.events import Emit, discard
+
+
+def promote(
+    api: NomadAPI, line: str, *, timeout_s: float = 600.0, emit: Emit = discard
+) -> RolloutResult:
+    """Promote LINE's running deployment and follow it to its end."""
+    job = api.job(line)
+    dep = api.latest_deployment(line) if job else None
+    if not job or not dep or dep.get("Status") != "running":
+        raise BadInput(f"{line}: no running deployment to promote")
+    started = time.monotonic()
+    promote_deployment(api, line, dep["ID"], emit)
+    model_version = str((job.get("Meta") or {}).get("nomadml.version"))
+    options = WatchOptions(timeout_s=timeout_s)
+    return watch(
+        api, line, int(dep["JobVersion"]), model_version, options, None, emit, started=started
+    )
