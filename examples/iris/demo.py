@@ -23,7 +23,6 @@ from examples.iris.train import train_iris
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
-from nomadml.core.lifecycle import validation_gates
 from nomadml.core.spec import ModelSpec, load_spec
 from nomadml.engine.deploy import deploy
 from nomadml.engine.endpoints import endpoints
@@ -31,6 +30,7 @@ from nomadml.engine.lines import format_history, format_status, history_rows, st
 from nomadml.engine.prepare import prepare
 from nomadml.engine.registration import register_model
 from nomadml.engine.result import RolloutResult
+from nomadml.engine.stages import move_to_stage, validate_version
 from nomadml.engine.traffic import Traffic
 from nomadml.errors import NomadMLError
 from nomadml.settings import NomadSettings
@@ -74,32 +74,17 @@ class Story:
                 version=version,
                 image_registry=self.spec.model.registry,
             )
-        production = next(
-            iter(reversed(self.registry.in_stage(self.spec.name, "production"))), None
-        )
-        report = validation_gates(record, production, self.spec.validation)
-        self.registry.set_stage(
-            self.spec.name,
-            version,
-            "validated" if report.passed else "rejected",
-            {"gates": report.values, "reasons": report.reasons},
-        )
+        report = validate_version(self.registry, record, self.spec.validation)
         self.out(
             f"    registered {self.spec.name} {version}: accuracy {metrics['accuracy']:.3f}, "
-            f"{'validated' if report.passed else 'rejected'}; image {record['image']}"
+            f"{'validated' if report.passed else 'rejected'}; image {record.image}"
         )
-        return str(record["image"])
+        return record.image
 
     def settle(self, version: str, result: RolloutResult) -> None:
         """Record the rollout's outcome as the version's stage in the model registry."""
         if result.action is Action.SUCCEEDED:
-            for old in self.registry.in_stage(
-                self.spec.name, "production", major=int(version.split(".")[0])
-            ):
-                self.registry.set_stage(
-                    self.spec.name, old["version"], "archived", {"replaced_by": version}
-                )
-            self.registry.set_stage(self.spec.name, version, "production", {"by": "demo"})
+            move_to_stage(self.registry, self.spec.name, version, "production", {"by": "demo"})
         elif result.action is Action.ROLLED_BACK:
             self.registry.set_stage(self.spec.name, version, "rejected", {"reason": result.reason})
 
@@ -166,7 +151,7 @@ class Story:
             self.out(f"    {line}")
         for line in format_history(f"{name}-v1", history_rows(self.api, f"{name}-v1")):
             self.out(f"    {line}")
-        stages = {r["version"]: r["stage"] for r in self.registry.versions(name)}
+        stages = {r.version: r.stage for r in self.registry.versions(name)}
         for version, stage in stages.items():
             self.out(f"    registry: {name} {version} {stage}")
         self.check(

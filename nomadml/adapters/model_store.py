@@ -19,6 +19,7 @@ from typing import Any
 
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.lifecycle import check_transition
+from nomadml.core.model_version import ModelVersion
 from nomadml.core.spec import parse_version
 from nomadml.errors import BadInput, Conflict, NomadAPIError
 
@@ -38,6 +39,12 @@ def _decode(items: dict[str, str]) -> dict[str, Any]:
     return {k: json.loads(v) if k in JSON_FIELDS else v for k, v in items.items()}
 
 
+def _version(var: dict[str, Any] | None) -> ModelVersion | None:
+    if not var:
+        return None
+    return ModelVersion.from_record(_decode(var.get("Items") or {}), int(var["ModifyIndex"]))
+
+
 def key(version: str) -> str:
     """A version as a variable path segment; versions never contain "_"."""
     return version.replace(".", "_")
@@ -54,32 +61,23 @@ class ModelRegistry:
 
     # -- reads -----------------------------------------------------------------------
 
-    def get(self, model: str, version: str) -> dict[str, Any] | None:
-        var = self.api.get_variable(f"{ROOT}/{model}/versions/{key(version)}")
-        if not var:
-            return None
-        return {**_decode(var.get("Items") or {}), "_index": int(var["ModifyIndex"])}
+    def get(self, model: str, version: str) -> ModelVersion | None:
+        return _version(self.api.get_variable(f"{ROOT}/{model}/versions/{key(version)}"))
 
-    def versions(self, model: str) -> list[dict[str, Any]]:
+    def versions(self, model: str) -> list[ModelVersion]:
         """Every version of `model`, oldest first."""
         out = []
         for meta in self.api.list_variables(f"{ROOT}/{model}/versions/"):
-            var = self.api.get_variable(meta["Path"])
-            record = (
-                {**_decode(var.get("Items") or {}), "_index": int(var["ModifyIndex"])}
-                if var
-                else None
-            )
-            if record:
-                out.append(record)
-        return sorted(out, key=lambda r: parse_version(r["version"]))
+            found = _version(self.api.get_variable(meta["Path"]))
+            if found:
+                out.append(found)
+        return sorted(out, key=lambda r: parse_version(r.version))
 
-    def in_stage(self, model: str, stage: str, major: int | None = None) -> list[dict[str, Any]]:
+    def in_stage(self, model: str, stage: str, major: int | None = None) -> list[ModelVersion]:
         return [
             r
             for r in self.versions(model)
-            if r.get("stage") == stage
-            and (major is None or parse_version(r["version"])[0] == major)
+            if r.stage == stage and (major is None or r.major == major)
         ]
 
     def audit_log(self, model: str) -> list[dict[str, Any]]:
@@ -96,7 +94,7 @@ class ModelRegistry:
 
     # -- writes ----------------------------------------------------------------------
 
-    def create(self, record: dict[str, Any]) -> None:
+    def create(self, record: dict[str, Any]) -> ModelVersion:
         """Add a new version; refused if that version exists (check-and-set on 0)."""
         path = f"{ROOT}/{record['model']}/versions/{key(record['version'])}"
         try:
@@ -109,10 +107,11 @@ class ModelRegistry:
             record["version"],
             {"stage": record.get("stage"), "digest": record.get("digest")},
         )
+        return ModelVersion.from_record(record)
 
     def set_stage(
         self, model: str, version: str, stage: str, details: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> ModelVersion:
         """Move a version to `stage` (checked), with an audit entry; CAS on the record."""
         moved: dict[str, str] = {}
 
@@ -130,21 +129,21 @@ class ModelRegistry:
 
     def _modify(
         self, model: str, version: str, change: Callable[[dict[str, Any]], None]
-    ) -> dict[str, Any]:
+    ) -> ModelVersion:
         """Read, change, write back with check-and-set; on a lost race, re-read and
         apply `change` again (it re-checks what it depends on)."""
         path = f"{ROOT}/{model}/versions/{key(version)}"
         for _ in range(5):
-            record = self.get(model, version)
-            if record is None:
+            current = self.get(model, version)
+            if current is None:
                 raise BadInput(f"{model} {version} is not registered")
-            index = record.pop("_index")
+            record = current.as_dict()
             change(record)
             try:
-                self.api.put_variable(path, _encode(record), cas=index)
+                self.api.put_variable(path, _encode(record), cas=current.index)
             except Conflict:
                 continue  # someone else wrote it meanwhile
-            return record
+            return ModelVersion.from_record(record)
         raise Conflict(
             "PUT", f"/v1/var/{path}", 409, "the record kept changing under us; try again"
         )

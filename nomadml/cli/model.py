@@ -99,8 +99,8 @@ def register(
         emit=_emit(ctx),
     )
     click.echo(
-        f"{name} {record['version']} {'registered' if created else 'unchanged'}: "
-        f"stage {record['stage']}, image {record['image']}"
+        f"{name} {record.version} {'registered' if created else 'unchanged'}: "
+        f"stage {record.stage}, image {record.image}"
     )
 
 
@@ -117,36 +117,16 @@ def register(
 @click.pass_context
 def validate(ctx: click.Context, name: str, version: str, spec_path: Path) -> None:
     """Run the spec's validation gates on a candidate: validated, or rejected."""
-    from nomadml.core.lifecycle import validation_gates
     from nomadml.core.spec import load_spec
-
-    spec = load_spec(spec_path)
-    registry = _registry(ctx)
-    candidate = registry.get(name, version)
-    if candidate is None:
-        from nomadml.errors import BadInput
-
-        raise BadInput(f"{name} {version} is not registered")
-    production = next(iter(reversed(registry.in_stage(name, "production"))), None)
-    report = validation_gates(candidate, production, spec.validation)
-    target = "validated" if report.passed else "rejected"
-    registry.update(
-        name,
-        version,
-        {"gates": {"passed": report.passed, "values": report.values, "reasons": report.reasons}},
-    )
-    registry.set_stage(name, version, target, {"gates": report.values, "reasons": report.reasons})
-    emit = _emit(ctx)
+    from nomadml.engine.stages import registered, validate_version
     from nomadml.events import Event
 
-    emit(
-        Event(
-            "gate",
-            name,
-            f"{name} {version} {target}",
-            {"passed": report.passed, "values": report.values},
-        )
-    )
+    rules = load_spec(spec_path).validation
+    registry = _registry(ctx)
+    report = validate_version(registry, registered(registry, name, version), rules)
+    target = "validated" if report.passed else "rejected"
+    data = {"passed": report.passed, "values": report.values}
+    _emit(ctx)(Event("gate", name, f"{name} {version} {target}", data))
     for key, value in sorted(report.values.items()):
         click.echo(f"  {key} = {value}")
     for reason in report.reasons:
@@ -169,11 +149,10 @@ def _stage_command(target: str, doc: str) -> click.Command:
     def command(
         ctx: click.Context, name: str, version: str, approve: bool, spec_path: Path | None
     ) -> None:
-        from nomadml.core.lifecycle import check_transition
+        from nomadml.engine.stages import move_to_stage
         from nomadml.errors import BadInput
         from nomadml.events import Event
 
-        registry = _registry(ctx)
         if target == "production" and spec_path is not None:
             from nomadml.core.spec import load_spec
 
@@ -181,26 +160,9 @@ def _stage_command(target: str, doc: str) -> click.Command:
                 raise BadInput(
                     f"{spec_path}: validation.require_approval is on: re-run with --approve"
                 )
-        details: dict[str, Any] = {"approved": approve}
-        current = registry.get(name, version)
-        if current is None:
-            raise BadInput(f"{name} {version} is not registered")
-        # Check the move before touching anything else: nothing is half-done on refusal.
-        check_transition(version, current["stage"], target)
-        if target == "production":
-            for old in registry.in_stage(name, "production"):
-                registry.set_stage(name, old["version"], "archived", {"replaced_by": version})
-        record = registry.set_stage(name, version, target, details)
-        if record is None:  # pragma: no cover - set_stage raises instead
-            raise BadInput(f"{name} {version} is not registered")
-        _emit(ctx)(
-            Event(
-                "stage",
-                name,
-                f"{name} {version} -> {target}",
-                {"version": version, "stage": target},
-            )
-        )
+        move_to_stage(_registry(ctx), name, version, target, {"approved": approve})
+        data = {"version": version, "stage": target}
+        _emit(ctx)(Event("stage", name, f"{name} {version} -> {target}", data))
         click.echo(f"{name} {version}: {target}")
 
     command.__doc__ = doc
@@ -232,13 +194,13 @@ def list_versions(ctx: click.Context, name: str | None, as_json: bool) -> None:
     registry = _registry(ctx)
     rows = [r for n in ([name] if name else registry.models()) for r in registry.versions(n)]
     if as_json:
-        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2, sort_keys=True))
         return
     for r in rows:
-        metrics = ", ".join(f"{k}={v}" for k, v in sorted((r.get("metrics") or {}).items()))
+        metrics = ", ".join(f"{k}={v}" for k, v in sorted(r.metrics.items()))
         click.echo(
-            f"{r['model']} {r['version']:<10} {r['stage']:<10} {r['digest'][:19]} "
-            f"{int(r['size_bytes'])} B  {metrics}  {r['created_by']} {r['created_at']}"
+            f"{r.model} {r.version:<10} {r.stage:<10} {r.digest[:19]} "
+            f"{r.size_bytes} B  {metrics}  {r.created_by} {r.created_at}"
         )
 
 
@@ -248,13 +210,10 @@ def list_versions(ctx: click.Context, name: str | None, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, name: str, version: str) -> None:
     """One version's full record."""
-    from nomadml.errors import BadInput
+    from nomadml.engine.stages import registered
 
-    record = _registry(ctx).get(name, version)
-    if record is None:
-        raise BadInput(f"{name} {version} is not registered")
-    record.pop("_index", None)
-    click.echo(json.dumps(record, indent=2, sort_keys=True))
+    record = registered(_registry(ctx), name, version)
+    click.echo(json.dumps(record.as_dict(), indent=2, sort_keys=True))
 
 
 @model.command()

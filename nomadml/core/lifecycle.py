@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from nomadml.core.model_version import ModelVersion
 from nomadml.core.spec import Validation, parse_version
 from nomadml.errors import BadInput
 
@@ -48,17 +49,17 @@ def signature_hash(signature: Any) -> str:
     return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_signature(version: str, signature: Any, previous: dict[str, Any] | None) -> None:
+def check_signature(version: str, signature: Any, previous: ModelVersion | None) -> None:
     """A changed declared signature must come with a new major version."""
     if previous is None:
         return
-    prev_major = parse_version(previous["version"])[0]
+    prev_major = previous.major
     if parse_version(version)[0] != prev_major:
         return
-    if signature_hash(signature) != previous.get("signature_hash"):
+    if signature_hash(signature) != previous.signature_hash:
         raise BadInput(
             f"version {version} declares a different input/output signature than "
-            f"{previous['version']} (same major {prev_major}): a changed signature needs a "
+            f"{previous.version} (same major {prev_major}): a changed signature needs a "
             f"major bump (--bump major)"
         )
 
@@ -71,11 +72,11 @@ class GateReport:
 
 
 def validation_gates(
-    candidate: dict[str, Any], production: dict[str, Any] | None, rules: Validation
+    candidate: ModelVersion, production: ModelVersion | None, rules: Validation
 ) -> GateReport:
     """Metric thresholds (absolute and against production), size, signature."""
     report = GateReport(True)
-    metrics = candidate.get("metrics") or {}
+    metrics = candidate.metrics
     for name, minimum in sorted(rules.min_metrics.items()):
         value = metrics.get(name)
         report.values[f"{name}"] = value
@@ -85,7 +86,7 @@ def validation_gates(
         elif value < minimum:
             report.reasons.append(f"{name} {value:.4g} < minimum {minimum:.4g}")
     if production:
-        prod_metrics = production.get("metrics") or {}
+        prod_metrics = production.metrics
         for name, allowed in sorted(rules.max_regression.items()):
             value, base = metrics.get(name), prod_metrics.get(name)
             report.values[f"{name}_production"] = base
@@ -96,16 +97,14 @@ def validation_gates(
             ):
                 report.reasons.append(
                     f"{name} {value:.4g} is {base - value:.4g} below production "
-                    f"{production['version']} ({base:.4g}); allowed {allowed:.4g}"
+                    f"{production.version} ({base:.4g}); allowed {allowed:.4g}"
                 )
-        same_major = (
-            parse_version(production["version"])[0] == parse_version(candidate["version"])[0]
-        )
-        if same_major and production.get("signature_hash") != candidate.get("signature_hash"):
+        same_major = production.major == candidate.major
+        if same_major and production.signature_hash != candidate.signature_hash:
             report.reasons.append(
-                f"signature differs from production {production['version']} in the same major"
+                f"signature differs from production {production.version} in the same major"
             )
-    size_mb = int(candidate.get("size_bytes") or 0) / 1_000_000
+    size_mb = candidate.size_bytes / 1_000_000
     report.values["size_mb"] = round(size_mb, 3)
     report.values["max_size_mb"] = rules.max_size_mb
     if size_mb > rules.max_size_mb:

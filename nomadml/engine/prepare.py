@@ -107,8 +107,8 @@ def registered_image(api: NomadAPI, model: str, version: str) -> str | None:
     record = ModelRegistry(api).get(model, version)
     if record is None:
         return None
-    if record.get("stage") == "rejected":
+    if record.stage == "rejected":
         raise BadInput(
             f"{model} {version} is rejected in the model registry: it can never be deployed"
         )
-    return str(record["image"])
+    return record.image

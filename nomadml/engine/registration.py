@@ -13,6 +13,7 @@ from typing import Any
 from nomadml.adapters.model_store import ModelRegistry, now
 from nomadml.bundled.bootstrap import BootstrapError, build_manifest
 from nomadml.core.lifecycle import bump, check_signature, signature_hash
+from nomadml.core.model_version import ModelVersion
 from nomadml.core.spec import check_name, parse_version
 from nomadml.errors import BadInput, as_operator_error
 from nomadml.events import Emit, Event, discard
@@ -67,7 +68,7 @@ def register_model(
     bump_part: str | None = None,
     image_registry: str = "127.0.0.1:5000",
     emit: Emit = discard,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[ModelVersion, bool]:
     """Register `model_dir` as a candidate; returns (record, created). The same
     artifact registered again returns the existing record and creates nothing."""
     check_name(name, "--name")
@@ -80,21 +81,21 @@ def register_model(
     metadata = read_metadata(model_dir)
     existing = registry.versions(name)
     if version is None:
-        version = bump(existing[-1]["version"] if existing else None, str(bump_part))
+        version = bump(existing[-1].version if existing else None, str(bump_part))
     parse_version(version, "--version")
     try:
         manifest = build_manifest(model_dir, name, version)
     except BootstrapError as err:
         raise as_operator_error(err) from None
     digest = content_digest(manifest)
-    same = next((r for r in existing if r.get("content_digest") == digest), None)
+    same = next((r for r in existing if r.content_digest == digest), None)
     if same is not None:
-        emit(Event("note", name, f"{model_dir} is already registered as {name} {same['version']}"))
+        emit(Event("note", name, f"{model_dir} is already registered as {name} {same.version}"))
         return same, False
-    if any(r["version"] == version for r in existing):
+    if any(r.version == version for r in existing):
         raise BadInput(f"{name} {version} is already registered")
     major = parse_version(version)[0]
-    same_major = [r for r in existing if parse_version(r["version"])[0] == major]
+    same_major = [r for r in existing if r.major == major]
     check_signature(version, metadata["signature"], same_major[-1] if same_major else None)
 
     from nomadml.adapters.images import build_model_image
@@ -126,6 +127,6 @@ def register_model(
         "created_at": now(),
         "created_by": registry.actor(),
     }
-    registry.create(record)
+    created = registry.create(record)
     emit(Event("register", name, f"registered {name} {version} as candidate ({image.pinned})"))
-    return record, True
+    return created, True

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.core.lifecycle import validation_gates
 from nomadml.core.spec import ModelSpec
 from nomadml.engine.registration import register_model
+from nomadml.engine.stages import validate_version
 from nomadml.errors import BadInput
 from nomadml.events import Event
 
@@ -81,24 +81,12 @@ def run(api: NomadAPI, spec: ModelSpec, auto_deploy: bool, log: Log) -> str:
             image_registry=spec.model.registry,
             emit=emit,
         )
-    version = record["version"]
+    version = record.version
     if not created:
-        log(f"artifact unchanged: already {spec.name} {version} ({record['stage']}); nothing new")
+        log(f"artifact unchanged: already {spec.name} {version} ({record.stage}); nothing new")
         return "unchanged"
-    production = next(iter(reversed(registry.in_stage(spec.name, "production"))), None)
-    report = validation_gates(record, production, spec.validation)
+    report = validate_version(registry, record, spec.validation, by="retraining")
     stage = "validated" if report.passed else "rejected"
-    registry.update(
-        spec.name,
-        version,
-        {"gates": {"passed": report.passed, "values": report.values, "reasons": report.reasons}},
-    )
-    registry.set_stage(
-        spec.name,
-        version,
-        stage,
-        {"gates": report.values, "reasons": report.reasons, "by": "retraining"},
-    )
     log(f"{spec.name} {version}: {stage} {report.values} {report.reasons or ''}")
     if not report.passed or not auto_deploy:
         return stage
@@ -109,7 +97,7 @@ def run(api: NomadAPI, spec: ModelSpec, auto_deploy: bool, log: Log) -> str:
     from nomadml.engine.deploy import deploy
     from nomadml.engine.prepare import prepare
 
-    prepared = prepare(spec, version, model_image=record["image"], pin_serving=True)
+    prepared = prepare(spec, version, model_image=record.image, pin_serving=True)
     result = deploy(api, prepared, emit=emit)
     emit(Event("note", job_id, f"deploy of {version}: {result.action.value}"))
     return f"deployed:{result.action.value}"

@@ -63,12 +63,13 @@ def test_register_validate_deploy_promote(
     assert record is not None
     job = nomad.job(f"{model_name}-v1")
     assert job is not None
-    assert job["TaskGroups"][0]["Tasks"][0]["Config"]["image"] == record["image"]
-    assert "@sha256:" in record["image"]
+    assert job["TaskGroups"][0]["Tasks"][0]["Config"]["image"] == record.image
+    assert "@sha256:" in record.image
 
     code, out, err = cli("model", "promote", model_name, "1.0.0", "--spec", spec)
     assert code == 0, err
-    assert ModelRegistry(nomad).get(model_name, "1.0.0")["stage"] == "production"  # type: ignore[index]
+    promoted = ModelRegistry(nomad).get(model_name, "1.0.0")
+    assert promoted is not None and promoted.stage == "production"
     time.sleep(1.1)  # audit times have one-second resolution
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 

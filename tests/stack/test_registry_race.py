@@ -19,6 +19,7 @@ import pytest
 
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.model_version import ModelVersion
 from nomadml.errors import BadInput
 
 ROUNDS = 10
@@ -67,7 +68,7 @@ def _create(nomad: NomadAPI, model: str, version: str) -> None:
     _registry(nomad).create(_record(model, version))
 
 
-def _move(nomad: NomadAPI, model: str, version: str, stage: str) -> dict[str, Any]:
+def _move(nomad: NomadAPI, model: str, version: str, stage: str) -> ModelVersion:
     return _registry(nomad).set_stage(model, version, stage, {})
 
 
@@ -86,7 +87,7 @@ def test_one_version_registered_twice_at_once(nomad: NomadAPI, model: str) -> No
         assert len(refused) == 1, outcomes
         assert "is already registered" in str(refused[0])
     registry = ModelRegistry(nomad)
-    assert [r["version"] for r in registry.versions(model)] == [f"1.{i}.0" for i in range(ROUNDS)]
+    assert [r.version for r in registry.versions(model)] == [f"1.{i}.0" for i in range(ROUNDS)]
     registrations = [e for e in registry.audit_log(model) if e["action"] == "register"]
     assert len(registrations) == ROUNDS
 
@@ -102,12 +103,12 @@ def test_promote_and_reject_at_once_never_both(nomad: NomadAPI, model: str) -> N
             partial(_move, nomad, model, version, "production"),
             partial(_move, nomad, model, version, "rejected"),
         )
-        won = [o["stage"] for o in outcomes if isinstance(o, dict)]
+        won = [o.stage for o in outcomes if isinstance(o, ModelVersion)]
         lost = [o for o in outcomes if isinstance(o, BadInput)]
         assert len(won) == 1 and len(lost) == 1, outcomes
         assert "can move to" in str(lost[0])
-        record = registry.get(model, version) or {}
-        assert record["stage"] == won[0]
+        record = registry.get(model, version)
+        assert record is not None and record.stage == won[0]
         moves = [
             e["details"]["to"]
             for e in registry.audit_log(model)
@@ -126,5 +127,6 @@ def test_two_updates_of_one_record_both_survive(nomad: NomadAPI, model: str) -> 
             partial(_update, nomad, model, {"left": str(i)}),
             partial(_update, nomad, model, {"right": str(i)}),
         )
-        record = registry.get(model, "3.0.0") or {}
-        assert (record.get("left"), record.get("right")) == (str(i), str(i)), record
+        record = registry.get(model, "3.0.0")
+        assert record is not None
+        assert (record.record.get("left"), record.record.get("right")) == (str(i), str(i)), record

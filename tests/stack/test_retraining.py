@@ -59,12 +59,12 @@ def test_periodic_retraining_registers_gates_and_deploys_idempotently(
     assert "registered" in logs and "validated" in logs and "deploy of 1.0.0: succeeded" in logs
     registry = ModelRegistry(nomad)
     record = registry.get(model_name, "1.0.0")
-    assert record is not None and record["stage"] == "validated"
+    assert record is not None and record.stage == "validated"
     line = nomad.job(f"{model_name}-v1")
     assert line is not None and line["Meta"]["nomadml.version"] == "1.0.0"
 
     # Same data, same seed: the same artifact; the second run adds nothing.
     logs = _force_and_wait(nomad, job_id)
     assert "artifact unchanged" in logs
-    assert [r["version"] for r in registry.versions(model_name)] == ["1.0.0"]
+    assert [r.version for r in registry.versions(model_name)] == ["1.0.0"]
     assert nomad.job(f"{model_name}-v1")["Version"] == line["Version"]  # type: ignore[index]
