@@ -22,11 +22,12 @@ from examples.iris.quickstart import predict
 from examples.iris.train import train_iris
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.cli.tables import format_history, format_status
 from nomadml.core.decide import Action
 from nomadml.core.spec import ModelSpec, load_spec
 from nomadml.engine.deploy import deploy
 from nomadml.engine.endpoints import endpoints
-from nomadml.engine.lines import format_history, format_status, history_rows, status
+from nomadml.engine.lines import history_rows, status
 from nomadml.engine.prepare import prepare
 from nomadml.engine.registration import register_model
 from nomadml.engine.result import RolloutResult

@@ -62,7 +62,7 @@ def status(ctx: click.Context, line: str | None, as_json: bool, follow: bool) ->
     LINE may be a job (iris-v1) or a model name (iris: all its majors)."""
     import json
 
-    from nomadml.engine.lines import format_status
+    from nomadml.cli.tables import format_status
     from nomadml.engine.lines import status as gather
 
     api = nomad_client(ctx)
@@ -84,16 +84,10 @@ def history(ctx: click.Context, line: str, as_json: bool) -> None:
     """LINE's job versions with their model versions, deployments, outcomes and gate values."""
     import json
 
-    from nomadml.engine.lines import format_history, history_rows, managed_jobs
+    from nomadml.cli.tables import format_history
+    from nomadml.engine.lines import line_histories
 
-    api = nomad_client(ctx)
-    jobs = [line] if api.job(line) else [j["ID"] for j in managed_jobs(api, line)]
-    if not jobs:
-        from nomadml.errors import BadInput
-
-        raise BadInput(f"no nomadml model line or model named {line!r} in Nomad")
-    for job_id in jobs:
-        rows = history_rows(api, job_id)
+    for job_id, rows in line_histories(nomad_client(ctx), line).items():
         click.echo(
             json.dumps({job_id: rows}, indent=2)
             if as_json
@@ -114,20 +108,9 @@ def endpoints(
     load balancers): one `line major version url` per line."""
     import json
 
-    from nomadml.engine.endpoints import endpoints as gather
-    from nomadml.engine.lines import managed_jobs
-    from nomadml.errors import BadInput
+    from nomadml.engine.endpoints import model_endpoints
 
-    api = nomad_client(ctx)
-    lines = [
-        j
-        for j in managed_jobs(api, model)
-        if j["Meta"].get("nomadml.model") == model
-        and (major is None or j["Meta"].get("nomadml.major") == str(major))
-    ]
-    if not lines:
-        raise BadInput(f"no running line of model {model!r}" + (f" major {major}" if major else ""))
-    found = [e for j in lines for e in gather(api, j["ID"]) if e.healthy or show_all]
+    found = model_endpoints(nomad_client(ctx), model, major, include_unhealthy=show_all)
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in found], indent=2))
         return

@@ -44,18 +44,14 @@ def _prepare(
     templates: tuple[Path, ...],
     pin_serving: bool = True,
 ) -> Prepared:
-    from nomadml.core.spec import load_spec, parse_version
-    from nomadml.engine.prepare import prepare, registered_image
+    from nomadml.core.spec import load_spec
+    from nomadml.engine.prepare import prepare_release
 
-    model_spec = load_spec(spec)
-    if model_image is None and pin_serving:
-        # The model registry knows each version's pinned image (and refuses rejected ones).
-        parse_version(version, "--version")
-        api = nomad_client(click.get_current_context())
-        model_image = registered_image(api, model_spec.name, version)
-    return prepare(
-        model_spec,
+    ctx = click.get_current_context()
+    return prepare_release(
+        load_spec(spec),
         version,
+        nomad=lambda: nomad_client(ctx),
         model_image=model_image,
         serving_image=serving_image,
         templates=templates,
@@ -102,16 +98,10 @@ def render(
 @click.pass_context
 def validate(ctx: click.Context, spec: Path, templates: tuple[Path, ...]) -> None:
     """Check SPEC offline, then with Nomad's parse + validate when it is reachable."""
-    from nomadml.core.jobs import Release, render_retraining, render_service
     from nomadml.core.spec import load_spec
-    from nomadml.engine.prepare import parse_and_validate
+    from nomadml.engine.prepare import parse_and_validate, render_checked
 
-    model_spec = load_spec(spec)
-    # A stand-in release: validation is about the spec and templates, not a version.
-    sample = Release("0.0.0", f"127.0.0.1:5000/nomadml/models/{model_spec.name}@sha256:{'0' * 64}")
-    rendered = {"service job": render_service(model_spec, sample, templates)}
-    if model_spec.retraining.enabled:
-        rendered["retraining job"] = render_retraining(model_spec, templates)
+    rendered = render_checked(load_spec(spec), templates)
     click.echo(f"{spec}: spec and templates ok ({', '.join(rendered)} rendered)")
     api = nomad_client(ctx)
     try:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.errors import NomadAPIError
+from nomadml.errors import BadInput, NomadAPIError
 
 
 @dataclass(frozen=True)
@@ -52,3 +52,20 @@ def endpoints(api: NomadAPI, line: str, check_health: bool = True) -> list[Endpo
             )
         )
     return sorted(out, key=lambda e: (e.line, e.version, e.url))
+
+
+def model_endpoints(
+    api: NomadAPI, model: str, major: int | None = None, include_unhealthy: bool = False
+) -> list[Endpoint]:
+    """The endpoints of MODEL's lines (or of one major's), healthy ones unless asked."""
+    from nomadml.engine.lines import managed_jobs
+
+    lines = [
+        j
+        for j in managed_jobs(api, model)
+        if j["Meta"].get("nomadml.model") == model
+        and (major is None or j["Meta"].get("nomadml.major") == str(major))
+    ]
+    if not lines:
+        raise BadInput(f"no running line of model {model!r}" + (f" major {major}" if major else ""))
+    return [e for j in lines for e in endpoints(api, j["ID"]) if e.healthy or include_unhealthy]

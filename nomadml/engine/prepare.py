@@ -5,7 +5,7 @@ nothing here registers, deletes or writes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,44 @@ def prepare(
 ) -> Prepared:
     release = resolve_release(spec, version, model_image, serving_image, pin_serving)
     return Prepared(spec, release, render_service(spec, release, templates))
+
+
+def prepare_release(
+    spec: ModelSpec,
+    version: str,
+    *,
+    nomad: Callable[[], NomadAPI],
+    model_image: str | None = None,
+    serving_image: str | None = None,
+    templates: Sequence[Path] = (),
+    pin_serving: bool = True,
+) -> Prepared:
+    """`prepare`, with the model image taken from the model registry when none is
+    given (it knows each version's pinned image, and refuses rejected ones). `nomad`
+    is called only when the registry must be asked: an offline render never is."""
+    if model_image is None and pin_serving:
+        parse_version(version, "--version")
+        model_image = registered_image(nomad(), spec.name, version)
+    return prepare(
+        spec,
+        version,
+        model_image=model_image,
+        serving_image=serving_image,
+        templates=templates,
+        pin_serving=pin_serving,
+    )
+
+
+def render_checked(spec: ModelSpec, templates: Sequence[Path] = ()) -> dict[str, str]:
+    """Every job the spec makes, rendered offline with a stand-in release (validation
+    is about the spec and templates, not a version): {what: HCL}."""
+    from nomadml.core.jobs import render_retraining
+
+    sample = Release("0.0.0", f"127.0.0.1:5000/nomadml/models/{spec.name}@sha256:{'0' * 64}")
+    rendered = {"service job": render_service(spec, sample, templates)}
+    if spec.retraining.enabled:
+        rendered["retraining job"] = render_retraining(spec, templates)
+    return rendered
 
 
 def parse_and_validate(api: NomadAPI, hcl: str, where: str) -> dict[str, Any]:

@@ -1,0 +1,53 @@
+"""The tables `status` and `history` print for people (--json prints the rows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def format_status(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["no nomadml model lines in Nomad"]
+    out = [f"{'LINE':<24} {'MODEL VERSION':<14} {'JOB V':>5} {'RUNNING':>7}  DEPLOYMENT"]
+    for r in rows:
+        dep = r["deployment"] or {}
+        where = ", ".join(f"v{k} x{n}" for k, n in sorted(r["running_by_job_version"].items()))
+        deployment = f"{dep.get('status', '-')}: {dep.get('description', '')}" if dep else "-"
+        out.append(
+            f"{r['job']:<24} {r['version'] or '?':<14} {r['job_version']:>5} "
+            f"{r['running']:>7}  {deployment}" + (f"  [{where}]" if where else "")
+        )
+    return out
+
+
+def format_history(job_id: str, rows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        f"{job_id}:",
+        f"{'JOB V':>5} {'MODEL':<12} {'TAG':<12} {'STABLE':<6} {'OUTCOME':<12} DETAILS",
+    ]
+    for r in rows:
+        gate = r["last_gate"]
+        gate_text = ""
+        if gate:
+            v = gate.get("values", {})
+            gate_text = (
+                f" | gate {gate.get('verdict')}: canary err "
+                f"{_pct(v.get('canary_error_rate'))} p-lat {_ms(v.get('canary_latency_ms'))}"
+                f" vs stable err {_pct(v.get('stable_error_rate'))} p-lat "
+                f"{_ms(v.get('stable_latency_ms'))}"
+            )
+        outcome = r["outcome"] or r["deployment_status"] or "-"
+        out.append(
+            f"{r['job_version']:>5} {r['model_version'] or '?':<12} {r['tag'] or '-':<12} "
+            f"{'yes' if r['stable'] else 'no':<6} {outcome:<12} "
+            f"{r['reason'] or r['description'] or ''}{gate_text}"
+        )
+    return out
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _ms(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.0f}ms"
