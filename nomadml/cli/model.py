@@ -226,8 +226,8 @@ def history(ctx: click.Context, name: str, at: str | None) -> None:
 
     log = _registry(ctx).audit_log(name)
     if at is not None:
-        version = production_at(log, at)
-        click.echo(f"{name} in production at {at}: {version or 'none'}")
+        versions = production_at(log, at)
+        click.echo(f"{name} in production at {at}: {', '.join(versions) or 'none'}")
         return
     for e in log:
         click.echo(

@@ -12,6 +12,8 @@ from nomadml.core.model_version import ModelVersion
 from nomadml.core.spec import Validation, parse_version
 from nomadml.errors import BadInput
 
+# Below the precision anyone writes a regression allowance with.
+REGRESSION_TOLERANCE = 1e-9
 STAGES = ("candidate", "validated", "production", "archived", "rejected")
 # Which stage may follow which; "rejected" is final: such a version never deploys.
 TRANSITIONS = {
@@ -90,10 +92,18 @@ def validation_gates(
         for name, allowed in sorted(rules.max_regression.items()):
             value, base = metrics.get(name), prod_metrics.get(name)
             report.values[f"{name}_production"] = base
-            if (
+            if isinstance(base, (int, float)) and not isinstance(value, (int, float)):
+                # Fail closed: a candidate that does not report the metric cannot show
+                # it did not regress.
+                report.reasons.append(
+                    f"metric {name} missing from the model's metadata "
+                    f"(production {production.version} reports it; max_regression needs it)"
+                )
+            elif (
                 isinstance(value, (int, float))
                 and isinstance(base, (int, float))
-                and base - value > allowed
+                # The operator's "0.02" is decimal; 0.92 - 0.90 is 0.0200...02 in binary.
+                and base - value > allowed + REGRESSION_TOLERANCE
             ):
                 report.reasons.append(
                     f"{name} {value:.4g} is {base - value:.4g} below production "
@@ -113,8 +123,10 @@ def validation_gates(
     return report
 
 
-def production_at(audit: list[dict[str, Any]], at: str) -> str | None:
-    """Which version was in production at ISO time `at`, from the audit trail. Pure."""
+def production_at(audit: list[dict[str, Any]], at: str) -> list[str]:
+    """The versions in production at ISO time `at` (UTC when no zone is given), one
+    per major (each major has its own production version), lowest major first, from
+    the audit trail. Pure."""
     import datetime as dt
 
     from nomadml.errors import BadInput as _BadInput
@@ -125,18 +137,18 @@ def production_at(audit: list[dict[str, Any]], at: str) -> str | None:
         raise _BadInput(f"--at {at!r}: expected an ISO time such as 2026-11-24T21:00:00Z") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
-    current: str | None = None
+    current: dict[int, str] = {}
     for entry in audit:
         stamp = dt.datetime.fromisoformat(entry["at"].replace("Z", "+00:00"))
         if stamp > when:
             break
         details = entry.get("details") or {}
-        if entry["action"] == "stage" and details.get("to") == "production":
-            current = entry["version"]
-        elif (
-            entry["action"] == "stage"
-            and details.get("from") == "production"
-            and current == entry["version"]
-        ):
-            current = None
-    return current
+        if entry["action"] != "stage":
+            continue
+        version = str(entry["version"])
+        major = parse_version(version)[0]
+        if details.get("to") == "production":
+            current[major] = version
+        elif details.get("from") == "production" and current.get(major) == version:
+            del current[major]
+    return [current[major] for major in sorted(current)]

@@ -24,9 +24,11 @@ def registered(registry: ModelRegistry, name: str, version: str) -> ModelVersion
 def validate_version(
     registry: ModelRegistry, candidate: ModelVersion, rules: Validation, by: str = ""
 ) -> GateReport:
-    """Run the validation gates against the current production version; the
+    """Run the validation gates against the production version of the candidate's
+    major (another major has another schema: its numbers do not compare); the
     candidate becomes validated or rejected, with the gate values recorded on it."""
-    production = next(iter(reversed(registry.in_stage(candidate.model, "production"))), None)
+    in_production = registry.in_stage(candidate.model, "production", major=candidate.major)
+    production = in_production[-1] if in_production else None
     report = validation_gates(candidate, production, rules)
     stage = "validated" if report.passed else "rejected"
     gates = {"passed": report.passed, "values": report.values, "reasons": report.reasons}
