@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.fake_nomad import FakeNomad
+from support.webhook_receiver import WebhookReceiver
 
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.engine.result import RolloutResult
@@ -197,43 +197,17 @@ def ship(docker_client: object, model_name: str) -> Callable[..., str]:
     return push
 
 
-class _Receiver(ThreadingHTTPServer):
-    """A webhook receiver on loopback that records what it gets; the first
-    `fail_first` deliveries are answered 503 to exercise retries."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.fail_first = fail_first
-        self.calls = 0
-        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.calls += 1
-        if self.server.calls <= self.server.fail_first:
-            self.send_response(503)
-        else:
-            self.server.received.append((dict(self.headers), body))
-            self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
+@pytest.fixture()
+def receiver(request: pytest.FixtureRequest) -> Iterator[WebhookReceiver]:
+    """A webhook receiver on loopback (tests/support/webhook_receiver.py); parametrize
+    it indirectly with how many deliveries to answer 503 first."""
+    with WebhookReceiver(fail_first=getattr(request, "param", 0)) as server:
+        yield server
 
 
 @pytest.fixture()
-def receiver(request: pytest.FixtureRequest) -> Iterator[_Receiver]:
-    server = _Receiver(getattr(request, "param", 0))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def fake_nomad() -> Iterator[FakeNomad]:
+    """A fake Nomad agent on loopback (tests/support/fake_nomad.py): an in-memory
+    model behind Nomad's HTTP API, scriptable per request; stopped after the test."""
+    with FakeNomad() as fake:
+        yield fake

@@ -34,6 +34,12 @@ class Answer:
     index: int  # X-Nomad-Index, 0 when absent
 
 
+# Nomad's words (HTTP 500) when a check-and-set register lost a race: the job changed,
+# appeared (planned as new) or vanished (planned as existing) since it was read; all
+# three start with Nomad's RegisterEnforceIndexErrPrefix.
+LOST_RACES = ("enforcing job modify index", "conflicting job modify index")
+
+
 class NomadAPI:
     """A thin, typed client for the parts of Nomad's HTTP API nomadml uses."""
 
@@ -159,7 +165,7 @@ class NomadAPI:
         if not isinstance(resp, requests.Response):
             return NomadUnreachable(self.settings.address, _reason(resp))
         text = resp.text or resp.reason or ""
-        if resp.status_code == 409 or "conflicting job modify index" in text.lower():
+        if resp.status_code == 409 or any(race in text.lower() for race in LOST_RACES):
             return Conflict(method.upper(), "/v1/" + path, resp.status_code, text)
         if resp.status_code == 403:
             text = f"permission denied (check NOMAD_TOKEN and its policy): {text}"

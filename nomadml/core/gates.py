@@ -14,7 +14,8 @@ from typing import Literal
 
 from nomadml.core.metrics import MetricNames, Snapshot, quantile
 from nomadml.core.schema import seconds
-from nomadml.core.spec import Gates, schema_default
+from nomadml.core.spec import Gates
+from nomadml.core.spec_schema import schema_default
 
 __all__ = [
     "GateConfig",

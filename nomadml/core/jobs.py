@@ -13,7 +13,8 @@ from nomadml import __version__
 from nomadml.bundled import bundled_program
 from nomadml.bundled.bootstrap import validate_name
 from nomadml.core.render import render
-from nomadml.core.spec import REFERENCE_SERVER, ModelSpec, parse_version
+from nomadml.core.spec import ModelSpec, parse_version
+from nomadml.core.spec_schema import REFERENCE_SERVER
 from nomadml.errors import BadInput
 
 DIGEST = "sha256:"

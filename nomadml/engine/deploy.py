@@ -10,9 +10,9 @@ from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
 from nomadml.core.schema import seconds
 from nomadml.core.spec import ModelSpec
+from nomadml.engine.job_version import register_version
 from nomadml.engine.majors import retire_old_majors
 from nomadml.engine.prepare import Prepared, plan
-from nomadml.engine.register import register_version
 from nomadml.engine.result import RolloutResult
 from nomadml.engine.watch import WatchOptions, watch
 from nomadml.events import Emit, Event, discard

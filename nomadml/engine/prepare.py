@@ -14,7 +14,8 @@ from nomadml.adapters.image_registry import resolve_digest
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.jobs import Release, model_repository, reference_serving_tag, render_service
 from nomadml.core.plan import PlanSummary, check_owner, summarize
-from nomadml.core.spec import REFERENCE_SERVER, ModelSpec, parse_version
+from nomadml.core.spec import ModelSpec, parse_version
+from nomadml.core.spec_schema import REFERENCE_SERVER
 from nomadml.errors import BadInput
 
 

@@ -14,7 +14,7 @@ from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
 from nomadml.core.plan import check_owner
 from nomadml.core.rollback_plan import all_at_once, choose_target
-from nomadml.engine.register import register_version
+from nomadml.engine.job_version import register_version
 from nomadml.engine.result import RolloutResult
 from nomadml.engine.revert import follow_revert
 from nomadml.engine.watch import WatchOptions, watch

@@ -46,7 +46,8 @@ from nomadml.cli.main import main
 from nomadml.cli.model import model as model_group
 from nomadml.core.jobs import render_retraining
 from nomadml.core.schema import Field
-from nomadml.core.spec import SCHEMA, ModelSpec, load_spec
+from nomadml.core.spec import ModelSpec, load_spec
+from nomadml.core.spec_schema import SCHEMA
 from nomadml.errors import ExitCode, SpecError
 
 if sys.version_info >= (3, 11):

@@ -7,14 +7,14 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any
 
 import pytest
+from support.webhook_receiver import WebhookReceiver
 
 from nomadml.adapters.webhooks import Webhook, payload
 from nomadml.events import Event
 
-SECRET = "s3cret"  # the receiver fixture (conftest) verifies with the same one
+SECRET = "s3cret"  # what the sender signs with; _verify checks with the same
 
 
 EVENTS = [
@@ -34,8 +34,8 @@ def _verify(headers: dict[str, str], body: bytes) -> bool:
 
 
 @pytest.mark.parametrize("receiver", [0, 2], indirect=True, ids=["up", "two-503s-first"])
-def test_events_arrive_signed_and_in_order(receiver: Any) -> None:
-    hook = Webhook(f"http://127.0.0.1:{receiver.server_address[1]}/hook", SECRET)
+def test_events_arrive_signed_and_in_order(receiver: WebhookReceiver) -> None:
+    hook = Webhook(receiver.url, SECRET)
     for event in EVENTS:
         hook(event)
     hook.close(wait_s=30)
@@ -43,6 +43,7 @@ def test_events_arrive_signed_and_in_order(receiver: Any) -> None:
     assert names == ["deploy-started", "canary-healthy", "gate-result", "promoted", "succeeded"]
     assert all(_verify(h, b) for h, b in receiver.received)
     assert hook.delivered == 5 and hook.dropped == 0
+    assert receiver.calls == 5 + receiver.fail_first  # each 503 was retried
     # A tampered body does not verify.
     headers, body = receiver.received[0]
     assert not _verify(headers, body.replace(b"iris-v1", b"evil-v1"))

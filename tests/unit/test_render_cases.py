@@ -35,7 +35,8 @@ from nomadml import __version__
 from nomadml.core.jobs import Release, reference_serving_tag, render_retraining, render_service
 from nomadml.core.render import shipped_templates
 from nomadml.core.schema import REQUIRED, Field, Schema
-from nomadml.core.spec import SCHEMA, load_spec
+from nomadml.core.spec import load_spec
+from nomadml.core.spec_schema import SCHEMA
 from nomadml.errors import BadInput, NomadMLError, SpecError, TemplateError
 
 if sys.version_info >= (3, 11):

@@ -1,0 +1,220 @@
+"""The spec's schema: every table and field with its kind, default and checks, and the
+rules that span fields. The defaults are defined here once; `nomadml.core.spec`
+builds the typed spec from a table this schema has checked."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from nomadml.core.metrics import MetricNames
+from nomadml.core.schema import (
+    REQUIRED,
+    Field,
+    Schema,
+    between,
+    matches,
+    non_empty,
+    one_of,
+    seconds,
+)
+
+NAME = r"[a-z][a-z0-9-]{0,39}"
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+ENV_KEY = r"(?!NOMADML_|NOMAD_)[A-Za-z_][A-Za-z0-9_]*"
+REFERENCE_SERVER = "reference"
+
+
+def _cron(value: str) -> str | None:
+    fields = value.split()
+    if len(fields) not in (5, 6) or not all(re.fullmatch(r"[0-9*/,\-A-Za-z?]+", f) for f in fields):
+        return f'{value!r} is not a cron expression (5 fields, e.g. "0 3 * * *")'
+    return None
+
+
+def _path(value: str) -> str | None:
+    return (
+        None
+        if value.startswith("/") and " " not in value
+        else f"{value!r} must be an absolute URL path"
+    )
+
+
+RESOURCES: Schema = {
+    "cpu": Field("int", 200, (between(10, 100_000),)),
+    "memory": Field("int", 256, (between(16, 1_000_000),)),
+}
+
+SCHEMA: Schema = {
+    "model": {
+        "name": Field(
+            "str", REQUIRED, (matches(NAME, "a model name (lowercase letters, digits, '-')"),)
+        ),
+        "description": Field("str", ""),
+        "registry": Field(
+            "str", "127.0.0.1:5000", (matches(r"[A-Za-z0-9.\-]+(:\d+)?", "a registry host[:port]"),)
+        ),
+    },
+    "serving": {
+        "driver": Field("str", "docker", (one_of("docker", "exec"),)),
+        "image": Field("str", REFERENCE_SERVER, (non_empty,)),
+        "command": Field("str", "python3", (non_empty,)),
+        "args": Field("list[str]", ["/opt/nomadml/serve.py"]),
+        "port": Field("int", 0, (between(0, 65535),)),
+        "health_path": Field("str", "/health", (_path,)),
+        "metrics_path": Field("str", "/metrics", (_path,)),
+        "count": Field("int", 1, (between(1, 100),)),
+        "env": Field(
+            "dict[str,str]",
+            {},
+            (matches(ENV_KEY, "an environment variable name (NOMAD_/NOMADML_ are reserved)"),),
+        ),
+        "shutdown_delay": Field("duration", "5s"),
+        "kill_timeout": Field("duration", "10s"),
+        "resources": {**RESOURCES},
+    },
+    "bootstrap": {
+        "resources": {
+            "cpu": Field("int", 100, (between(10, 100_000),)),
+            "memory": Field("int", 128, (between(16, 1_000_000),)),
+        },
+    },
+    "placement": {
+        "datacenters": Field("list[str]", ["*"], (non_empty,)),
+        "namespace": Field(
+            "str", "default", (matches(r"[a-zA-Z0-9-]{1,128}", "a namespace name"),)
+        ),
+        "region": Field("str", "global", (matches(r"[a-zA-Z0-9-]{1,128}", "a region name"),)),
+    },
+    "volume": {
+        "name": Field("str", "models", (matches(r"[A-Za-z0-9_\-]{1,64}", "a host volume name"),)),
+    },
+    "update": {
+        "canary": Field("int", 1, (between(0, 100),)),
+        "max_parallel": Field("int", 1, (between(1, 100),)),
+        "min_healthy_time": Field("duration", "10s"),
+        "healthy_deadline": Field("duration", "3m"),
+        "progress_deadline": Field("duration", "10m"),
+        "auto_promote": Field("bool", False),
+        "auto_revert": Field("bool", True),
+    },
+    "restart": {
+        "attempts": Field("int", 1, (between(0, 100),)),
+        "interval": Field("duration", "5m"),
+        "delay": Field("duration", "5s"),
+    },
+    "gates": {
+        "health": Field("bool", True),
+        # false: promote on Nomad health alone, no canary-vs-stable metric analysis
+        "analysis": Field("bool", True),
+        "window": Field("duration", "30s"),
+        "interval": Field("duration", "5s"),
+        "consecutive_passes": Field("int", 3, (between(1, 100),)),
+        "min_requests": Field("int", 20, (between(0, 1_000_000),)),
+        "max_error_rate": Field("float", 0.01, (between(0, 1),)),
+        "max_error_rate_increase": Field("float", 0.01, (between(0, 1),)),
+        "latency_percentile": Field("float", 0.95, (between(0.5, 0.999),)),
+        "max_latency_ms": Field("float", 500.0, (between(1, 600_000),)),
+        "max_latency_ratio": Field("float", 1.5, (between(1, 100),)),
+        "metrics": {
+            # The reference server's names (MetricNames' defaults).
+            "requests_total": Field(
+                "str", MetricNames.requests_total, (matches(IDENT, "a metric name"),)
+            ),
+            "duration_seconds": Field(
+                "str", MetricNames.duration_seconds, (matches(IDENT, "a metric name"),)
+            ),
+            "path_label": Field("str", MetricNames.path_label, (matches(IDENT, "a label name"),)),
+            "path": Field("str", MetricNames.path),
+            "code_label": Field("str", MetricNames.code_label, (matches(IDENT, "a label name"),)),
+        },
+    },
+    "validation": {
+        "min_metrics": Field("dict[str,float]", {}),
+        "max_regression": Field("dict[str,float]", {}),
+        "max_size_mb": Field("float", 1024.0, (between(0.001, 1_000_000),)),
+        "require_approval": Field("bool", False),
+    },
+    "lifecycle": {
+        "keep_majors": Field("int", 2, (between(1, 20),)),
+        "purge_retired": Field("bool", False),
+    },
+    "retraining": {
+        "enabled": Field("bool", False),
+        "schedule": Field("str", "0 3 * * *", (_cron,)),
+        "time_zone": Field(
+            "str", "UTC", (matches(r"[A-Za-z_]+(/[A-Za-z_+\-0-9]+)*", "a time zone name"),)
+        ),
+        "auto_deploy": Field("bool", False),
+        "driver": Field("str", "docker", (one_of("docker", "exec", "raw_exec"),)),
+        "image": Field("str", REFERENCE_SERVER, (non_empty,)),
+        # The task's command: nomadml's own run, which calls the trainer.
+        "command": Field("list[str]", ["nomadml", "retrain"], (non_empty,)),
+        # The operator's trainer: writes model files + metadata.json to $NOMADML_OUTPUT_DIR.
+        "trainer": Field("list[str]", []),
+        "args": Field("list[str]", []),
+        "resources": {
+            "cpu": Field("int", 500, (between(10, 100_000),)),
+            "memory": Field("int", 512, (between(16, 1_000_000),)),
+        },
+    },
+    "notify": {
+        # Rollout events go to this URL as signed JSON (NOMADML_WEBHOOK_URL overrides).
+        "webhook_url": Field("str", "", (matches(r"(https?://\S+)?", "an http(s) URL"),)),
+        # The environment variable holding the HMAC secret: never the secret itself.
+        "secret_env": Field("str", "NOMADML_WEBHOOK_SECRET", (matches(IDENT, "a variable name"),)),
+    },
+    "templates": {
+        "service": Field("str", "model-service.nomad.hcl", (non_empty,)),
+        "retraining": Field("str", "retraining.nomad.hcl", (non_empty,)),
+        "path": Field("list[str]", []),
+    },
+}
+
+
+def schema_default(dotted: str) -> Any:
+    """The default of one spec field, e.g. `gates.window`: defined once, in SCHEMA."""
+    node: Any = SCHEMA
+    for key in dotted.split("."):
+        node = node[key]
+    if not isinstance(node, Field):
+        raise KeyError(f"{dotted} is a table, not a field")
+    return node.default
+
+
+def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rules that span fields (Nomad enforces the deadline order at submit time)."""
+    problems: list[tuple[str, str]] = []
+    up = data["update"]
+    if seconds(up["min_healthy_time"]) >= seconds(up["healthy_deadline"]):
+        problems.append(("update.min_healthy_time", "must be shorter than update.healthy_deadline"))
+    if seconds(up["healthy_deadline"]) >= seconds(up["progress_deadline"]):
+        problems.append(
+            ("update.healthy_deadline", "must be shorter than update.progress_deadline")
+        )
+    if up["auto_promote"] and up["canary"] == 0:
+        problems.append(("update.auto_promote", "needs update.canary >= 1"))
+    srv = data["serving"]
+    if srv["driver"] == "exec" and srv["image"] != REFERENCE_SERVER:
+        problems.append(
+            ("serving.image", "the exec driver runs a command, not an image; remove serving.image")
+        )
+    if srv["port"] and (up["canary"] or srv["count"] > 1):
+        problems.append(
+            (
+                "serving.port",
+                "a static port cannot be shared by canaries or several "
+                "allocations on one node; use 0 (dynamic)",
+            )
+        )
+    gates = data["gates"]
+    if seconds(gates["interval"]) > seconds(gates["window"]):
+        problems.append(("gates.interval", "must not be longer than gates.window"))
+    if data["retraining"]["enabled"] and not data["retraining"]["trainer"]:
+        problems.append(
+            (
+                "retraining.trainer",
+                "required when retraining.enabled is true (your training command)",
+            )
+        )
+    return problems
