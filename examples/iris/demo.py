@@ -28,10 +28,10 @@ from nomadml.core.spec import ModelSpec, load_spec
 from nomadml.engine.deploy import deploy
 from nomadml.engine.endpoints import endpoints
 from nomadml.engine.lines import history_rows, status
-from nomadml.engine.prepare import prepare
+from nomadml.engine.prepare import ReleasePolicy, prepare_release
 from nomadml.engine.registration import register_model
 from nomadml.engine.result import RolloutResult
-from nomadml.engine.stages import move_to_stage, validate_version
+from nomadml.engine.stages import validate_version
 from nomadml.engine.traffic import Traffic
 from nomadml.errors import NomadMLError
 from nomadml.settings import NomadSettings
@@ -82,18 +82,13 @@ class Story:
         )
         return record.image
 
-    def settle(self, version: str, result: RolloutResult) -> None:
-        """Record the rollout's outcome as the version's stage in the model registry."""
-        if result.action is Action.SUCCEEDED:
-            move_to_stage(self.registry, self.spec.name, version, "production", {"by": "demo"})
-        elif result.action is Action.ROLLED_BACK:
-            self.registry.set_stage(self.spec.name, version, "rejected", {"reason": result.reason})
-
     def deploy(self, version: str, image: str) -> RolloutResult:
-        prepared = prepare(self.spec, version, model_image=image, pin_serving=True)
-        result = deploy(self.api, prepared, emit=lambda e: self.out(f"    {e.message}"))
-        self.settle(version, result)
-        return result
+        """Deploy as `nomadml deploy` does: the registry decides what goes out, and the
+        outcome settles the version's stage (production, or rejected by its gates)."""
+        prepared = prepare_release(
+            self.spec, version, nomad=lambda: self.api, model_image=image, policy=ReleasePolicy()
+        )
+        return deploy(self.api, prepared, emit=lambda e: self.out(f"    {e.message}"))
 
     def clean(self) -> None:
         """Purge the model's lines and registry entries left by an earlier run, so the

@@ -6,6 +6,7 @@ each other's update). Reading needs only Nomad, not Docker.
                                                 version become "_": Nomad variable
                                                 paths allow no dots)
     nomadml/models/<model>/audit/<time>-<id>    append-only audit entries
+    nomadml/models/<model>/policy               the model's release policy (approval)
 """
 
 from __future__ import annotations
@@ -87,6 +88,27 @@ class ModelRegistry:
             items = var.get("Items") or {}
             entries.append({k: json.loads(v) if k == "details" else v for k, v in items.items()})
         return sorted(entries, key=lambda e: (e.get("at", ""), e.get("id", "")))
+
+    def requires_approval(self, model: str) -> bool:
+        """The model's recorded policy: do deploys and promotions need an approval?"""
+        var = self.api.get_variable(f"{ROOT}/{model}/policy") or {}
+        return (var.get("Items") or {}).get("require_approval") == "true"
+
+    def record_policy(self, model: str, require_approval: bool) -> None:
+        """Record the spec's approval policy. Once on, a spec alone never turns it off
+        (an operator with the rights edits the variable, which Nomad audits); a change
+        is an audit entry."""
+        path = f"{ROOT}/{model}/policy"
+        var = self.api.get_variable(path)
+        current = ((var or {}).get("Items") or {}).get("require_approval") == "true"
+        if current or not require_approval:
+            return
+        index = int(var["ModifyIndex"]) if var else 0
+        try:
+            self.api.put_variable(path, {"require_approval": "true"}, cas=index)
+        except Conflict:
+            return  # someone recorded it meanwhile
+        self.audit(model, "policy", "-", {"require_approval": True})
 
     def models(self) -> list[str]:
         names = {m["Path"].split("/")[2] for m in self.api.list_variables(f"{ROOT}/")}

@@ -138,29 +138,34 @@ def validate(ctx: click.Context, name: str, version: str, spec_path: Path) -> No
 def _stage_command(target: str, doc: str) -> click.Command:
     @click.argument("name", callback=_name)
     @click.argument("version", callback=_version)
-    @click.option("--approve", is_flag=True, help="Approve a change the spec says needs approval.")
+    @click.option(
+        "--approve", is_flag=True, help="Approve the version now (audited), where policy needs it."
+    )
     @click.option(
         "--spec",
         "spec_path",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="The model spec (for validation.require_approval).",
+        help="The model spec: records its approval policy in the registry.",
     )
     @click.pass_context
     def command(
         ctx: click.Context, name: str, version: str, approve: bool, spec_path: Path | None
     ) -> None:
-        from nomadml.engine.stages import move_to_stage
-        from nomadml.errors import BadInput
+        from nomadml.engine import stages
         from nomadml.events import Event
 
-        if target == "production" and spec_path is not None:
+        registry = _registry(ctx)
+        if spec_path is not None:
             from nomadml.core.spec import load_spec
 
-            if load_spec(spec_path).validation.require_approval and not approve:
-                raise BadInput(
-                    f"{spec_path}: validation.require_approval is on: re-run with --approve"
-                )
-        move_to_stage(_registry(ctx), name, version, target, {"approved": approve})
+            registry.record_policy(name, load_spec(spec_path).validation.require_approval)
+        current = stages.registered(registry, name, version)
+        if approve and target == "production" and current.stage != target:
+            from nomadml.core.lifecycle import check_transition
+
+            check_transition(version, current.stage, target)  # refuse before approving
+            stages.approve(registry, name, version, f"approved with `model {target_name(target)}`")
+        stages.move_to_stage(registry, name, version, target, {"approved": approve})
         data = {"version": version, "stage": target}
         _emit(ctx)(Event("stage", name, f"{name} {version} -> {target}", data))
         click.echo(f"{name} {version}: {target}")
@@ -183,6 +188,19 @@ model.add_command(_stage_command("archived", "Archive a version."))
 model.add_command(
     _stage_command("rejected", "Reject a version: it can never be deployed or promoted again.")
 )
+
+
+@model.command()
+@click.argument("name", callback=_name)
+@click.argument("version", callback=_version)
+@click.option("--reason", required=True, help="Why this version may go to production.")
+@click.pass_context
+def approve(ctx: click.Context, name: str, version: str, reason: str) -> None:
+    """Approve a version for production (who, when and why are audited)."""
+    from nomadml.engine.stages import approve as run_approve
+
+    record = run_approve(_registry(ctx), name, version, reason)
+    click.echo(f"{name} {version}: approved by {record.approved_by}")
 
 
 @model.command(name="list")

@@ -12,7 +12,7 @@ from nomadml.cli.common import SECONDS, F, nomad_client, report, webhook_sink
 from nomadml.errors import ExitCode, NomadUnreachable
 
 if TYPE_CHECKING:
-    from nomadml.engine.prepare import Prepared
+    from nomadml.engine.prepare import Prepared, ReleasePolicy
 
 
 def release_options(f: F) -> F:
@@ -43,6 +43,7 @@ def _prepare(
     serving_image: str | None,
     templates: tuple[Path, ...],
     pin_serving: bool = True,
+    policy: ReleasePolicy | None = None,
 ) -> Prepared:
     from nomadml.core.spec import load_spec
     from nomadml.engine.prepare import prepare_release
@@ -56,6 +57,7 @@ def _prepare(
         serving_image=serving_image,
         templates=templates,
         pin_serving=pin_serving,
+        policy=policy,
     )
 
 
@@ -147,6 +149,17 @@ def plan(
     help="Client-side deadline in seconds (default: progress deadline + gates + 60).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Deploy a version the model registry would refuse (needs --reason; audited).",
+)
+@click.option("--reason", default="", help="Why --force overrides the registry (audited).")
+@click.option(
+    "--unregistered",
+    is_flag=True,
+    help="Deploy a bare --image the model registry does not hold.",
+)
 @click.pass_context
 def deploy(
     ctx: click.Context,
@@ -158,18 +171,33 @@ def deploy(
     no_promote: bool,
     timeout_s: float | None,
     as_json: bool,
+    force: bool,
+    reason: str,
+    unregistered: bool,
 ) -> None:
     """Roll a model version out: plan, register (check-and-set), watch, gate,
-    then promote or roll back. Ctrl-C detaches; the deployment goes on in Nomad."""
+    then promote or roll back. Ctrl-C detaches; the deployment goes on in Nomad.
+
+    The model registry decides what may go out: a validated version (approved,
+    where the model's policy requires it). A success makes it the production
+    version of its major; a canary its gates fail is rejected."""
     from nomadml.cli.progress import Printer
     from nomadml.engine.deploy import deploy as run_deploy
+    from nomadml.engine.prepare import ReleasePolicy
     from nomadml.events import fanout
 
+    policy = ReleasePolicy(force=force, reason=reason, unregistered=unregistered)
     printer = Printer("json" if as_json else "auto")
-    resume = f"nomadml deploy {spec} --version {version}"
+    resume = " ".join(
+        [f"nomadml deploy {spec} --version {version}"]
+        + [f"{flag} {value}" for flag, value in (("--image", model_image),
+           ("--serving-image", serving_image)) if value]
+        + [f"--templates {folder}" for folder in templates]
+        + (["--unregistered"] if unregistered else [])
+    )  # fmt: skip
     webhook = None
     try:
-        prepared = _prepare(spec, version, model_image, serving_image, templates)
+        prepared = _prepare(spec, version, model_image, serving_image, templates, policy=policy)
         webhook = webhook_sink(prepared.spec.notify)
         emit = fanout(printer, webhook) if webhook else printer
         result = run_deploy(

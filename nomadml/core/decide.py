@@ -1,5 +1,5 @@
 """The rollout decision: a pure function from what nomadml observes about a
-deployment to what it should do next. The loop in rollout.py does the I/O; table
+deployment to what it should do next. The loop in engine/watch.py does the I/O; table
 tests drive this function directly."""
 
 from __future__ import annotations

@@ -33,6 +33,34 @@ def check_transition(version: str, current: str, target: str) -> None:
         raise BadInput(f"version {version} is {current}; it can move to {allowed}, not {target}")
 
 
+# Stages a deploy takes without --force: validated (its first rollout), production
+# (the same version again: idempotent), archived (back to an earlier version).
+DEPLOYABLE = ("validated", "production", "archived")
+
+
+def deploy_refusal(
+    model: str, version: str, record: ModelVersion | None, require_approval: bool
+) -> str | None:
+    """Why the model registry refuses to let `version` be deployed, or None. Pure."""
+    if record is None:
+        return (
+            f"{model} {version} is not in the model registry: register and validate it "
+            "(nomadml model register / validate), or deploy a bare image with --unregistered"
+        )
+    if record.stage not in DEPLOYABLE:
+        hint = {
+            "candidate": f"validate it first (nomadml model validate {model} {version} --spec …)",
+            "rejected": "it can never be deployed",
+        }.get(record.stage, "")
+        return f"{model} {version} is {record.stage} in the model registry: {hint}".rstrip(": ")
+    if require_approval and not record.approved_by:
+        return (
+            f"{model} {version} needs approval (the registry's policy for {model}): "
+            f"nomadml model approve {model} {version}"
+        )
+    return None
+
+
 def bump(latest: str | None, part: str) -> str:
     """The next version after `latest` (None: the first version, 1.0.0)."""
     if latest is None:

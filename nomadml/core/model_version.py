@@ -29,6 +29,7 @@ class ModelVersion:
     signature_hash: str = ""
     created_at: str = ""
     created_by: str = ""
+    approved_by: str = ""
     record: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     index: int = field(default=0, compare=False)
 
@@ -48,6 +49,7 @@ class ModelVersion:
             signature_hash=str(record.get("signature_hash") or ""),
             created_at=str(record.get("created_at") or ""),
             created_by=str(record.get("created_by") or ""),
+            approved_by=str(record.get("approved_by") or ""),
             record=MappingProxyType(dict(record)),
             index=index,
         )

@@ -93,7 +93,22 @@ def deploy(
     if result.action is Action.SUCCEEDED:
         # Only a healthy new line retires older majors; a failed one never does.
         retire_old_majors(api, spec.name, job_id, spec.lifecycle, emit)
+    settle(api, prepared, result, emit)
     return result
+
+
+def settle(api: NomadAPI, prepared: Prepared, result: RolloutResult, emit: Emit) -> None:
+    """The rollout's outcome in the model registry, for a version it holds."""
+    record = prepared.record
+    if record is None:
+        return
+    from nomadml.adapters.model_store import ModelRegistry
+    from nomadml.engine.stages import settle_rollout
+
+    stage = settle_rollout(ModelRegistry(api), record, result.action, result.reason, result.gates)
+    if stage is not None:
+        data = {"version": record.version, "stage": stage}
+        emit(Event("stage", record.model, f"{record.model} {record.version} -> {stage}", data))
 
 
 def default_timeout(spec: ModelSpec) -> float:

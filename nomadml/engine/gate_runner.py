@@ -9,13 +9,12 @@ import time
 from collections import deque
 from typing import Any
 
+from nomadml.adapters.metric_scrape import MetricScraper
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.gates import GateConfig, GateTracker, evaluate, stats
-from nomadml.core.metrics import MetricsFormatError, Snapshot, delta, merge, parse, snapshot
+from nomadml.core.metrics import Snapshot, delta, merge
 from nomadml.core.spec import Gates
 from nomadml.events import Emit, Event
-
-SCRAPE_TIMEOUT_S = 2.0
 
 
 class GateRunner:
@@ -33,7 +32,7 @@ class GateRunner:
         self.give_up_after = self.cfg.window * (self.cfg.consecutive_passes + 2)
         self.verdict_reason = ""
         self.gave_up = False
-        self._session: Any = None
+        self.scraper = MetricScraper(self.cfg.metrics)
 
     @property
     def outcome(self) -> str:
@@ -89,19 +88,13 @@ class GateRunner:
         self, job_id: str, canary_ids: set[str], now: float
     ) -> tuple[list[Snapshot], list[Snapshot]]:
         """Window deltas per allocation, split into canary and stable."""
-        import requests
-
-        if self._session is None:
-            self._session = requests.Session()
         canaries: list[Snapshot] = []
         stables: list[Snapshot] = []
         for reg in self.api.job_services(job_id):
             alloc = reg["AllocID"]
             url = f"http://{reg['Address']}:{reg['Port']}{self.metrics_path}"
-            try:
-                text = self._session.get(url, timeout=SCRAPE_TIMEOUT_S).text
-                snap = snapshot(parse(text), self.cfg.metrics)
-            except (requests.RequestException, MetricsFormatError):
+            snap = self.scraper.scrape(url)
+            if snap is None:
                 continue  # an allocation that cannot be scraped this round adds nothing
             window = self.windows.setdefault(alloc, deque())
             window.append((now, snap))

@@ -5,7 +5,6 @@ go through it."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from nomadml.adapters import rollout_records as history
@@ -32,6 +31,9 @@ def register_version(
     job version. A signal waits until all three are done: they go in together."""
     job_id = str(job["ID"])
     with deferred():
+        # The tag moves to the new version: free it first (on every version that
+        # carries it), so that once the register succeeds, tagging cannot fail.
+        clear_tag(api, job_id, f"v{model_version}")
         answer = register_exclusively(api, job, enforce_index=enforce_index, source=source)
         registered = api.job(job_id) or {}
         job_version = int(registered.get("Version", 0))
@@ -57,6 +59,28 @@ def register_version(
 def tag_version(api: NomadAPI, job_id: str, model_version: str, job_version: int, why: str) -> None:
     """Name the job version after the model version; the tag moves to the newest."""
     tag = f"v{model_version}"
-    with contextlib.suppress(NomadAPIError):  # no such tag yet
-        api.untag_version(job_id, tag)
-    api.tag_version(job_id, tag, job_version, why)
+    clear_tag(api, job_id, tag)
+    try:
+        api.tag_version(job_id, tag, job_version, why)
+    except NomadAPIError as err:
+        if "already exists" not in err.message:
+            raise
+        clear_tag(api, job_id, tag)  # someone tagged meanwhile: the newest version wins
+        api.tag_version(job_id, tag, job_version, why)
+
+
+# Nomad removes one version's tag per call; a job keeps only a few versions.
+MAX_TAGGED_COPIES = 20
+
+
+def clear_tag(api: NomadAPI, job_id: str, tag: str) -> None:
+    """Remove `tag` from every version of the job. A tag can sit on more than one
+    version: Nomad's revert of a failed deployment copies the reverted-to version,
+    tag included, and removing a tag by name frees one version at a time."""
+    for _ in range(MAX_TAGGED_COPIES):
+        try:
+            api.untag_version(job_id, tag)
+        except NomadAPIError as err:
+            if "not found" in err.message:
+                return
+            raise

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from nomadml.adapters.image_registry import resolve_digest
+from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.jobs import Release, model_repository, reference_serving_tag, render_service
+from nomadml.core.lifecycle import deploy_refusal
+from nomadml.core.model_version import ModelVersion
 from nomadml.core.plan import PlanSummary, check_owner, summarize
 from nomadml.core.spec import ModelSpec, parse_version
 from nomadml.core.spec_schema import REFERENCE_SERVER
@@ -24,6 +27,7 @@ class Prepared:
     spec: ModelSpec
     release: Release
     hcl: str
+    record: ModelVersion | None = None  # the model registry's version, when it has one
 
     @property
     def job_id(self) -> str:
@@ -74,6 +78,22 @@ def prepare(
     return Prepared(spec, release, render_service(spec, release, templates))
 
 
+@dataclass(frozen=True)
+class ReleasePolicy:
+    """How a deploy treats the model registry. By default the registry decides: only
+    a registered version in a deployable stage (approved, where the model's policy
+    says so) goes out. `force` (with a reason, audited) overrides the stage and the
+    approval; `unregistered` allows a bare image the registry does not know."""
+
+    force: bool = False
+    reason: str = ""
+    unregistered: bool = False
+
+    def __post_init__(self) -> None:
+        if self.force and not self.reason.strip():
+            raise BadInput("--force needs --reason: say why the registry is overridden")
+
+
 def prepare_release(
     spec: ModelSpec,
     version: str,
@@ -83,20 +103,68 @@ def prepare_release(
     serving_image: str | None = None,
     templates: Sequence[Path] = (),
     pin_serving: bool = True,
+    policy: ReleasePolicy | None = None,
 ) -> Prepared:
     """`prepare`, with the model image taken from the model registry when none is
-    given (it knows each version's pinned image, and refuses rejected ones). `nomad`
-    is called only when the registry must be asked: an offline render never is."""
-    if model_image is None and pin_serving:
+    given (it knows each version's pinned image). With a `policy` (deploy), the
+    registry decides whether the version may go out at all. `nomad` is called only
+    when the registry must be asked: an offline render never is."""
+    record = None
+    if pin_serving:
         parse_version(version, "--version")
-        model_image = registered_image(nomad(), spec.name, version)
-    return prepare(
+        from nomadml.adapters.model_store import ModelRegistry
+
+        registry = ModelRegistry(nomad())
+        record = registry.get(spec.name, version)
+        if policy is not None:
+            check_release(registry, spec, version, record, model_image, policy)
+        elif record is not None and record.stage == "rejected":
+            raise BadInput(
+                f"{spec.name} {version} is rejected in the model registry: it can never be deployed"
+            )
+        if model_image is None and record is not None:
+            model_image = record.image
+    prepared = prepare(
         spec,
         version,
         model_image=model_image,
         serving_image=serving_image,
         templates=templates,
         pin_serving=pin_serving,
+    )
+    if record is None:
+        return prepared
+    return Prepared(prepared.spec, prepared.release, prepared.hcl, record)
+
+
+def check_release(
+    registry: ModelRegistry,
+    spec: ModelSpec,
+    version: str,
+    record: ModelVersion | None,
+    model_image: str | None,
+    policy: ReleasePolicy,
+) -> None:
+    """Refuse what the registry does not allow (nothing is submitted), or audit the
+    override. An --image other than the registered one is a bare image."""
+    registry.record_policy(spec.name, spec.validation.require_approval)
+    if record is not None and model_image and resolve_digest(model_image) != record.image:
+        raise BadInput(
+            f"--image {model_image} is not the image the model registry holds for "
+            f"{spec.name} {version} ({record.image}): drop --image, or register the new image"
+        )
+    if record is None:
+        if policy.unregistered:
+            return
+        refusal = deploy_refusal(spec.name, version, None, False)
+    else:
+        refusal = deploy_refusal(spec.name, version, record, registry.requires_approval(spec.name))
+    if refusal is None:
+        return
+    if not policy.force or record is None:
+        raise BadInput(refusal + ("" if record is None else "; or --force --reason …"))
+    registry.audit(
+        spec.name, "force-deploy", version, {"reason": policy.reason, "overrides": refusal}
     )
 
 
@@ -136,18 +204,3 @@ def plan(api: NomadAPI, prepared: Prepared) -> tuple[dict[str, Any], PlanSummary
     api = api.scoped(job.get("Namespace"))
     check_owner(job["ID"], api.job(job["ID"]), prepared.spec.name)
     return job, summarize(job["ID"], api.plan(job))
-
-
-def registered_image(api: NomadAPI, model: str, version: str) -> str | None:
-    """The model registry's pinned image for a version (None if not registered);
-    a rejected version is refused here, so it can never be deployed."""
-    from nomadml.adapters.model_store import ModelRegistry
-
-    record = ModelRegistry(api).get(model, version)
-    if record is None:
-        return None
-    if record.stage == "rejected":
-        raise BadInput(
-            f"{model} {version} is rejected in the model registry: it can never be deployed"
-        )
-    return record.image

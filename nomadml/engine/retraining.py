@@ -95,9 +95,9 @@ def run(api: NomadAPI, spec: ModelSpec, auto_deploy: bool, log: Log) -> str:
         log(f"{job_id} has a rollout in flight: not starting another")
         return "skipped-in-flight"
     from nomadml.engine.deploy import deploy
-    from nomadml.engine.prepare import prepare
+    from nomadml.engine.prepare import ReleasePolicy, prepare_release
 
-    prepared = prepare(spec, version, model_image=record.image, pin_serving=True)
+    prepared = prepare_release(spec, version, nomad=lambda: api, policy=ReleasePolicy())
     result = deploy(api, prepared, emit=emit)
     emit(Event("note", job_id, f"deploy of {version}: {result.action.value}"))
     return f"deployed:{result.action.value}"

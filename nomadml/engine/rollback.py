@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from nomadml.adapters import rollout_records as history
+from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
 from nomadml.core.plan import check_owner
@@ -50,6 +51,8 @@ def rollback(
         emit(Event("fail", job_id, f"failing unpromoted deployment {dep['ID'][:8]}"))
         api.fail_deployment(dep["ID"])
         follow_revert(api, job_id, int(job["Version"]), started + timeout_s, emit)
+        reverted = (api.job(job_id) or {}).get("Meta") or {}
+        _record(api, model, job_id, current, str(reverted.get("nomadml.version", "?")))
         seconds = time.monotonic() - started
         return RolloutResult(
             Action.ROLLED_BACK,
@@ -63,6 +66,11 @@ def rollback(
         )
     target = choose_target(job, api.job_versions(job_id), to)
     model_version = str(target["Meta"].get("nomadml.version", "?"))
+    known = ModelRegistry(api).get(model, model_version)
+    if known is not None and known.stage == "rejected":
+        raise BadInput(
+            f"{model} {model_version} is rejected in the model registry: no rollback brings it back"
+        )
     emit(
         Event(
             "plan",
@@ -105,4 +113,14 @@ def rollback(
     history.record(
         api, job_id, new_version, {"kind": "rollback", "from": current, **result.as_dict()}
     )
+    if result.action is Action.SUCCEEDED:
+        _record(api, model, job_id, current, model_version)
     return result
+
+
+def _record(api: NomadAPI, model: str, line: str, from_version: str, to_version: str) -> None:
+    """The rollback on both versions' registry records (for versions it holds)."""
+    from nomadml.engine.stages import record_rollback
+
+    with contextlib.suppress(NomadMLError):  # the rollback is done; the record follows it
+        record_rollback(ModelRegistry(api), model, from_version, to_version, line)

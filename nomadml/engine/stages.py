@@ -1,12 +1,14 @@
 """Moving model versions through their stages: the validation gates (candidate ->
-validated or rejected) and the operator's stage changes, each audited in the
-registry. The rules themselves are core.lifecycle's."""
+validated or rejected), approvals, the operator's stage changes, and what a rollout
+or a rollback means for the versions involved, each audited in the registry. The
+rules themselves are core.lifecycle's."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from nomadml.adapters.model_store import ModelRegistry
+from nomadml.adapters.model_store import ModelRegistry, now
+from nomadml.core.decide import Action
 from nomadml.core.lifecycle import GateReport, check_transition, validation_gates
 from nomadml.core.model_version import ModelVersion
 from nomadml.core.spec import Validation
@@ -26,7 +28,9 @@ def validate_version(
 ) -> GateReport:
     """Run the validation gates against the production version of the candidate's
     major (another major has another schema: its numbers do not compare); the
-    candidate becomes validated or rejected, with the gate values recorded on it."""
+    candidate becomes validated or rejected, with the gate values recorded on it.
+    The spec's approval policy is recorded for the model."""
+    registry.record_policy(candidate.model, rules.require_approval)
     in_production = registry.in_stage(candidate.model, "production", major=candidate.major)
     production = in_production[-1] if in_production else None
     report = validation_gates(candidate, production, rules)
@@ -40,19 +44,102 @@ def validate_version(
     return report
 
 
+def approve(registry: ModelRegistry, name: str, version: str, reason: str) -> ModelVersion:
+    """Record an operator's approval of a version (who, when, why), audited."""
+    current = registered(registry, name, version)
+    if current.stage == "rejected":
+        raise BadInput(f"{name} {version} is rejected: it can never be approved")
+    by = registry.actor()
+    registry.update(name, version, {"approved_by": by, "approved_at": now()})
+    registry.audit(name, "approve", version, {"reason": reason})
+    return registered(registry, name, version)
+
+
 def move_to_stage(
     registry: ModelRegistry,
     name: str,
     version: str,
     target: str,
     details: dict[str, Any],
+    *,
+    check_approval: bool = True,
 ) -> ModelVersion:
     """Move a version to `target`, checked before anything changes (nothing is
-    half-done on refusal); a new production version archives the previous one of
-    the same major (another major's production version serves its own clients)."""
+    half-done on refusal); a version already there stays (nothing to do). A new
+    production version archives the previous one of the same major (another
+    major's production version serves its own clients), and needs an approval when
+    the model's recorded policy says so, whatever the caller passes."""
     current = registered(registry, name, version)
+    if current.stage == target:
+        return current
     check_transition(version, current.stage, target)
+    if (
+        check_approval
+        and target == "production"
+        and not current.approved_by
+        and registry.requires_approval(name)
+    ):
+        raise BadInput(
+            f"{name} {version} needs approval (the registry's policy for {name}): "
+            f"nomadml model approve {name} {version}, or promote with --approve"
+        )
     if target == "production":
         for old in registry.in_stage(name, "production", major=current.major):
             registry.set_stage(name, old.version, "archived", {"replaced_by": version})
     return registry.set_stage(name, version, target, details)
+
+
+def settle_rollout(
+    registry: ModelRegistry,
+    record: ModelVersion,
+    action: Action,
+    reason: str,
+    gates: list[dict[str, Any]],
+) -> str | None:
+    """What a rollout's outcome means for its version: a success makes it the
+    production version of its major; a canary its gates failed is rejected, with
+    the gate values. Other ends (timeouts, placement failures, interrupts) say
+    nothing about the model. Returns the new stage, if any."""
+    if action is Action.SUCCEEDED:
+        # The deploy itself was checked (or forced, and audited): no second approval.
+        move_to_stage(
+            registry,
+            record.model,
+            record.version,
+            "production",
+            {"by": "rollout"},
+            check_approval=False,
+        )
+        return "production"
+    if action is Action.ROLLED_BACK and reason.startswith("gate failed"):
+        values = gates[-1].get("values", {}) if gates else {}
+        current = registered(registry, record.model, record.version)
+        if current.stage != "rejected":
+            registry.set_stage(
+                record.model,
+                record.version,
+                "rejected",
+                {"by": "rollout", "reason": reason, "gates": values},
+            )
+        return "rejected"
+    return None
+
+
+def record_rollback(
+    registry: ModelRegistry, model: str, from_version: str, to_version: str, line: str
+) -> None:
+    """A rollback on both versions' records (those the registry holds): the version
+    rolled back to is its major's production version again, the one rolled away
+    from is archived."""
+    target = registry.get(model, to_version)
+    if target is not None:
+        if target.stage != "production":
+            # Already done in Nomad: the record follows, an approval cannot undo it.
+            details = {"by": "rollback", "from": from_version}
+            move_to_stage(registry, model, to_version, "production", details, check_approval=False)
+        registry.audit(model, "rollback", to_version, {"from": from_version, "line": line})
+    left = registry.get(model, from_version)
+    if left is not None:
+        registry.audit(model, "rollback", from_version, {"to": to_version, "line": line})
+        if left.stage == "production":
+            registry.set_stage(model, from_version, "archived", {"by": "rollback"})

@@ -51,6 +51,7 @@ def test_agent_stopped_and_restarted_mid_watch(
         ship("1.0.0"),
         "--serving-image",
         serving_image,
+        "--unregistered",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None

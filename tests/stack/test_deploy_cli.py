@@ -43,6 +43,7 @@ def test_ctrl_c_detaches_and_the_printed_command_resumes(
             ship("1.0.0"),
             "--serving-image",
             serving_image,
+            "--unregistered",
         ),
         capture_output=True,
         text=True,
@@ -60,6 +61,7 @@ def test_ctrl_c_detaches_and_the_printed_command_resumes(
         image,
         "--serving-image",
         serving_image,
+        "--unregistered",
     ]
     proc = subprocess.Popen(
         _cli(*args),

@@ -68,7 +68,7 @@ def test_a_signal_at_each_stage_leaves_a_defined_state(
 ) -> None:
     spec, job_id = stable_line({"consecutive_passes = 2": "consecutive_passes = 3"})
     args = ["deploy", str(spec), "--version", "1.1.0", "--image", ship("1.1.0", c=0.5)]
-    args += ["--serving-image", serving_image]
+    args += ["--serving-image", serving_image, "--unregistered"]
     resume = f"Resume with: nomadml deploy {spec} --version 1.1.0"
 
     def new_versions() -> list[int]:

@@ -53,19 +53,28 @@ def test_register_validate_deploy_promote(
     assert code == 0, err
     assert f"{model_name} 1.0.0 unchanged" in out
 
+    # The registry decides: a candidate does not deploy; nothing reaches Nomad.
+    code, out, err = cli("deploy", spec, "--version", "1.0.0", "--serving-image", serving_image)
+    assert code == int(ExitCode.BAD_INPUT), out + err
+    assert f"{model_name} 1.0.0 is candidate in the model registry: validate it first" in err
+    assert len(err.strip().splitlines()) == 1
+    assert nomad.job(f"{model_name}-v1") is None
+
     code, out, err = cli("model", "validate", model_name, "1.0.0", "--spec", spec)
     assert code == 0, out + err
     assert "accuracy = 1" in out and f"{model_name} 1.0.0: validated" in out
 
     code, out, err = cli("deploy", spec, "--version", "1.0.0", "--serving-image", serving_image)
     assert code == 0, out + err
+    assert f"{model_name} 1.0.0 -> production" in out  # a successful rollout settles it
     record = ModelRegistry(nomad).get(model_name, "1.0.0")
-    assert record is not None
+    assert record is not None and record.stage == "production"
     job = nomad.job(f"{model_name}-v1")
     assert job is not None
     assert job["TaskGroups"][0]["Tasks"][0]["Config"]["image"] == record.image
     assert "@sha256:" in record.image
 
+    # Promoting what a rollout already made production changes nothing.
     code, out, err = cli("model", "promote", model_name, "1.0.0", "--spec", spec)
     assert code == 0, err
     promoted = ModelRegistry(nomad).get(model_name, "1.0.0")
@@ -85,6 +94,13 @@ def test_register_validate_deploy_promote(
     code, out, err = cli("deploy", spec, "--version", "1.1.0", "--serving-image", serving_image)
     assert code == int(ExitCode.BAD_INPUT)
     assert "rejected in the model registry" in err
+    assert nomad.job(f"{model_name}-v1")["Version"] == before  # type: ignore[index]
+    # --force needs a reason; a bare image outside the registry needs --unregistered.
+    code, _, err = cli("deploy", spec, "--version", "1.1.0", "--force")
+    assert code == int(ExitCode.BAD_INPUT) and "--force needs --reason" in err
+    code, _, err = cli("deploy", spec, "--version", "9.0.0", "--serving-image", serving_image)
+    assert code == int(ExitCode.BAD_INPUT) and "is not in the model registry" in err
+    assert "--unregistered" in err
     assert nomad.job(f"{model_name}-v1")["Version"] == before  # type: ignore[index]
     code, _, err = cli("model", "promote", model_name, "1.1.0")
     assert code == int(ExitCode.BAD_INPUT) and "rejected" in err

@@ -96,6 +96,23 @@ def test_erroring_canary_fails_its_gate_and_stable_keeps_serving(
     assert _running_versions(nomad, job_id) == {"1.0.0"}
     assert nomad.job(job_id)["Meta"]["nomadml.version"] == "1.0.0"  # type: ignore[index]
 
+    # Nomad's revert copied the 1.0.0 job version; rolling back to 1.0.0 after it, twice,
+    # each time ends in one complete, tagged job version: the tag is on the newest only.
+    for _ in range(2):
+        back = rollback(nomad, job_id, to="1.0.0", timeout_s=240)
+        assert back.action is Action.SUCCEEDED, back.reason
+        tags = _tags(nomad, job_id)
+        assert tags.count("v1.0.0") == 1, tags
+        current = nomad.job(job_id)
+        assert current is not None and tags[0] == "v1.0.0"  # the newest version carries it
+        assert current["Meta"]["nomadml.version"] == "1.0.0"
+
+
+def _tags(nomad: NomadAPI, job_id: str) -> list[str | None]:
+    """Each kept job version's tag name, newest version first."""
+    versions = sorted(nomad.job_versions(job_id), key=lambda v: -int(v["Version"]))
+    return [(v.get("VersionTag") or {}).get("Name") for v in versions]
+
 
 def test_corrupted_model_fails_in_bootstrap_and_leaves_previous_version_alone(
     roll: Callable[..., RolloutResult],
