@@ -34,7 +34,8 @@ class ImageRef:
         return f"{self.repository}@{self.digest}"
 
 
-def _client() -> Any:
+def docker_client() -> Any:
+    """The local Docker engine's client, or a clear StackError."""
     import docker
     import docker.errors
 
@@ -61,7 +62,7 @@ def _build_and_push(
     """Build from (name in context, file or bytes) pairs, push, return the digest."""
     import docker.errors
 
-    client = _client()
+    client = docker_client()
     with tempfile.TemporaryFile() as buf:
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for name, item in context:

@@ -28,6 +28,7 @@ COMMANDS = {
     "endpoints": "nomadml.cli.lines:endpoints",
     "schedule-retraining": "nomadml.cli.retraining:schedule_retraining",
     "retrain": "nomadml.cli.retraining:retrain",
+    "conformance": "nomadml.cli.retraining:conformance",
     "model": "nomadml.cli.model:model",
 }
 

@@ -1,4 +1,5 @@
-"""`nomadml schedule-retraining | retrain`."""
+"""`nomadml schedule-retraining | retrain | conformance`: the operator's trainer and
+serving image, as nomadml runs them."""
 
 from __future__ import annotations
 
@@ -64,3 +65,33 @@ def retrain(ctx: click.Context, spec_path: Path | None, auto_deploy: bool | None
 
     outcome = run(nomad_client(ctx), spec, auto_deploy, log)
     log(f"done: {outcome}")
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--serving-image",
+    help="The image to check (default: the spec's serving image, resolved by digest).",
+)
+@click.option("--version", "version", default="1.0.0", show_default=True, help="Version to serve.")
+@click.pass_context
+def conformance(
+    ctx: click.Context, spec: Path, model_dir: Path, serving_image: str | None, version: str
+) -> None:
+    """Check a serving image against the serving contract, serving MODEL_DIR (model files
+    + metadata.json) on the local Docker engine: one line per clause; exit 7 if any fails."""
+    from nomadml.core.spec import load_spec
+    from nomadml.engine.conformance import check_serving_image
+    from nomadml.engine.prepare import serving_image_for
+
+    model_spec = load_spec(spec)
+    image = serving_image_for(model_spec, serving_image)
+    report = check_serving_image(model_spec, image, model_dir, version)
+    click.echo(f"serving contract of {image}:")
+    for clause in report.clauses:
+        click.echo(f"  {clause.line()}")
+    if not report.passed:
+        if report.log_tail:
+            click.echo(f"  server's last words: {report.log_tail.splitlines()[-1][:300]}")
+        ctx.exit(7)

@@ -54,6 +54,16 @@ def resolve_release(
     return release
 
 
+def serving_image_for(spec: ModelSpec, override: str | None = None) -> str:
+    """The serving image a job of `spec` runs, pinned by digest: `override`, the spec's
+    own image, or nomadml's reference server (pushed first if the registry lacks it)."""
+    if override:
+        return resolve_digest(override)
+    if spec.serving.image == REFERENCE_SERVER:
+        return reference_server(spec)
+    return resolve_digest(spec.serving.image)
+
+
 def reference_server(spec: ModelSpec) -> str:
     """nomadml's reference serving image, pinned; pushed to the spec's registry if missing."""
     registry = spec.model.registry

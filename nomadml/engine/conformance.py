@@ -1,0 +1,143 @@
+"""`nomadml conformance`: run a serving image against a model directory on the local
+Docker engine, the way a Nomad allocation would (the model installed by the real
+bootstrap into a volume mounted read-only, host networking, the spec's command and
+environment), and check each clause of the serving contract."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nomadml.adapters.containers import Container
+from nomadml.adapters.serving_http import call
+from nomadml.bundled.bootstrap import build_manifest, install, write_manifest
+from nomadml.core import conformance as contract
+from nomadml.core.conformance import Clause
+from nomadml.core.schema import seconds
+from nomadml.core.spec import ModelSpec, parse_version
+from nomadml.engine.registration import read_metadata
+from nomadml.errors import as_operator_error
+
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ConformanceReport:
+    image: str
+    clauses: list[Clause] = field(default_factory=list)
+    log_tail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(c.kept for c in self.clauses)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def check_serving_image(
+    spec: ModelSpec, image: str, model_dir: Path, version: str = "1.0.0"
+) -> ConformanceReport:
+    """Every clause of the serving contract, checked against `image` serving the model
+    in `model_dir`; the container and the scratch volume are removed afterwards."""
+    parse_version(version, "--version")
+    metadata = read_metadata(model_dir)
+    report = ConformanceReport(image)
+    with tempfile.TemporaryDirectory(prefix="nomadml-conformance-") as scratch:
+        volume = _installed(Path(scratch), model_dir, spec.name, version)
+        port = _free_port()
+        inside = f"/models/{spec.name}/{version}"
+        env = {
+            **spec.serving.env,
+            "NOMADML_MODEL_DIR": inside,
+            "NOMADML_MODEL_NAME": spec.name,
+            "NOMADML_MODEL_VERSION": version,
+            "NOMAD_PORT_http": str(port),
+            "NOMAD_IP_http": "127.0.0.1",
+        }
+        command = [spec.serving.command, *spec.serving.args]
+        container = Container(image, command, env, (volume / spec.name / version, inside))
+        try:
+            _check(report, container, spec, f"http://127.0.0.1:{port}", metadata, version)
+        finally:
+            report.log_tail = container.logs()
+            container.remove()
+    return report
+
+
+def _installed(scratch: Path, model_dir: Path, model: str, version: str) -> Path:
+    """The model as the bootstrap task installs it: manifest, checksums, read-only."""
+    source = scratch / "source"
+    shutil.copytree(model_dir, source, symlinks=True)
+    (source / "manifest.json").unlink(missing_ok=True)
+    try:
+        write_manifest(source, build_manifest(source, model, version))
+        install(source, scratch / "volume", model, version)
+    except ValueError as err:  # the installer's own errors
+        raise as_operator_error(err) from None
+    return scratch / "volume"
+
+
+def _check(
+    report: ConformanceReport,
+    container: Container,
+    spec: ModelSpec,
+    base: str,
+    metadata: dict[str, object],
+    version: str,
+) -> None:
+    health = base + spec.serving.health_path
+    started = time.monotonic()
+    status: int | None = None
+    while time.monotonic() - started < READY_TIMEOUT_S and container.running():
+        status, _ = call(health, timeout_s=2)
+        if status == 200:
+            break
+        time.sleep(0.2)
+    ready = Clause(
+        f"starts and answers GET {spec.serving.health_path} 200",
+        contract.check_health(status, time.monotonic() - started),
+    )
+    report.clauses.append(ready)
+    if not ready.kept:
+        return
+    report.clauses.append(Clause("runs as a non-root user", contract.check_user(container.uid())))
+    names = spec.gates.metrics
+    instances = contract.sample_instances(dict(metadata))
+    body = json.dumps({"instances": instances}).encode()
+    got, answer = call(base + names.path, body)
+    report.clauses.append(
+        Clause(
+            f"POST {names.path} answers with predictions and the model version",
+            contract.check_predict(got or 0, answer, instances, version),
+        )
+    )
+    bad, _ = call(base + names.path, b"{not json")
+    report.clauses.append(
+        Clause(f"POST {names.path} refuses bad input with 4xx", contract.check_bad_input(bad or 0))
+    )
+    shown, text = call(base + spec.serving.metrics_path)
+    report.clauses.append(
+        Clause(
+            f"GET {spec.serving.metrics_path} counts requests in {names.requests_total} "
+            f"and {names.duration_seconds}",
+            contract.check_metrics(shown or 0, text.decode(errors="replace"), names, 2),
+        )
+    )
+    grace = seconds(spec.serving.kill_timeout)
+    container.terminate()
+    draining, _ = call(health, timeout_s=1)
+    report.clauses.append(
+        Clause(
+            f"on SIGTERM drains and exits 0 within kill_timeout ({spec.serving.kill_timeout})",
+            contract.check_shutdown(draining, container.wait(grace), grace),
+        )
+    )
