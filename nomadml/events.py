@@ -24,6 +24,8 @@ EventKind = Literal[
     "retire",  # an old major line stopped
     "register",  # a model version registered in the model registry
     "stage",  # a model version moved to another stage
+    "retrain",  # a retraining run's outcome
+    "data-check",  # training or evaluation data failed its checks
     "note",  # anything else worth a line
 ]
 EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))

@@ -15,6 +15,9 @@ RUN_DIR="$STACK_DIR/run"
 WHEELHOUSE="${NOMADML_WHEELHOUSE:-$CACHE_DIR/wheelhouse}"
 LOG_DIR="$STACK_DIR/logs"
 export NOMAD_ADDR="${NOMAD_ADDR:-http://127.0.0.1:$NOMAD_HTTP_PORT}"
+# onnxruntime (the ONNX example) phones home from 1.29 on unless told not to; belt and braces
+# beside the pinned version: every script, test and job started from here says no.
+export ORT_DISABLE_TELEMETRY=1
 
 say() { printf '%s %s\n' "[$(date +%H:%M:%S)]" "$*" >&2; }
 die() { say "error: $*"; exit 1; }

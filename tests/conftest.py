@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,9 @@ from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.engine.result import RolloutResult
 from nomadml.errors import NomadMLError
 from nomadml.settings import NomadSettings
+
+# The ONNX example's onnxruntime must not phone home (scripts/lib.sh says the same).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -95,14 +99,15 @@ GATE_PRESETS: dict[str, dict[str, str]] = {
 @pytest.fixture()
 def make_spec(tmp_path: Path, model_name: str) -> Callable[..., Path]:
     """Write the shipped iris spec under the test's model name; `gates` picks a preset
-    ("fast": short analysis windows; "health": Nomad health only), then `replace` edits."""
+    ("fast": short analysis windows; "health": Nomad health only), then `replace` edits.
+    The example's data files are copied beside it (its [data] paths are relative)."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "iris"
 
     def write(
         replace: dict[str, str] | None = None, file: str = "spec.toml", gates: str = "shipped"
     ) -> Path:
-        text = (
-            Path(__file__).resolve().parent.parent / "examples" / "iris" / "iris.toml"
-        ).read_text()
+        shutil.copytree(example / "data", tmp_path / "data", dirs_exist_ok=True)
+        text = (example / "iris.toml").read_text()
         text = text.replace('name = "iris"', f'name = "{model_name}"', 1)
         for old, new in [*GATE_PRESETS[gates].items(), *(replace or {}).items()]:
             assert old in text, f"spec has no {old!r} to replace"

@@ -1,6 +1,8 @@
 """Train the reference model: a softmax classifier on the iris data set that
-ships with scikit-learn (no download). It is exported as plain coefficients so the
-serving image needs nothing beyond Python's standard library."""
+ships with scikit-learn (no download), or on the CSV files the spec's `[data]` names
+($NOMADML_TRAIN_DATA, $NOMADML_EVAL_DATA: four measurements and a `species` column).
+It is exported as plain coefficients so the serving image needs nothing beyond
+Python's standard library."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ def train_iris(
     c: float = 1.0,
     max_iter: int = 500,
     features: list[str] | None = None,
+    data: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
-    """Fit, evaluate on a held-out split, write model.json + metadata.json.
-    `features` picks input columns: another set is another signature (a new major)."""
+    """Fit, evaluate on a held-out split (or the `data` files: train, evaluation),
+    write model.json + metadata.json. `features` picks input columns: another set is
+    another signature (a new major)."""
     features = features or FEATURES
     unknown = sorted(set(features) - set(FEATURES))
     if unknown:
@@ -30,14 +34,25 @@ def train_iris(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
-    data = load_iris()
-    x_train, x_test, y_train, y_test = train_test_split(
-        data.data[:, columns], data.target, test_size=0.3, random_state=seed, stratify=data.target
-    )
+    iris = load_iris()
+    names = [str(n) for n in iris.target_names]
+    if data is not None:
+        x_train, y_train = _read(data[0], features, names)
+        x_test, y_test = _read(data[1], features, names)
+        rows, source = len(y_train) + len(y_test), f"{data[0].name} + {data[1].name}"
+    else:
+        x_train, x_test, y_train, y_test = train_test_split(
+            iris.data[:, columns],
+            iris.target,
+            test_size=0.3,
+            random_state=seed,
+            stratify=iris.target,
+        )
+        rows, source = len(iris.target), "sklearn.datasets.load_iris"
     clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
     clf.fit(x_train, y_train)
     accuracy = float(clf.score(x_test, y_test))
-    classes = [str(data.target_names[i]) for i in clf.classes_]
+    classes = [names[i] for i in clf.classes_]
     model = {
         "kind": "linear-softmax",
         "features": features,
@@ -51,11 +66,7 @@ def train_iris(
             "inputs": [{"name": f, "type": "float"} for f in features],
             "outputs": [{"name": "label", "type": "string", "values": classes}],
         },
-        "training_data": {
-            "source": "sklearn.datasets.load_iris",
-            "rows": len(data.target),
-            "split_seed": seed,
-        },
+        "training_data": {"source": source, "rows": rows, "split_seed": seed},
         "params": {"C": c, "max_iter": max_iter},
         "notes": "logistic regression (softmax), exported as coefficients",
     }
@@ -63,6 +74,18 @@ def train_iris(
     (out_dir / "model.json").write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
     (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
     return metadata
+
+
+def _read(
+    path: Path, features: list[str], classes: list[str]
+) -> tuple[list[list[float]], list[int]]:
+    """Feature rows and class indexes from a CSV file with a `species` column."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    x = [[float(row[name]) for name in features] for row in rows]
+    return x, [classes.index(row["species"]) for row in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out:
         print("train: no output directory: set NOMADML_OUTPUT_DIR or pass --out", file=sys.stderr)
         return 2
-    metrics = train_iris(Path(args.out), seed=args.seed, c=args.c)["metrics"]
+    train, evaluation = os.environ.get("NOMADML_TRAIN_DATA"), os.environ.get("NOMADML_EVAL_DATA")
+    data = (Path(train), Path(evaluation)) if train and evaluation else None
+    metrics = train_iris(Path(args.out), seed=args.seed, c=args.c, data=data)["metrics"]
     print(f"train: iris accuracy {metrics['accuracy']:.3f} on {metrics['test_samples']} rows")
     return 0
 

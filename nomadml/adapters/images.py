@@ -53,13 +53,14 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
     tar.addfile(info, io.BytesIO(data))
 
 
-def _build_and_push(
+def build_and_push(
     context: Iterator[tuple[str, Path | bytes]],
     repository: str,
     tag: str,
     labels: Mapping[str, str],
 ) -> ImageRef:
-    """Build from (name in context, file or bytes) pairs, push, return the digest."""
+    """Build from (name in context, file or bytes) pairs (a Dockerfile among them,
+    FROM an image on the local engine: nothing is pulled), push, return the digest."""
     import docker.errors
 
     client = docker_client()
@@ -120,7 +121,7 @@ def build_model_image(
         for entry in manifest["files"]:
             yield f"model/{entry['path']}", model_dir / entry["path"]
 
-    return _build_and_push(context(), f"{registry}/nomadml/models/{name}", version, labels)
+    return build_and_push(context(), f"{registry}/nomadml/models/{name}", version, labels)
 
 
 def build_serving_image(
@@ -137,4 +138,34 @@ def build_serving_image(
     ).encode()
     context = iter([("Dockerfile", dockerfile), ("serve.py", server)])
     labels = {"io.nomadml.kind": "serving", "io.nomadml.version": __version__}
-    return _build_and_push(context, f"{registry}/nomadml/serve", tag, labels)
+    return build_and_push(context, f"{registry}/nomadml/serve", tag, labels)
+
+
+def export_model(image: str, dest: Path) -> None:
+    """Copy a model image's /model (files + manifest.json) into `dest`, pulling the
+    image from its registry if the local engine lacks it."""
+    import docker.errors
+
+    client = docker_client()
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        repository, _, digest = image.partition("@")
+        try:
+            client.images.pull(repository, tag=digest or None)
+        except docker.errors.APIError as err:
+            raise StackError(f"cannot pull {image}: {err.explanation or err}") from None
+    container = client.containers.create(image, command=["true"])
+    try:
+        stream, _ = container.get_archive("/model")
+        with tempfile.TemporaryFile() as buf:
+            for chunk in stream:
+                buf.write(chunk)
+            buf.seek(0)
+            with tarfile.open(fileobj=buf) as tar:
+                members = [m for m in tar.getmembers() if m.name.startswith("model/")]
+                for member in members:
+                    member.name = member.name.removeprefix("model/")
+                tar.extractall(dest, members=members, filter="data")
+    finally:
+        container.remove(force=True)

@@ -25,7 +25,7 @@ from nomadml.core.spec import parse_version
 from nomadml.errors import BadInput, Conflict, NomadAPIError
 
 ROOT = "nomadml/models"
-JSON_FIELDS = ("metrics", "signature", "training_data", "files", "gates", "labels")
+JSON_FIELDS = ("metrics", "signature", "training_data", "files", "gates", "labels", "measured")
 
 
 def _encode(record: dict[str, Any]) -> dict[str, str]:

@@ -29,6 +29,8 @@ NOTIFIED = {
     "result": "finished",
     "register": "model-registered",
     "stage": "stage-changed",
+    "retrain": "retraining",
+    "data-check": "data-check-failed",
 }
 
 
@@ -47,6 +49,11 @@ def payload(event: Event) -> dict[str, Any] | None:
         name = {"succeeded": "succeeded", "rolled-back": "rolled-back"}.get(
             str(event.data.get("outcome")), "failed"
         )
+        operation = str(event.data.get("operation") or "deploy")
+        if operation != "deploy":  # rollback-succeeded, promote-failed, ...
+            name = f"{operation}-{name}"
+    elif name == "retraining":  # retraining-validated, retraining-unchanged, ...
+        name = f"retraining-{event.data.get('outcome', 'failed')}"
     return {
         "event": name,
         "job": event.job_id,

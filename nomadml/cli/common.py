@@ -3,7 +3,8 @@ global options, the webhook sink, and the options of commands that follow a depl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -11,6 +12,7 @@ import click
 if TYPE_CHECKING:
     from nomadml.adapters.nomad_api import NomadAPI
     from nomadml.core.spec import Notify
+    from nomadml.events import Emit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,6 +72,20 @@ def webhook_sink(notify: Notify | None = None) -> Any:
     from nomadml.adapters.webhooks import Webhook
 
     return Webhook(url, secret)
+
+
+@contextmanager
+def notifying(printer: Emit) -> Iterator[Emit]:
+    """The printer, plus the webhook when $NOMADML_WEBHOOK_URL names one (commands that
+    work on a running line have no spec to read it from); the webhook is closed after."""
+    from nomadml.events import fanout
+
+    sink = webhook_sink()
+    try:
+        yield fanout(printer, sink) if sink is not None else printer
+    finally:
+        if sink is not None:
+            sink.close()
 
 
 def follow_options(f: F) -> F:

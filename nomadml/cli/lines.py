@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from nomadml.cli.common import follow_options, nomad_client, report
+from nomadml.cli.common import follow_options, nomad_client, notifying, report
 
 
 @click.command()
@@ -18,7 +18,8 @@ def promote(ctx: click.Context, line: str, timeout_s: float, as_json: bool) -> N
     from nomadml.engine.promote import promote as run_promote
 
     printer = Printer("json" if as_json else "auto")
-    result = run_promote(nomad_client(ctx), line, timeout_s=timeout_s, emit=printer)
+    with notifying(printer) as emit:
+        result = run_promote(nomad_client(ctx), line, timeout_s=timeout_s, emit=emit)
     printer.close()
     report(result, as_json)
     ctx.exit(int(result.exit_code))
@@ -43,7 +44,8 @@ def rollback(
 
         parse_version(to, "--to")
     printer = Printer("json" if as_json else "auto")
-    result = run_rollback(nomad_client(ctx), line, to, timeout_s=timeout_s, emit=printer)
+    with notifying(printer) as emit:
+        result = run_rollback(nomad_client(ctx), line, to, timeout_s=timeout_s, emit=emit)
     printer.close()
     report(result, as_json)
     ctx.exit(int(result.exit_code))

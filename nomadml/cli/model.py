@@ -118,12 +118,15 @@ def register(
 def validate(ctx: click.Context, name: str, version: str, spec_path: Path) -> None:
     """Run the spec's validation gates on a candidate: validated, or rejected."""
     from nomadml.core.spec import load_spec
+    from nomadml.engine.evaluation import measurer
     from nomadml.engine.stages import registered, validate_version
     from nomadml.events import Event
 
-    rules = load_spec(spec_path).validation
+    spec = load_spec(spec_path)
     registry = _registry(ctx)
-    report = validate_version(registry, registered(registry, name, version), rules)
+    candidate = registered(registry, name, version)
+    measure = measurer(spec, spec.directory)
+    report = validate_version(registry, candidate, spec.validation, measure=measure)
     target = "validated" if report.passed else "rejected"
     data = {"passed": report.passed, "values": report.values}
     _emit(ctx)(Event("gate", name, f"{name} {version} {target}", data))

@@ -46,9 +46,11 @@ def retrain(ctx: click.Context, spec_path: Path | None, auto_deploy: bool | None
 
     This is what the periodic retraining job runs; each step is logged as a
     `retrain: ...` line."""
+    from nomadml.cli.common import webhook_sink
     from nomadml.core.spec import load_spec, parse_spec
     from nomadml.engine.retraining import run
     from nomadml.errors import BadInput
+    from nomadml.events import discard
 
     if spec_path is not None:
         spec = load_spec(spec_path)
@@ -63,7 +65,14 @@ def retrain(ctx: click.Context, spec_path: Path | None, auto_deploy: bool | None
     def log(message: str) -> None:
         click.echo(f"retrain: {message}")
 
-    outcome = run(nomad_client(ctx), spec, auto_deploy, log)
+    webhook = webhook_sink(spec.notify)
+    try:
+        base = Path(os.environ.get("NOMADML_SPEC_DIR") or spec.directory)
+        api = nomad_client(ctx)
+        outcome = run(api, spec, auto_deploy, log, emit=webhook or discard, data_base=base)
+    finally:
+        if webhook is not None:
+            webhook.close()
     log(f"done: {outcome}")
 
 

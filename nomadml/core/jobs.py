@@ -136,7 +136,7 @@ def retraining_values(spec: ModelSpec) -> dict[str, Any]:
         training["image"] = f"{spec.model.registry}/nomadml/trainer:{reference_serving_tag()}"
     return {
         "job": job_header(spec, f"{spec.name}-retrain", {"nomadml.role": "retraining"}),
-        "model": {"name": spec.name, "spec_text": spec.text},
+        "model": {"name": spec.name, "spec_text": spec.text, "spec_dir": str(spec.directory)},
         "retraining": training,
         "spec": d,
     }

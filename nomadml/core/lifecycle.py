@@ -75,6 +75,22 @@ def bump(latest: str | None, part: str) -> str:
     raise BadInput(f"--bump takes major, minor or patch, not {part!r}")
 
 
+def next_version(versions: list[ModelVersion], signature: Any) -> str:
+    """The version a retrained model gets: the next minor in the major whose latest
+    version declares the same signature; a signature no major has is a new major."""
+    digest = signature_hash(signature)
+    latest: dict[int, ModelVersion] = {}
+    for v in versions:
+        if v.major not in latest or parse_version(v.version) > parse_version(
+            latest[v.major].version
+        ):
+            latest[v.major] = v
+    same = [major for major, v in latest.items() if v.signature_hash == digest]
+    if same:
+        return bump(latest[max(same)].version, "minor")
+    return f"{max(latest, default=0) + 1}.0.0"
+
+
 def signature_hash(signature: Any) -> str:
     return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()[:16]
 

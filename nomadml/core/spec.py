@@ -151,6 +151,32 @@ class Retraining:
 
 
 @dataclass(frozen=True)
+class DataChecks:
+    min_rows: int
+    columns: Mapping[str, str]
+    min: Mapping[str, float]
+    max: Mapping[str, float]
+    max_missing: float
+    min_class_share: float
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Data:
+    train: str
+    evaluation: str
+    label: str
+    checks: DataChecks
+
+    def path(self, which: str, base: Path) -> Path | None:
+        """The `train` or `evaluation` file, absolute (relative ones are the spec's)."""
+        value = self.train if which == "train" else self.evaluation
+        if not value:
+            return None
+        return Path(value) if Path(value).is_absolute() else base / value
+
+
+@dataclass(frozen=True)
 class Notify:
     webhook_url: str
     secret_env: str
@@ -202,6 +228,7 @@ class ModelSpec:
     validation: Validation = dc_field(init=False)
     lifecycle: Lifecycle = dc_field(init=False)
     retraining: Retraining = dc_field(init=False)
+    data: Data = dc_field(init=False)
     notify: Notify = dc_field(init=False)
     templates: Templates = dc_field(init=False)
 

@@ -23,6 +23,7 @@ NAME = r"[a-z][a-z0-9-]{0,39}"
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 ENV_KEY = r"(?!NOMADML_|NOMAD_)[A-Za-z_][A-Za-z0-9_]*"
 REFERENCE_SERVER = "reference"
+COLUMN_KINDS = ("float", "int", "str", "bool")
 
 
 def _cron(value: str) -> str | None:
@@ -158,6 +159,23 @@ SCHEMA: Schema = {
             "memory": Field("int", 512, (between(16, 1_000_000),)),
         },
     },
+    "data": {
+        # Where the trainer reads its data (absolute, or relative to the spec file);
+        # passed to it as $NOMADML_TRAIN_DATA and $NOMADML_EVAL_DATA (CSV files).
+        "train": Field("str", ""),
+        "evaluation": Field("str", ""),
+        "label": Field("str", "", (matches(r"([A-Za-z_][A-Za-z0-9_ .-]*)?", "a column name"),)),
+        # Checked before training, on both files; failing data yields no version.
+        "checks": {
+            "min_rows": Field("int", 0, (between(0, 10**12),)),
+            "columns": Field("dict[str,str]", {}),  # column -> float | int | str | bool
+            "min": Field("dict[str,float]", {}),
+            "max": Field("dict[str,float]", {}),
+            "max_missing": Field("float", 0.0, (between(0, 1),)),  # share per column
+            "min_class_share": Field("float", 0.0, (between(0, 1),)),  # rarest label's share
+            "command": Field("list[str]", []),  # your own check: exit 0 = the data is fine
+        },
+    },
     "notify": {
         # Rollout events go to this URL as signed JSON (NOMADML_WEBHOOK_URL overrides).
         "webhook_url": Field("str", "", (matches(r"(https?://\S+)?", "an http(s) URL"),)),
@@ -210,6 +228,21 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
     gates = data["gates"]
     if seconds(gates["interval"]) > seconds(gates["window"]):
         problems.append(("gates.interval", "must not be longer than gates.window"))
+    checks = data["data"]["checks"]
+    for column, kind in checks["columns"].items():
+        if kind not in COLUMN_KINDS:
+            problems.append(
+                (
+                    f"data.checks.columns.{column}",
+                    f"{kind!r} is not one of {', '.join(COLUMN_KINDS)}",
+                )
+            )
+    if checks["min_class_share"] and not data["data"]["label"]:
+        problems.append(("data.checks.min_class_share", "needs data.label (the label column)"))
+    for column, low in checks["min"].items():
+        high = checks["max"].get(column)
+        if high is not None and low > high:
+            problems.append((f"data.checks.min.{column}", f"{low:g} is above data.checks.max"))
     if data["retraining"]["enabled"] and not data["retraining"]["trainer"]:
         problems.append(
             (

@@ -6,24 +6,18 @@ environment), and check each clause of the serving contract."""
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nomadml.adapters.containers import Container
 from nomadml.adapters.serving_http import call
-from nomadml.bundled.bootstrap import build_manifest, install, write_manifest
 from nomadml.core import conformance as contract
 from nomadml.core.conformance import Clause
 from nomadml.core.schema import seconds
 from nomadml.core.spec import ModelSpec, parse_version
+from nomadml.engine.local_serving import install_locally, start, wait_healthy
 from nomadml.engine.registration import read_metadata
-from nomadml.errors import as_operator_error
-
-READY_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -37,12 +31,6 @@ class ConformanceReport:
         return all(c.kept for c in self.clauses)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def check_serving_image(
     spec: ModelSpec, image: str, model_dir: Path, version: str = "1.0.0"
 ) -> ConformanceReport:
@@ -52,38 +40,14 @@ def check_serving_image(
     metadata = read_metadata(model_dir)
     report = ConformanceReport(image)
     with tempfile.TemporaryDirectory(prefix="nomadml-conformance-") as scratch:
-        volume = _installed(Path(scratch), model_dir, spec.name, version)
-        port = _free_port()
-        inside = f"/models/{spec.name}/{version}"
-        env = {
-            **spec.serving.env,
-            "NOMADML_MODEL_DIR": inside,
-            "NOMADML_MODEL_NAME": spec.name,
-            "NOMADML_MODEL_VERSION": version,
-            "NOMAD_PORT_http": str(port),
-            "NOMAD_IP_http": "127.0.0.1",
-        }
-        command = [spec.serving.command, *spec.serving.args]
-        container = Container(image, command, env, (volume / spec.name / version, inside))
+        volume = install_locally(Path(scratch), model_dir, spec.name, version)
+        container, base = start(spec, image, volume, version)
         try:
-            _check(report, container, spec, f"http://127.0.0.1:{port}", metadata, version)
+            _check(report, container, spec, base, metadata, version)
         finally:
             report.log_tail = container.logs()
             container.remove()
     return report
-
-
-def _installed(scratch: Path, model_dir: Path, model: str, version: str) -> Path:
-    """The model as the bootstrap task installs it: manifest, checksums, read-only."""
-    source = scratch / "source"
-    shutil.copytree(model_dir, source, symlinks=True)
-    (source / "manifest.json").unlink(missing_ok=True)
-    try:
-        write_manifest(source, build_manifest(source, model, version))
-        install(source, scratch / "volume", model, version)
-    except ValueError as err:  # the installer's own errors
-        raise as_operator_error(err) from None
-    return scratch / "volume"
 
 
 def _check(
@@ -95,16 +59,10 @@ def _check(
     version: str,
 ) -> None:
     health = base + spec.serving.health_path
-    started = time.monotonic()
-    status: int | None = None
-    while time.monotonic() - started < READY_TIMEOUT_S and container.running():
-        status, _ = call(health, timeout_s=2)
-        if status == 200:
-            break
-        time.sleep(0.2)
+    status, waited = wait_healthy(container, health)
     ready = Clause(
         f"starts and answers GET {spec.serving.health_path} 200",
-        contract.check_health(status, time.monotonic() - started),
+        contract.check_health(status, waited),
     )
     report.clauses.append(ready)
     if not ready.kept:

@@ -42,15 +42,17 @@ def resolve_release(
     pin_serving: bool = False,
 ) -> Release:
     """Pin the model image by digest: as given, or looked up in the image registry.
-    With `pin_serving`, nomadml's reference server is pinned too (built and pushed
-    first if the registry does not have it yet)."""
+    With `pin_serving`, the serving image is pinned too: the spec's own, or nomadml's
+    reference server (built and pushed first if the registry does not have it yet)."""
     parse_version(version, "--version")
     image = model_image or f"{model_repository(spec)}:{version}"
     release = Release(version, resolve_digest(image))
     if serving_image:
         return Release(version, release.model_image, resolve_digest(serving_image))
-    if pin_serving and spec.serving.image == REFERENCE_SERVER:
-        return Release(version, release.model_image, reference_server(spec))
+    if pin_serving and spec.serving.driver == "docker":
+        # The spec's own serving image is pinned like the model's: a job never runs a
+        # mutable tag (the reference server is pushed first if the registry lacks it).
+        return Release(version, release.model_image, serving_image_for(spec))
     return release
 
 
@@ -120,7 +122,9 @@ def prepare_release(
     registry decides whether the version may go out at all. `nomad` is called only
     when the registry must be asked: an offline render never is."""
     record = None
-    if pin_serving:
+    # The registry is asked when it must be: for a deploy (it decides), or for the
+    # image of a version given without one. A plan of a given image needs no variable.
+    if pin_serving and (policy is not None or model_image is None):
         parse_version(version, "--version")
         from nomadml.adapters.model_store import ModelRegistry
 

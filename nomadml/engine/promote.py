@@ -24,7 +24,7 @@ def promote(
     started = time.monotonic()
     promote_deployment(api, line, dep["ID"], emit)
     model_version = str((job.get("Meta") or {}).get("nomadml.version"))
-    options = WatchOptions(timeout_s=timeout_s)
+    options = WatchOptions(timeout_s=timeout_s, operation="promote")
     return watch(
         api, line, int(dep["JobVersion"]), model_version, options, None, emit, started=started
     )

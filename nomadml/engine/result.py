@@ -31,6 +31,7 @@ class RolloutResult:
     seconds: float = 0.0
     rollback_seconds: float | None = None
     watch_calls: int = 0  # Nomad API requests made while watching (benchmarks read it)
+    operation: str = "deploy"  # deploy, promote or rollback
 
     @property
     def exit_code(self) -> ExitCode:
@@ -39,6 +40,7 @@ class RolloutResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "outcome": self.action.value,
+            "operation": self.operation,
             "job": self.job_id,
             "model_version": self.model_version,
             "job_version": self.job_version,

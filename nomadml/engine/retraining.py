@@ -18,23 +18,32 @@ from pathlib import Path
 
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.lifecycle import next_version
 from nomadml.core.spec import ModelSpec
-from nomadml.engine.registration import register_model
+from nomadml.engine.data_checks import check_data
+from nomadml.engine.evaluation import measurer
+from nomadml.engine.registration import read_metadata, register_model
 from nomadml.engine.stages import validate_version
-from nomadml.errors import BadInput
-from nomadml.events import Event
+from nomadml.errors import BadInput, NomadMLError
+from nomadml.events import Emit, Event, discard
 
 Log = Callable[[str], None]
 TRAINER_TIMEOUT_S = 6 * 3600
 
 
-def train(spec: ModelSpec, out_dir: Path, log: Log) -> None:
-    """Run the spec's trainer into `out_dir`; its output goes to the run's log."""
+def train(spec: ModelSpec, out_dir: Path, log: Log, data_env: dict[str, str] | None = None) -> None:
+    """Run the spec's trainer into `out_dir` (the data files in its environment); its
+    output goes to the run's log."""
     trainer = list(spec.retraining.trainer)
     if not trainer:
         raise BadInput(f"{spec.source}: retraining.trainer: no trainer command")
     out_dir.mkdir(parents=True)
-    env = {**os.environ, "NOMADML_OUTPUT_DIR": str(out_dir), "NOMADML_MODEL_NAME": spec.name}
+    env = {
+        **os.environ,
+        **(data_env or {}),
+        "NOMADML_OUTPUT_DIR": str(out_dir),
+        "NOMADML_MODEL_NAME": spec.name,
+    }
     shown = " ".join(trainer)
     log(f"training {spec.name}: {shown}")
     try:
@@ -58,49 +67,108 @@ def in_flight(api: NomadAPI, job_id: str) -> bool:
     return bool(dep) and dep.get("Status") in ("running", "paused")  # type: ignore[union-attr]
 
 
-def run(api: NomadAPI, spec: ModelSpec, auto_deploy: bool, log: Log) -> str:
-    """Returns what happened: unchanged, rejected, validated, deployed, skipped-in-flight."""
+class DataCheckFailed(BadInput):
+    """The training or evaluation data failed its checks: no version was made."""
+
+
+def run(
+    api: NomadAPI,
+    spec: ModelSpec,
+    auto_deploy: bool,
+    log: Log,
+    emit: Emit = discard,
+    data_base: Path | None = None,
+) -> str:
+    """One retraining run; returns what happened (unchanged, rejected, validated,
+    skipped-in-flight, deployed:<outcome>) and says it as a `retrain` event, also
+    when a step fails (outcome failed, with the reason) before the error goes on."""
+    try:
+        outcome, version = _run(api, spec, auto_deploy, log, emit, data_base or spec.directory)
+    except NomadMLError as err:
+        emit(
+            Event(
+                "retrain",
+                spec.name,
+                f"retraining failed: {err}",
+                {"outcome": "failed", "reason": str(err)},
+            )
+        )
+        raise
+    data = {"outcome": outcome.split(":")[0], "detail": outcome, "version": version}
+    emit(Event("retrain", spec.name, f"retraining {outcome}", data))
+    return outcome
+
+
+def _run(
+    api: NomadAPI, spec: ModelSpec, auto_deploy: bool, log: Log, emit: Emit, data_base: Path
+) -> tuple[str, str | None]:
     registry = ModelRegistry(api)
     # Reach the registry before the (long) training: an unreachable or refusing
     # Nomad fails the run at once, with nothing trained for nothing.
-    known = len(registry.versions(spec.name))
-    log(f"{spec.name}: {known} version(s) registered")
+    versions = registry.versions(spec.name)
+    log(f"{spec.name}: {len(versions)} version(s) registered")
 
-    def emit(event: Event) -> None:
+    def say(event: Event) -> None:
         log(event.message)
+        emit(event)
+
+    data = check_data(spec, data_base)
+    if not data.passed:
+        for line in data.failures:
+            log(f"data check failed: {line}")
+        registry.audit(spec.name, "data-check", "-", {"failures": data.failures})
+        count = len(data.failures)
+        emit(
+            Event(
+                "data-check",
+                spec.name,
+                f"{count} data check(s) failed: {data.failures[0]}",
+                {"failures": data.failures},
+            )
+        )
+        raise DataCheckFailed(
+            f"{count} data check(s) failed, nothing trained or registered: {data.failures[0]}"
+            + (f" (and {count - 1} more)" if count > 1 else "")
+        )
+    if data.files:
+        log(f"data checks passed: {', '.join(str(p) for p in data.files.values())}")
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        train(spec, model_dir, log)
+        train(spec, model_dir, log, data.env())
         log(f"trained {spec.name}")
+        version = next_version(versions, read_metadata(model_dir)["signature"])
         record, created = register_model(
             registry,
             model_dir,
             spec.name,
-            bump_part="minor",
+            version=version,
             image_registry=spec.model.registry,
-            emit=emit,
+            emit=say,
         )
     version = record.version
     if not created:
         log(f"artifact unchanged: already {spec.name} {version} ({record.stage}); nothing new")
-        return "unchanged"
-    report = validate_version(registry, record, spec.validation, by="retraining")
+        return "unchanged", version
+    measure = measurer(spec, data_base)
+    if measure is not None:
+        log(f"measuring {version} and production on {spec.data.evaluation}")
+    report = validate_version(registry, record, spec.validation, by="retraining", measure=measure)
     stage = "validated" if report.passed else "rejected"
     log(f"{spec.name} {version}: {stage} {report.values} {report.reasons or ''}")
     if not report.passed or not auto_deploy:
-        return stage
+        return stage, version
     job_id = spec.job_id(version)
     if in_flight(api, job_id):
         log(f"{job_id} has a rollout in flight: not starting another")
-        return "skipped-in-flight"
+        return "skipped-in-flight", version
     from nomadml.engine.deploy import deploy
     from nomadml.engine.prepare import ReleasePolicy, prepare_release
 
     prepared = prepare_release(spec, version, nomad=lambda: api, policy=ReleasePolicy())
-    result = deploy(api, prepared, emit=emit)
-    emit(Event("note", job_id, f"deploy of {version}: {result.action.value}"))
-    return f"deployed:{result.action.value}"
+    result = deploy(api, prepared, emit=say)
+    say(Event("note", job_id, f"deploy of {version}: {result.action.value}"))
+    return f"deployed:{result.action.value}", version
 
 
 def schedule(api: NomadAPI, spec: ModelSpec) -> tuple[str, int]:

@@ -63,6 +63,7 @@ def rollback(
             dep["ID"],
             seconds=seconds,
             rollback_seconds=seconds,
+            operation="rollback",
         )
     target = choose_target(job, api.job_versions(job_id), to)
     model_version = str(target["Meta"].get("nomadml.version", "?"))
@@ -102,7 +103,7 @@ def rollback(
         job_id,
         new_version,
         model_version,
-        WatchOptions(timeout_s=timeout_s),
+        WatchOptions(timeout_s=timeout_s, operation="rollback"),
         None,
         emit,
         eval_id=answer.get("EvalID"),

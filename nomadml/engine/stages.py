@@ -5,6 +5,9 @@ rules themselves are core.lifecycle's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 from nomadml.adapters.model_store import ModelRegistry, now
@@ -24,16 +27,34 @@ def registered(registry: ModelRegistry, name: str, version: str) -> ModelVersion
 
 
 def validate_version(
-    registry: ModelRegistry, candidate: ModelVersion, rules: Validation, by: str = ""
+    registry: ModelRegistry,
+    candidate: ModelVersion,
+    rules: Validation,
+    by: str = "",
+    measure: Callable[[ModelVersion], dict[str, float]] | None = None,
 ) -> GateReport:
     """Run the validation gates against the production version of the candidate's
     major (another major has another schema: its numbers do not compare); the
     candidate becomes validated or rejected, with the gate values recorded on it.
-    The spec's approval policy is recorded for the model."""
+    With `measure`, both versions are measured on the same evaluation data and the
+    gates compare those numbers, not the trainers' own. The spec's approval policy
+    is recorded for the model."""
     registry.record_policy(candidate.model, rules.require_approval)
     in_production = registry.in_stage(candidate.model, "production", major=candidate.major)
     production = in_production[-1] if in_production else None
+    if measure is not None:
+        measured = measure(candidate)
+        baseline = measure(production) if production is not None else None
+        registry.update(
+            candidate.model,
+            candidate.version,
+            {"measured": {"metrics": measured, "production": baseline}},
+        )
+        candidate = replace(candidate, metrics=MappingProxyType(measured))
+        if production is not None and baseline is not None:
+            production = replace(production, metrics=MappingProxyType(baseline))
     report = validation_gates(candidate, production, rules)
+    report.values["measured"] = measure is not None
     stage = "validated" if report.passed else "rejected"
     gates = {"passed": report.passed, "values": report.values, "reasons": report.reasons}
     registry.update(candidate.model, candidate.version, {"gates": gates})

@@ -50,11 +50,14 @@ class Traffic:
         max_seconds: float = 600.0,
         max_requests: int = 100_000,
         retry_refused: bool = False,
+        instances: list[Any] | None = None,
     ) -> None:
         """`retry_refused`: act like a load balancer (nginx's default
         proxy_next_upstream) that sends a request whose connection was refused or
-        reset before any answer once more, to another live address."""
+        reset before any answer once more, to another live address. `instances`: what
+        each request asks about (default: two iris-shaped rows)."""
         self.api, self.service = api, service
+        self.body = json.dumps({"instances": instances} if instances else SAMPLE).encode()
         self.retry_refused = retry_refused
         self.interval = 1.0 / rate_per_s
         self.max_seconds, self.max_requests = max_seconds, max_requests
@@ -85,7 +88,7 @@ class Traffic:
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
-        body = json.dumps(SAMPLE).encode()
+        body = self.body
         n = 0
         while not self._stop.is_set() and time.monotonic() < deadline and n < self.max_requests:
             if time.monotonic() - self._refreshed > 0.5:

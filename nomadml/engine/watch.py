@@ -38,6 +38,7 @@ class WatchOptions:
     timeout_s: float = 900.0
     gates: Any = None  # a GateRunner, or None for health-only gates
     stream: bool = True  # follow Nomad's event stream (False: blocking queries)
+    operation: str = "deploy"  # what is being followed: deploy, promote or rollback
 
 
 def _find_deployment(
@@ -108,6 +109,7 @@ def watch(
     started = time.monotonic() if started is None else started
     deadline = started + options.timeout_s
     result = RolloutResult(Action.TIMEOUT, job_id, model_version, "", job_version)
+    result.operation = options.operation
     dep, dep_index = _find_deployment(api, job_id, job_version, deadline, after_index)
     if dep is None:
         result.action, result.reason = (Action.SUCCEEDED, "no deployment needed")

@@ -47,6 +47,8 @@ job [[ job.id | hcl ]] {
         NOMADML_AUTO_DEPLOY = [[ (retraining.auto_deploy | string | lower) | hcl ]]
         # The job carries its own spec: the run needs no file on the client.
         NOMADML_SPEC_TOML   = [[ model.spec_text | hcl ]]
+        # Relative [data] paths are the spec file's: where it was when scheduled.
+        NOMADML_SPEC_DIR    = [[ model.spec_dir | hcl ]]
       }
       resources {
         cpu    = [[ retraining.resources.cpu ]]

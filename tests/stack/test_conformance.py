@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from examples.iris.train import train_iris
-from nomadml.adapters.images import DEFAULT_BASE_IMAGE, _build_and_push
+from nomadml.adapters.images import DEFAULT_BASE_IMAGE, build_and_push
 from nomadml.cli.main import main
 
 # Answers health and predict, but: runs as root, a 5xx on bad input, no metrics, the
@@ -42,7 +42,7 @@ def _careless_image() -> str:
     tag = hashlib.sha256(CARELESS_SERVER).hexdigest()[:12]
     dockerfile = f"FROM {DEFAULT_BASE_IMAGE}\nCOPY serve.py /opt/nomadml/serve.py\n".encode()
     context = iter([("Dockerfile", dockerfile), ("serve.py", CARELESS_SERVER)])
-    return _build_and_push(context, "127.0.0.1:5000/tests/careless", tag, {}).pinned
+    return build_and_push(context, "127.0.0.1:5000/tests/careless", tag, {}).pinned
 
 
 def _run(*args: str) -> tuple[int, str]:

@@ -17,8 +17,9 @@ from nomadml.cli.main import main
 AUTO = {"auto_deploy = false                  #": "auto_deploy = true                   #"}
 
 
-def _force_and_wait(nomad: NomadAPI, job_id: str) -> str:
-    """Launch the periodic job now; return the child's stdout once it is done."""
+def _force_and_wait(nomad: NomadAPI, job_id: str, status: str = "complete") -> str:
+    """Launch the periodic job now; return the child's stdout + stderr once it is done
+    (its allocation must end `status`)."""
 
     def children() -> set[str]:
         jobs = nomad.request("GET", "jobs", params={"prefix": f"{job_id}/periodic-"}).body
@@ -38,9 +39,8 @@ def _force_and_wait(nomad: NomadAPI, job_id: str) -> str:
     allocs = nomad.job_allocations(child)
     assert allocs, f"{child} never ran"
     logs = nomad.task_log_tail(allocs[0]["ID"], "train", "stdout", size=20000)
-    assert allocs[0]["ClientStatus"] == "complete", logs + nomad.task_log_tail(
-        allocs[0]["ID"], "train", "stderr", size=5000
-    )
+    logs += nomad.task_log_tail(allocs[0]["ID"], "train", "stderr", size=5000)
+    assert allocs[0]["ClientStatus"] == status, logs
     return logs
 
 
@@ -59,7 +59,7 @@ def test_periodic_retraining_registers_gates_and_deploys_idempotently(
     assert "registered" in logs and "validated" in logs and "deploy of 1.0.0: succeeded" in logs
     registry = ModelRegistry(nomad)
     record = registry.get(model_name, "1.0.0")
-    assert record is not None and record.stage == "validated"
+    assert record is not None and record.stage == "production"  # its rollout settled it
     line = nomad.job(f"{model_name}-v1")
     assert line is not None and line["Meta"]["nomadml.version"] == "1.0.0"
 
@@ -68,3 +68,29 @@ def test_periodic_retraining_registers_gates_and_deploys_idempotently(
     assert "artifact unchanged" in logs
     assert [r.version for r in registry.versions(model_name)] == ["1.0.0"]
     assert nomad.job(f"{model_name}-v1")["Version"] == line["Version"]  # type: ignore[index]
+
+    # New data: a new minor in the same major, validated, canaried and promoted; the
+    # rollout makes it the production version of major 1.
+    data = spec.parent / "data" / "train.csv"
+    rows = data.read_text().splitlines()
+    data.write_text("\n".join(rows + rows[1:31]) + "\n")  # 30 more observations
+    logs = _force_and_wait(nomad, job_id)
+    assert "data checks passed" in logs and "deploy of 1.1.0: succeeded" in logs, logs
+    stages = {r.version: r.stage for r in registry.versions(model_name)}
+    assert stages == {"1.0.0": "archived", "1.1.0": "production"}, stages
+
+    # Data that fails its checks: the run fails, naming each failed check; nothing is
+    # registered, the line is untouched, the audit trail says why.
+    broken = data.read_text().splitlines()
+    broken[1] = ",".join(["", "3.0", "99.0", "1.0", "setosa"])  # missing + out of range
+    data.write_text("\n".join(broken) + "\n")
+    before = nomad.job(f"{model_name}-v1")["Version"]  # type: ignore[index]
+    logs = _force_and_wait(nomad, job_id, status="failed")
+    assert "data check failed: train data" in logs
+    assert "column sepal_length: 0.7% missing values > max_missing 0.0%" in logs, logs
+    assert "column petal_length: fails less_than_or_equal_to(10.0)" in logs, logs
+    assert "nothing trained or registered" in logs
+    assert [r.version for r in registry.versions(model_name)] == ["1.0.0", "1.1.0"]
+    assert nomad.job(f"{model_name}-v1")["Version"] == before  # type: ignore[index]
+    audit = [e for e in registry.audit_log(model_name) if e["action"] == "data-check"]
+    assert len(audit) == 1 and len(audit[0]["details"]["failures"]) >= 2

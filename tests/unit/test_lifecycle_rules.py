@@ -16,6 +16,7 @@ from nomadml.core.lifecycle import (
     bump,
     check_signature,
     check_transition,
+    next_version,
     production_at,
     signature_hash,
     validation_gates,
@@ -613,3 +614,42 @@ def test_check_signature_refuses(version: str, previous: ModelVersion) -> None:
     )
     with pytest.raises(BadInput, match=f"^{re.escape(message)}$"):
         check_signature(version, OTHER_SIGNATURE, previous)
+
+
+# ------------------------------------------------------------------ next_version
+
+
+def _versioned(version: str, signature: object) -> ModelVersion:
+    return ModelVersion.from_record(
+        {
+            "model": "m",
+            "version": version,
+            "stage": "validated",
+            "signature_hash": signature_hash(signature),
+        }
+    )
+
+
+SIG_V1 = {"inputs": [{"name": "a"}], "outputs": [{"name": "y"}]}
+SIG_V2 = {"inputs": [{"name": "b"}], "outputs": [{"name": "y"}]}
+
+
+@pytest.mark.parametrize(
+    ("existing", "signature", "expected"),
+    [
+        ([], SIG_V1, "1.0.0"),
+        ([("1.0.0", SIG_V1)], SIG_V1, "1.1.0"),
+        # A second major beside the first: v1's signature still bumps v1's minor.
+        ([("1.0.0", SIG_V1), ("1.3.2", SIG_V1), ("2.0.0", SIG_V2)], SIG_V1, "1.4.0"),
+        ([("1.0.0", SIG_V1), ("2.0.0", SIG_V2), ("2.1.0", SIG_V2)], SIG_V2, "2.2.0"),
+        # A signature no major has is a new major.
+        ([("1.0.0", SIG_V1), ("2.0.0", SIG_V2)], {"inputs": [], "outputs": []}, "3.0.0"),
+    ],
+)
+def test_a_retrained_model_gets_the_next_minor_of_its_signatures_major(
+    existing: list[tuple[str, object]], signature: object, expected: str
+) -> None:
+    """Retraining with a second major present bumps within the major the signature
+    belongs to (not the newest major, which would need a major bump)."""
+    versions = [_versioned(v, sig) for v, sig in existing]
+    assert next_version(versions, signature) == expected

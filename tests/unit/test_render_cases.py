@@ -116,9 +116,11 @@ def render_case(case_dir: Path, config: dict[str, Any]) -> str:
 
 def stable_text(output: str, case_dir: Path, config: dict[str, Any]) -> str:
     """Golden files must not churn with things they do not specify: the reference
-    server's content tag, the spec hash (it covers every default) and the tool version."""
+    server's content tag, the spec hash (it covers every default), the tool version and
+    where the checkout is (the spec's folder)."""
     spec = load_spec(case_dir / config.get("spec", "spec.toml"))
     output = output.replace(reference_serving_tag(), TAG)
+    output = output.replace(f'"{spec.directory}"', '"<spec-dir>"')
     output = output.replace(f'"{spec.spec_hash}"', '"<spec-hash>"')
     return output.replace(
         f'"nomadml.tool_version" = "{__version__}"', '"nomadml.tool_version" = "<tool-version>"'

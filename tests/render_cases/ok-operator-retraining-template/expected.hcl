@@ -44,6 +44,8 @@ job "pricing-retrain" {
         NOMADML_AUTO_DEPLOY = "false"
         # The job carries its own spec: the run needs no file on the client.
         NOMADML_SPEC_TOML   = "[model]\nname = \"pricing\"\n\n[templates]\npath = [\"tpl\"]\nretraining = \"retraining-with-data.nomad.hcl\"\n"
+        # Relative [data] paths are the spec file's: where it was when scheduled.
+        NOMADML_SPEC_DIR    = "<spec-dir>"
       }
       resources {
         cpu    = 500

@@ -44,6 +44,8 @@ job "demand-retrain" {
         NOMADML_AUTO_DEPLOY = "false"
         # The job carries its own spec: the run needs no file on the client.
         NOMADML_SPEC_TOML   = "# Retraining in the operator's own trainer image; a single-word command.\n[model]\nname = \"demand\"\n\n[retraining]\nimage = \"registry.example.com/team/trainer:7\"\ncommand = [\"train\"]\nargs = [\"--fast\"]\n"
+        # Relative [data] paths are the spec file's: where it was when scheduled.
+        NOMADML_SPEC_DIR    = "<spec-dir>"
       }
       resources {
         cpu    = 500

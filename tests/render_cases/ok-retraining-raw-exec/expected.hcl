@@ -42,6 +42,8 @@ job "demand-retrain" {
         NOMADML_AUTO_DEPLOY = "true"
         # The job carries its own spec: the run needs no file on the client.
         NOMADML_SPEC_TOML   = "# A nightly-ish retraining job that runs a host command (no image).\n[model]\nname = \"demand\"\n\n[placement]\ndatacenters = [\"dc1\"]\nnamespace = \"training\"\nregion = \"us-east\"\n\n[retraining]\nenabled = true\ntrainer = [\"/opt/venv/bin/python\", \"-m\", \"demand.train\", \"--epochs\", \"5\", \"--data\", \"s3://bucket/demand/\"]\nschedule = \"*/30 2-4 * * MON-FRI\"\ntime_zone = \"America/New_York\"\nauto_deploy = true\ndriver = \"raw_exec\"\ncommand = [\"/opt/venv/bin/nomadml\", \"retrain\"]\n\n[retraining.resources]\ncpu = 4000\nmemory = 8192\n"
+        # Relative [data] paths are the spec file's: where it was when scheduled.
+        NOMADML_SPEC_DIR    = "<spec-dir>"
       }
       resources {
         cpu    = 4000
