@@ -99,13 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=os.environ.get("NOMADML_OUTPUT_DIR"))
     parser.add_argument("--c", type=float, default=1.0, help="Regularisation strength.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--features", help="Comma-separated input columns (another set = a new major)."
+    )
+    parser.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.0,
+        help="Make the reference server fail this share of predictions (a bad release).",
+    )
     args = parser.parse_args(argv)
     if not args.out:
         print("train: no output directory: set NOMADML_OUTPUT_DIR or pass --out", file=sys.stderr)
         return 2
     train, evaluation = os.environ.get("NOMADML_TRAIN_DATA"), os.environ.get("NOMADML_EVAL_DATA")
     data = (Path(train), Path(evaluation)) if train and evaluation else None
-    metrics = train_iris(Path(args.out), seed=args.seed, c=args.c, data=data)["metrics"]
+    features = args.features.split(",") if args.features else None
+    out = Path(args.out)
+    metrics = train_iris(out, seed=args.seed, c=args.c, data=data, features=features)["metrics"]
+    if args.error_rate:
+        model = json.loads((out / "model.json").read_text())
+        model["serving"] = {"error_rate": args.error_rate}
+        (out / "model.json").write_text(json.dumps(model, indent=1) + "\n")
     print(f"train: iris accuracy {metrics['accuracy']:.3f} on {metrics['test_samples']} rows")
     return 0
 

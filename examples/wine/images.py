@@ -90,9 +90,30 @@ def content_tag(base_image: str = DEFAULT_BASE_IMAGE) -> str:
     return f"ort{runtime}-{digest.hexdigest()[:12]}"
 
 
-def download_wheels(cache: Path = DEFAULT_CACHE) -> list[Path]:
-    """The pinned wheels for the base image's Python, downloaded on the host by pip
-    (files already in `cache` are kept); returns one wheel per requirement."""
+def cached_wheels(cache: Path = DEFAULT_CACHE) -> list[Path] | None:
+    """One cached wheel per requirement, or None if any is missing."""
+    wheels = []
+    for requirement in REQUIREMENTS:
+        name, _, version = requirement.partition("==")
+        found = sorted(cache.glob(f"{name}-{version}-*.whl"))
+        if not found:
+            return None
+        wheels.append(found[-1])
+    return wheels
+
+
+def download_wheels(cache: Path = DEFAULT_CACHE, *, fetch: bool = False) -> list[Path]:
+    """The pinned wheels for the base image's Python. Building uses the cache only
+    (tests talk to nothing but loopback); `fetch` (scripts/install-deps, a set-up
+    step) downloads what is missing from the package index with pip."""
+    cached = cached_wheels(cache)
+    if cached is not None:
+        return cached
+    if not fetch:
+        raise StackError(
+            f"the wine server's wheels are not in {cache}: run scripts/install-deps "
+            "(python3 -m examples.wine.images --fetch-wheels)"
+        )
     cache.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
@@ -223,8 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-image", default=DEFAULT_BASE_IMAGE)
     parser.add_argument("--rebuild", action="store_true", help="Build even if already pushed.")
     parser.add_argument("--check", action="store_true", help="Also run it: import onnxruntime.")
+    parser.add_argument(
+        "--fetch-wheels", action="store_true", help="Only download the wheels (set-up)."
+    )
     args = parser.parse_args(argv)
     try:
+        if args.fetch_wheels:
+            for wheel in download_wheels(fetch=True):
+                print(wheel)
+            return 0
         if args.rebuild:
             image = build_serving_image(registry=args.registry, base_image=args.base_image).pinned
         else:
