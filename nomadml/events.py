@@ -26,6 +26,7 @@ EventKind = Literal[
     "stage",  # a model version moved to another stage
     "retrain",  # a retraining run's outcome
     "data-check",  # training or evaluation data failed its checks
+    "expire",  # an old rejected or superseded version's image was deleted
     "note",  # anything else worth a line
 ]
 EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))

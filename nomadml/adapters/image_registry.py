@@ -39,3 +39,27 @@ def resolve_digest(image: str, timeout: float = 5.0) -> str:
     if response.status_code != 200 or not digest.startswith("sha256:"):
         raise StackError(f"registry {host} answered HTTP {response.status_code} for {image}")
     return f"{host}/{repository}@{digest}"
+
+
+def delete_image(pinned: str, timeout: float = 10.0) -> bool:
+    """Delete a `repository@sha256:...` manifest from its registry (the registry's
+    garbage collection then frees the layers); False if it was already gone."""
+    import requests
+
+    host, _, rest = pinned.partition("/")
+    repository, _, digest = rest.partition("@")
+    if not host or not repository or not digest.startswith("sha256:"):
+        raise BadInput(f"image {pinned!r}: expected registry-host:port/repository@sha256:...")
+    url = f"http://{host}/v2/{repository}/manifests/{digest}"
+    try:
+        response = requests.delete(url, timeout=timeout)
+    except requests.RequestException as err:
+        raise StackError(f"cannot delete {pinned}: registry {host} unreachable ({err})") from None
+    if response.status_code == 404:
+        return False
+    if response.status_code not in (200, 202):
+        raise StackError(
+            f"registry {host} refused to delete {pinned}: HTTP {response.status_code} "
+            "(is deletion enabled in its storage configuration?)"
+        )
+    return True

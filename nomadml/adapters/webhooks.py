@@ -31,6 +31,7 @@ NOTIFIED = {
     "stage": "stage-changed",
     "retrain": "retraining",
     "data-check": "data-check-failed",
+    "expire": "expired",
 }
 
 

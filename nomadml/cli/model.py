@@ -206,6 +206,43 @@ def approve(ctx: click.Context, name: str, version: str, reason: str) -> None:
     click.echo(f"{name} {version}: approved by {record.approved_by}")
 
 
+@model.command()
+@click.argument("name", callback=_name)
+@click.option(
+    "--after",
+    help="Expire what is older than this (a duration such as 168h; default: the spec's).",
+)
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The model spec whose lifecycle.expire_after applies.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would expire.")
+@click.pass_context
+def expire(
+    ctx: click.Context, name: str, after: str | None, spec_path: Path | None, dry_run: bool
+) -> None:
+    """Expire NAME's rejected versions and superseded candidates: records stay (audited),
+    their images are deleted from the image registry."""
+    from nomadml.core.schema import DURATION, seconds
+    from nomadml.engine.stages import expire_versions
+    from nomadml.errors import BadInput
+
+    if after is None and spec_path is not None:
+        from nomadml.core.spec import load_spec
+
+        after = load_spec(spec_path).lifecycle.expire_after
+    if not after or not DURATION.fullmatch(after):
+        raise BadInput("--after: give a duration such as 168h (or --spec with expire_after)")
+    gone = expire_versions(_registry(ctx), name, seconds(after), dry_run=dry_run, emit=_emit(ctx))
+    done = "would expire" if dry_run else "expired"
+    for version in gone:
+        click.echo(f"{name} {version.version} ({version.stage}): {done}")
+    if not gone:
+        click.echo(f"{name}: nothing to expire")
+
+
 @model.command(name="list")
 @click.argument("name", required=False, callback=_name)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -167,6 +167,44 @@ def validation_gates(
     return report
 
 
+def _epoch(stamp: str) -> float | None:
+    import datetime as dt
+
+    try:
+        when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
+# A candidate is superseded once a later version of its major got past it.
+SUPERSEDING = ("validated", "production", "archived")
+
+
+def expiring(versions: list[ModelVersion], now: float, after_s: float) -> list[ModelVersion]:
+    """Versions whose images may go (records stay): rejected ones, and candidates a
+    later version of the same major superseded, untouched for `after_s` seconds;
+    never one already expired. Pure."""
+    out = []
+    for v in versions:
+        if v.expired_at:
+            continue
+        if v.stage == "rejected":
+            since = _epoch(v.stage_changed_at or v.created_at)
+        elif v.stage == "candidate" and any(
+            w.major == v.major
+            and parse_version(w.version) > parse_version(v.version)
+            and w.stage in SUPERSEDING
+            for w in versions
+        ):
+            since = _epoch(v.created_at)
+        else:
+            continue
+        if since is not None and now - since >= after_s:
+            out.append(v)
+    return out
+
+
 def production_at(audit: list[dict[str, Any]], at: str) -> list[str]:
     """The versions in production at ISO time `at` (UTC when no zone is given), one
     per major (each major has its own production version), lowest major first, from

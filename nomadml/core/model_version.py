@@ -30,6 +30,8 @@ class ModelVersion:
     created_at: str = ""
     created_by: str = ""
     approved_by: str = ""
+    stage_changed_at: str = ""
+    expired_at: str = ""
     record: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     index: int = field(default=0, compare=False)
 
@@ -50,6 +52,8 @@ class ModelVersion:
             created_at=str(record.get("created_at") or ""),
             created_by=str(record.get("created_by") or ""),
             approved_by=str(record.get("approved_by") or ""),
+            stage_changed_at=str(record.get("stage_changed_at") or ""),
+            expired_at=str(record.get("expired_at") or ""),
             record=MappingProxyType(dict(record)),
             index=index,
         )

@@ -134,6 +134,7 @@ class Validation:
 class Lifecycle:
     keep_majors: int
     purge_retired: bool
+    expire_after: str
 
 
 @dataclass(frozen=True)

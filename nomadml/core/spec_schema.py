@@ -9,6 +9,7 @@ from typing import Any
 
 from nomadml.core.metrics import MetricNames
 from nomadml.core.schema import (
+    DURATION,
     REQUIRED,
     Field,
     Schema,
@@ -24,6 +25,12 @@ IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 ENV_KEY = r"(?!NOMADML_|NOMAD_)[A-Za-z_][A-Za-z0-9_]*"
 REFERENCE_SERVER = "reference"
 COLUMN_KINDS = ("float", "int", "str", "bool")
+
+
+def _optional_duration(value: str) -> str | None:
+    if value == "" or DURATION.fullmatch(value):
+        return None
+    return f"{value!r} is not a duration such as 168h (or empty: never)"
 
 
 def _cron(value: str) -> str | None:
@@ -139,6 +146,9 @@ SCHEMA: Schema = {
     "lifecycle": {
         "keep_majors": Field("int", 2, (between(1, 20),)),
         "purge_retired": Field("bool", False),
+        # Rejected versions and superseded candidates older than this expire: their
+        # records stay for the audit, their images leave the image registry ("": never).
+        "expire_after": Field("str", "", (_optional_duration,)),
     },
     "retraining": {
         "enabled": Field("bool", False),

@@ -156,6 +156,13 @@ def _run(
     report = validate_version(registry, record, spec.validation, by="retraining", measure=measure)
     stage = "validated" if report.passed else "rejected"
     log(f"{spec.name} {version}: {stage} {report.values} {report.reasons or ''}")
+    if spec.lifecycle.expire_after:
+        from nomadml.core.schema import seconds
+        from nomadml.engine.stages import expire_versions
+
+        after = seconds(spec.lifecycle.expire_after)
+        for gone in expire_versions(registry, spec.name, after, emit=say):
+            log(f"expired {spec.name} {gone.version} ({gone.stage}): image deleted")
     if not report.passed or not auto_deploy:
         return stage, version
     job_id = spec.job_id(version)

@@ -16,6 +16,7 @@ from nomadml.core.lifecycle import GateReport, check_transition, validation_gate
 from nomadml.core.model_version import ModelVersion
 from nomadml.core.spec import Validation
 from nomadml.errors import BadInput
+from nomadml.events import Emit, Event, discard
 
 
 def registered(registry: ModelRegistry, name: str, version: str) -> ModelVersion:
@@ -164,3 +165,36 @@ def record_rollback(
         registry.audit(model, "rollback", from_version, {"to": to_version, "line": line})
         if left.stage == "production":
             registry.set_stage(model, from_version, "archived", {"by": "rollback"})
+
+
+def expire_versions(
+    registry: ModelRegistry,
+    model: str,
+    after_s: float,
+    *,
+    now_s: float | None = None,
+    dry_run: bool = False,
+    emit: Emit = discard,
+) -> list[ModelVersion]:
+    """Expire what the lifecycle policy lets go: rejected versions and superseded
+    candidates older than `after_s`. The record stays (marked `expired_at`, audited);
+    the model image is deleted from the image registry. A version any kept Nomad
+    job version still references is not this function's to judge: rejected and
+    superseded candidates never ran as a kept version."""
+    import time
+
+    from nomadml.adapters.image_registry import delete_image
+    from nomadml.core.lifecycle import expiring
+
+    due = expiring(registry.versions(model), time.time() if now_s is None else now_s, after_s)
+    if dry_run:
+        return due
+    for version in due:
+        deleted = delete_image(version.image) if version.image else False
+        registry.update(model, version.version, {"expired_at": now()})
+        details = {"stage": version.stage, "image": version.image, "deleted": deleted}
+        registry.audit(model, "expire", version.version, details)
+        emit(
+            Event("expire", model, f"{model} {version.version} expired ({version.stage})", details)
+        )
+    return due

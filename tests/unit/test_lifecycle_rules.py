@@ -16,6 +16,7 @@ from nomadml.core.lifecycle import (
     bump,
     check_signature,
     check_transition,
+    expiring,
     next_version,
     production_at,
     signature_hash,
@@ -653,3 +654,47 @@ def test_a_retrained_model_gets_the_next_minor_of_its_signatures_major(
     belongs to (not the newest major, which would need a major bump)."""
     versions = [_versioned(v, sig) for v, sig in existing]
     assert next_version(versions, signature) == expected
+
+
+# ------------------------------------------------------------------ expiring
+
+DAY = 86400.0
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+def _aged(version: str, stage: str, days: float, **extra: str) -> ModelVersion:
+    import datetime as dt
+
+    stamp = dt.datetime.fromtimestamp(NOW - days * DAY, dt.timezone.utc)
+    at = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    fields = {"model": "m", "version": version, "stage": stage, "created_at": at}
+    if stage != "candidate":
+        fields["stage_changed_at"] = at
+    return ModelVersion.from_record({**fields, **extra})
+
+
+@pytest.mark.parametrize(
+    ("versions", "expected"),
+    [
+        # Rejected long enough ago: expires; recently rejected: stays.
+        ([_aged("1.0.0", "rejected", 10), _aged("1.1.0", "rejected", 1)], ["1.0.0"]),
+        # A candidate superseded by a later validated version of its major expires ...
+        ([_aged("1.0.0", "candidate", 10), _aged("1.1.0", "validated", 9)], ["1.0.0"]),
+        # ... not by another major, nor by a later candidate; nor a recent one.
+        ([_aged("1.0.0", "candidate", 10), _aged("2.0.0", "production", 9)], []),
+        ([_aged("1.0.0", "candidate", 10), _aged("1.1.0", "candidate", 9)], []),
+        ([_aged("1.1.0", "candidate", 1), _aged("1.2.0", "production", 1)], []),
+        # What serves or may come back never expires; an expired version only once.
+        (
+            [
+                _aged("1.0.0", "production", 30),
+                _aged("1.1.0", "archived", 30),
+                _aged("1.2.0", "rejected", 30, expired_at="2027-01-01T00:00:00Z"),
+            ],
+            [],
+        ),
+    ],
+)
+def test_what_expires(versions: list[ModelVersion], expected: list[str]) -> None:
+    """Rejected versions and superseded candidates older than the policy expire."""
+    assert [v.version for v in expiring(versions, NOW, 7 * DAY)] == expected
