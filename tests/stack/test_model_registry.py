@@ -63,6 +63,7 @@ def test_register_validate_deploy_promote(
     code, out, err = cli("model", "validate", model_name, "1.0.0", "--spec", spec)
     assert code == 0, out + err
     assert "accuracy = 1" in out and f"{model_name} 1.0.0: validated" in out
+    assert "measured = True" in out  # served and scored on the spec's evaluation file
 
     code, out, err = cli("deploy", spec, "--version", "1.0.0", "--serving-image", serving_image)
     assert code == 0, out + err
