@@ -77,7 +77,9 @@ def bump(latest: str | None, part: str) -> str:
 
 def next_version(versions: list[ModelVersion], signature: Any) -> str:
     """The version a retrained model gets: the next minor in the major whose latest
-    version declares the same signature; a signature no major has is a new major."""
+    version declares the same signature (1.0.0 for a model's first). A signature no
+    major has is a new schema: that needs an operator's deliberate major bump, never
+    a scheduled run's."""
     digest = signature_hash(signature)
     latest: dict[int, ModelVersion] = {}
     for v in versions:
@@ -88,7 +90,14 @@ def next_version(versions: list[ModelVersion], signature: Any) -> str:
     same = [major for major, v in latest.items() if v.signature_hash == digest]
     if same:
         return bump(latest[max(same)].version, "minor")
-    return f"{max(latest, default=0) + 1}.0.0"
+    if not latest:
+        return "1.0.0"
+    newest = latest[max(latest)]
+    raise BadInput(
+        f"the trainer's input/output signature matches no major of this model (newest: "
+        f"{newest.version}): a changed signature is a new major, registered deliberately "
+        "(nomadml model register --bump major), not by a retraining run"
+    )
 
 
 def signature_hash(signature: Any) -> str:

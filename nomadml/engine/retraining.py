@@ -10,6 +10,7 @@ exit 0. Anything else registers nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -85,6 +86,9 @@ def run(
     try:
         outcome, version = _run(api, spec, auto_deploy, log, emit, data_base or spec.directory)
     except NomadMLError as err:
+        if not isinstance(err, DataCheckFailed):  # that one is audited already
+            with contextlib.suppress(NomadMLError):  # Nomad may be what failed
+                ModelRegistry(api).audit(spec.name, "retrain-failed", "-", {"reason": str(err)})
         emit(
             Event(
                 "retrain",
