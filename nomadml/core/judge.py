@@ -2,8 +2,10 @@
 
 Part of the pure core: no I/O, standard library only. The caller feeds the counts since the canary
 started (for canary and stable: requests, errors, and requests slower than a fixed latency bound)
-as often as it likes; `judge` says "fail", "pass" or "inconclusive" (keep measuring), and at the
-deadline "inconclusive-at-deadline", never a silent pass. Every verdict carries its evidence.
+as often as it likes, each time with the previous verdict of the same rollout; `judge` says
+"fail", "pass" or "inconclusive" (keep measuring), and at the deadline
+"inconclusive-at-deadline", never a silent pass. Every verdict carries its evidence and the
+state the next look continues from (`Verdict.as_dict` / `Verdict.from_dict` round-trip it).
 
 The test. Each signal (errors; slow requests) is a pair of Bernoulli streams: the canary's
 requests go bad with rate p_c, stable's with rate p_s. Two hypotheses are tested on each signal:
@@ -15,32 +17,55 @@ Rejecting the first fails the canary; rejecting the second (for every signal) pa
 between the two (an increase smaller than the effect bound) may end either way: that is the
 indifference zone of Wald's sequential test, where neither answer is wrong.
 
-Both nulls are composite: stable's rate is a nuisance. The e-value is the universal-inference
-ratio (Wasserman, Ramdas & Balakrishnan, "Universal inference", PNAS 2020): the likelihood of the
-counts under a mixture over both rates (independent Beta priors, closed form) divided by the
-largest likelihood any rate pair in the null allows (a one-dimensional concave maximisation on the
-null's boundary). For every rate pair P in the null this ratio is at most the mixture's likelihood
-ratio against P, a nonnegative martingale of mean 1 under P; by Ville's inequality the probability
-that it ever reaches 1/level is at most the level. The caller may therefore look after every
-scrape and stop at the first crossing. The fail tests share alpha (Bonferroni: alpha / number of
-signals each, since any one fails the canary); the pass tests each run at alpha (a pass needs every
-signal to pass, an intersection-union test).
+The e-value. Both nulls are composite: stable's rate is a nuisance. The judge removes it block by
+block (Turner, Ly & Grünwald, "Generic e-variables for exact sequential k-sample tests that allow
+for optional stopping", 2021/2024; the Bernoulli case of the conditional tests of Lindon & Malek,
+NeurIPS 2022, and Lindon et al., KDD 2022, arXiv 2205.14762). A block is the traffic between two
+looks: n_c canary and n_s stable requests, x_c and x_s of them bad. For an alternative pair
+(a_c, a_s), fixed before the block is seen, and a margin m, let the null point be (q + m, q) with
+q the root of n_c (a_c - q - m) / ((q + m)(1 - q - m)) + n_s (a_s - q) / (q (1 - q)) = 0
+(for m = 0 simply q = (n_c a_c + n_s a_s) / (n_c + n_s)), and
 
-Why not the conditional binomial test (Lindon & Malek, "Anytime-valid inference for multinomial
-count data", NeurIPS 2022; Lindon et al., KDD 2022, arXiv 2205.14762)? Conditioning on the total
-number of bad events removes the nuisance exactly, but only for a null on the *ratio* of the rates.
-With both arms error-free there are no bad events to condition on, so a healthy canary could never
-pass on errors; and against an error-free stable any canary error is an unbounded relative
-increase. Operators state error budgets in points (as `gates.max_error_rate_increase` does), and
-the absolute margin behaves well when stable has 0 errors, in both directions. The price is that
-the mixture must also learn stable's rate: about ln(stable's bad count) / 2 nats of evidence
-(benchmarks/JUDGE.md measures what that costs).
+    e = (a_c / (q+m))^x_c ((1-a_c) / (1-q-m))^(n_c-x_c) (a_s / q)^x_s ((1-a_s) / (1-q))^(n_s-x_s).
 
-Assumptions: the traffic split is fixed during the canary (router weights), and requests go bad
-independently given the time. A shared incident raising both arms' rates alike leaves the counts,
-if anything, less dispersed than the model assumes (Bernoulli trials with varying rates vary less
-than a binomial with their average rate). The latency bound must be fixed before the canary
-starts (from the configuration, or from stable's histogram before the rollout, see
+Validity, in three steps. (1) Under rates (p_c, p_s), given the block sizes, E[e] = g_c(p_c)
+g_s(p_s) with g(p) = (p a / b + (1 - p)(1 - a) / (1 - b))^n per arm. On the null's boundary
+p_c = p + m, log E[e] = f(p) is concave in p (a sum of logs of linear functions), f(q) = 0 (each
+factor is 1 there), and f'(q) = 0 is the defining equation of q: so f <= 0, E[e] <= 1 for every
+rate pair on the boundary. (2) Off the boundary the one-sided nulls are no better: for the fail
+test a_c > q + m (the alternative is worse than the null point, shown from the root equation), so
+g_c grows with p_c and p_c <= p_s + m gives g_c(p_c) <= g_c(p_s + m); for the pass test
+a_c < q + m and g_c falls with p_c, and p_c >= p_s + m again bounds it by the boundary (rates
+past 1 - m are covered by the monotone stable factor). (3) The alternative of each block may
+depend on everything seen before it (it is "predictable"): the judge takes stable's rate a_s
+from stable's counts before the rollout (the optional baseline) and before the block, shrunk
+towards the prior, and the canary's rate a_c = a_s + m + d (1 - a_s - m) for a fixed grid of
+increases d; so the product of the blocks' e-values is, for each d, a nonnegative supermartingale
+with mean <= 1 under every rate pair of the null, and so is their fixed-weight average (the
+mixture over d). By Ville's inequality the probability that it ever reaches 1/level is at most
+the level: the caller may look after every scrape and stop at the first crossing. The fail tests
+share alpha (Bonferroni: alpha / number of signals each, since any one fails the canary); the
+pass tests each run at alpha (a pass needs every signal to pass, an intersection-union test).
+
+What this buys over the universal-inference ratio the first version used (a Beta mixture over
+both rates against the null's maximum likelihood): the nuisance costs nothing, instead of about
+ln(stable's bad count) / 2 nats for learning stable's rate; the grid of increases puts its weight
+where operators look (a few effect bounds; `_FAIL_GRID`); and the baseline makes the first
+blocks' alternative right. It stays well-behaved when stable has 0 errors: the alternative's
+stable rate is shrunk away from 0, so canary errors against an error-free stable are evidence,
+and two error-free arms are evidence for a pass. None of the choices (grid, weights, prior,
+baseline) affects validity, only speed.
+
+The state. Because the e-value is a product over blocks, each look needs the previous look's
+counts and per-increase products: pass the previous verdict (`judge(..., previous=v)`). Without
+it a look is the first block of a new test; asking again without it restarts the test, which
+spends alpha again (a caller that loses its state must not restart silently).
+
+Assumptions: requests go bad independently given the time, and which arm a request goes to does
+not depend on whether it goes bad (the block conditions on each arm's request count, so the split
+may drift). Stable's baseline only steers the alternative: if stable's rate changes when the
+rollout starts, the judge gets slower, not wrong. The latency bound must be fixed before the
+canary starts (from the configuration, or from stable's histogram before the rollout, see
 `slow_threshold`): choosing it from the data being judged would bias the comparison.
 """
 
@@ -48,6 +73,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
@@ -67,7 +93,7 @@ __all__ = [
     "estimate",
     "evidence",
     "judge",
-    "log_e_value",
+    "log_e_block",
     "slow_threshold",
 ]
 
@@ -78,6 +104,26 @@ JSON = dict[str, object]
 _A = "\N{GREEK SMALL LETTER ALPHA}"  # spelled out: ruff flags the literal letter
 _LOG_MAX = 709.0  # math.exp overflows above this
 _ESTIMATE_MAX_REQUESTS = 10**9
+_SIGNALS: tuple[Signal, ...] = ("errors", "latency")
+
+# The fail test's alternatives: (increase over stable + tolerance as a multiple of the effect
+# bound, weight). Most weight on one to four effect bounds, the range operators set the bound
+# for; the tail up to 64 bounds makes gross regressions fail on the first look. Increases of 95 %
+# of the headroom or more are left out (a fixed rule: it depends on the configuration only).
+_FAIL_GRID: tuple[tuple[float, float], ...] = (
+    (0.5, 2.0),
+    (1.0, 4.0),
+    (2.0, 4.0),
+    (4.0, 3.0),
+    (8.0, 1.5),
+    (16.0, 1.0),
+    (32.0, 1.0),
+    (64.0, 1.0),
+)
+_MAX_SHARE_OF_HEADROOM = 0.95
+# The pass test's alternatives: the canary as bad as stable, a third of the effect bound worse,
+# or half as bad (a fix); most weight on "as bad", the good canary a rollout expects.
+_PASS_GRID: tuple[tuple[str, float], ...] = (("same", 6.0), ("third", 2.0), ("half", 2.0))
 
 
 # --------------------------------------------------------------------------- configuration
@@ -103,9 +149,9 @@ class JudgeConfig:
     `slow_percentile` / `slow_above_ms`: "slow" means slower than `slow_above_ms` if set, else
     than the histogram bound at or above stable's `slow_percentile` before the rollout.
     `latency`: judge the slow requests too (needs a latency histogram).
-    `prior_mean` / `prior_strength`: the Beta prior of each arm's rate in the mixture, as a mean
-    and a weight in requests. Validity does not depend on it, speed does: the default expects
-    rates of a few percent and weighs as little as 10 requests.
+    `prior_mean` / `prior_strength`: the Beta prior that stable's rate in the alternative is
+    shrunk towards (a mean and a weight in requests), before stable's baseline and counts take
+    over. Validity does not depend on it, speed does, and only in the first looks.
     """
 
     alpha: float = 0.01
@@ -140,12 +186,18 @@ class JudgeConfig:
 
     @property
     def prior(self) -> tuple[float, float]:
-        """The Beta(a, b) prior of each arm's rate."""
+        """The Beta(a, b) prior of stable's rate."""
         return self.prior_mean * self.prior_strength, (1.0 - self.prior_mean) * self.prior_strength
 
     @property
     def signals(self) -> tuple[Signal, ...]:
-        return ("errors", "latency") if self.latency else ("errors",)
+        return _SIGNALS if self.latency else ("errors",)
+
+    def bounds(self, signal: Signal) -> tuple[float, float]:
+        """(tolerance, effect bound) of a signal."""
+        if signal == "errors":
+            return self.error_tolerance, self.error_increase
+        return self.slow_tolerance, self.slow_increase
 
 
 # --------------------------------------------------------------------------- evidence
@@ -153,7 +205,7 @@ class JudgeConfig:
 
 @dataclass(frozen=True)
 class Counts:
-    """One arm's requests since the canary started, and how many of them went bad."""
+    """One arm's requests, and how many of them went bad."""
 
     requests: float
     bad: float
@@ -161,6 +213,20 @@ class Counts:
     def __post_init__(self) -> None:
         if not (0.0 <= self.bad <= self.requests < math.inf):
             raise BadInput(f"judge evidence: {self.bad:g} bad of {self.requests:g} requests")
+
+    def minus(self, earlier: Counts) -> Counts:
+        """The traffic since `earlier`, a look of the same counters."""
+        requests, bad = self.requests - earlier.requests, self.bad - earlier.bad
+        if requests < 0 or bad < 0 or bad > requests:
+            raise BadInput(
+                f"judge evidence: {self.bad:g} bad of {self.requests:g} requests after"
+                f" {earlier.bad:g} of {earlier.requests:g} at the previous look: counts since the"
+                " start must not go down"
+            )
+        return Counts(requests, bad)
+
+
+_NONE = Counts(0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -174,11 +240,22 @@ class Comparison:
 @dataclass(frozen=True)
 class Evidence:
     """Everything the judge looks at: errors, and requests slower than `slow_above_s`
-    (`slow` is None without a latency histogram)."""
+    (`slow` is None without a latency histogram), since the canary started; optionally stable's
+    counts of both before the rollout (`stable_before_errors` / `stable_before_slow`, e.g. the
+    previous hour), which steer the alternative towards stable's known rate."""
 
     errors: Comparison
     slow: Comparison | None = None
     slow_above_s: float | None = None
+    stable_before_errors: Counts | None = None
+    stable_before_slow: Counts | None = None
+
+    def comparison(self, signal: Signal) -> Comparison | None:
+        return self.errors if signal == "errors" else self.slow
+
+    def before(self, signal: Signal) -> Counts:
+        got = self.stable_before_errors if signal == "errors" else self.stable_before_slow
+        return got if got is not None else _NONE
 
 
 def _above(snapshot: Snapshot, bound: float) -> Counts | None:
@@ -193,19 +270,30 @@ def _above(snapshot: Snapshot, bound: float) -> Counts | None:
     return Counts(total, min(total, max(0.0, total - within)))
 
 
-def evidence(canary: Snapshot, stable: Snapshot, slow_above_s: float | None) -> Evidence:
+def _errors(snapshot: Snapshot) -> Counts:
+    return Counts(snapshot.requests, min(snapshot.errors, snapshot.requests))
+
+
+def evidence(
+    canary: Snapshot,
+    stable: Snapshot,
+    slow_above_s: float | None,
+    *,
+    stable_before: Snapshot | None = None,
+) -> Evidence:
     """The evidence in two snapshots of the traffic since the canary started (each a
-    `metrics.delta`, `metrics.merge`d over the arm's allocations)."""
-    errors = Comparison(
-        Counts(canary.requests, min(canary.errors, canary.requests)),
-        Counts(stable.requests, min(stable.errors, stable.requests)),
-    )
+    `metrics.delta`, `metrics.merge`d over the arm's allocations), and optionally one of
+    stable's traffic in a window before the rollout."""
+    errors = Comparison(_errors(canary), _errors(stable))
+    before_errors = _errors(stable_before) if stable_before is not None else None
     if slow_above_s is None:
-        return Evidence(errors)
+        return Evidence(errors, stable_before_errors=before_errors)
     slow_canary, slow_stable = _above(canary, slow_above_s), _above(stable, slow_above_s)
-    if slow_canary is None or slow_stable is None:
-        return Evidence(errors, None, slow_above_s)
-    return Evidence(errors, Comparison(slow_canary, slow_stable), slow_above_s)
+    before_slow = _above(stable_before, slow_above_s) if stable_before is not None else None
+    slow = (
+        None if slow_canary is None or slow_stable is None else Comparison(slow_canary, slow_stable)
+    )
+    return Evidence(errors, slow, slow_above_s, before_errors, before_slow)
 
 
 def slow_threshold(stable_before: Snapshot, cfg: JudgeConfig) -> float | None:
@@ -225,74 +313,93 @@ def slow_threshold(stable_before: Snapshot, cfg: JudgeConfig) -> float | None:
 # --------------------------------------------------------------------------- the e-value
 
 
-def _log_beta(a: float, b: float) -> float:
-    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+def _slope(u: float, a: float) -> tuple[float, float]:
+    """(a - u) / (u (1 - u)) and its derivative in u (negative: decreasing)."""
+    v = u * (1.0 - u)
+    return (a - u) / v, -((u - a) ** 2 + a * (1.0 - a)) / (v * v)
 
 
-def _log_mixture(c: Counts, prior: tuple[float, float]) -> float:
-    """log of the Beta(a, b)-mixture likelihood of the arm's sequence of outcomes."""
-    a, b = prior
-    return _log_beta(c.bad + a, c.requests - c.bad + b) - _log_beta(a, b)
-
-
-def _log_likelihood(c: Counts, p: float) -> float:
-    good = c.requests - c.bad
-    if (p <= 0.0 and c.bad > 0) or (p >= 1.0 and good > 0):
-        return -math.inf
-    return (c.bad * math.log(p) if c.bad > 0 else 0.0) + (good * math.log1p(-p) if good else 0.0)
-
-
-def _slope(canary: Counts, stable: Counts, margin: float, p: float) -> float:
-    """d/dp of the log-likelihood at p_s = p, p_c = p + margin; decreasing in p."""
-    total = 0.0
-    for c, q in ((canary, p + margin), (stable, p)):
-        good = c.requests - c.bad
-        if c.bad > 0:
-            total += math.inf if q <= 0.0 else c.bad / q
-        if good > 0:
-            total -= math.inf if q >= 1.0 else good / (1.0 - q)
-    return total
-
-
-def _boundary_max(canary: Counts, stable: Counts, margin: float) -> float:
-    """The largest log-likelihood with p_c = p_s + margin (margin in [0, 1)): concave in p_s,
-    so the root of its slope, found by bisection, is the maximum."""
+def _null_point(n_c: float, n_s: float, margin: float, a_c: float, a_s: float) -> float:
+    """Stable's rate q of the null point (q + margin, q): the root in (0, 1 - margin) of
+    n_c slope(q + margin, a_c) + n_s slope(q, a_s), a decreasing function (Newton's method,
+    kept inside a shrinking bracket)."""
+    if margin == 0.0:
+        return (n_c * a_c + n_s * a_s) / (n_c + n_s)
     lo, hi = 0.0, 1.0 - margin
-    if _slope(canary, stable, margin, lo) <= 0.0:
-        p = lo
-    elif _slope(canary, stable, margin, hi) >= 0.0:
-        p = hi
-    else:
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            if mid in (lo, hi):
-                break
-            if _slope(canary, stable, margin, mid) > 0.0:
-                lo = mid
-            else:
-                hi = mid
-        p = 0.5 * (lo + hi)
-    return _log_likelihood(canary, p + margin) + _log_likelihood(stable, p)
+    q = min(max((n_c * (a_c - margin) + n_s * a_s) / (n_c + n_s), lo + 1e-12), hi - 1e-12)
+    for _ in range(100):
+        (hc, dc), (hs, ds) = _slope(q + margin, a_c), _slope(q, a_s)
+        h, dh = n_c * hc + n_s * hs, n_c * dc + n_s * ds
+        if h > 0.0:
+            lo = q
+        else:
+            hi = q
+        step = q - h / dh
+        nxt = step if lo < step < hi else 0.5 * (lo + hi)
+        if abs(nxt - q) <= 1e-15 * max(q, 1e-300) or nxt in (lo, hi):
+            return nxt
+        q = nxt
+    return q
 
 
-def log_e_value(
-    canary: Counts, stable: Counts, margin: float, worse: bool, prior: tuple[float, float]
+def _log_ratio(c: Counts, a: float, b: float) -> float:
+    """log of (a / b)^bad ((1 - a) / (1 - b))^good."""
+    good = c.requests - c.bad
+    return (c.bad * math.log(a / b) if c.bad else 0.0) + (
+        good * (math.log1p(-a) - math.log1p(-b)) if good else 0.0
+    )
+
+
+def log_e_block(
+    canary: Counts, stable: Counts, margin: float, alternative: tuple[float, float]
 ) -> float:
-    """The log e-value against "p_c <= p_s + margin" (`worse`: the evidence that the canary is
-    worse than that) or against "p_c >= p_s + margin" (not `worse`). 0 (e = 1) while an arm has
-    no requests."""
+    """The log e-value of one block of traffic (between two looks) against the null's
+    boundary "p_c = p_s + margin", for the alternative rates (canary, stable), both in (0, 1):
+    the canary worse than that (fail test) or better (pass test). 0 (e = 1) while an arm has
+    no requests in the block: one arm alone says nothing about the difference."""
+    a_c, a_s = alternative
     if canary.requests <= 0 or stable.requests <= 0:
         return 0.0
-    mixture = _log_mixture(canary, prior) + _log_mixture(stable, prior)
-    difference = canary.bad / canary.requests - stable.bad / stable.requests
-    in_null = difference <= margin if worse else difference >= margin
-    if in_null:
-        best = _log_likelihood(canary, canary.bad / canary.requests) + _log_likelihood(
-            stable, stable.bad / stable.requests
-        )
-    else:
-        best = _boundary_max(canary, stable, margin)
-    return mixture - best
+    q = _null_point(canary.requests, stable.requests, margin, a_c, a_s)
+    return _log_ratio(canary, a_c, q + margin) + _log_ratio(stable, a_s, q)
+
+
+def _stable_rate(before: Counts, stable: Counts, cfg: JudgeConfig) -> float:
+    """The alternative's stable rate for the next block: stable's baseline and counts so far,
+    shrunk towards the prior."""
+    a, b = cfg.prior
+    return (before.bad + stable.bad + a) / (before.requests + stable.requests + a + b)
+
+
+def _fail_weights(margin: float, effect: float) -> list[tuple[float, float]]:
+    """(share of the headroom above stable + margin, log weight) of the fail alternatives."""
+    kept = [(k * effect, w) for k, w in _FAIL_GRID if k * effect < _MAX_SHARE_OF_HEADROOM]
+    total = sum(w for _, w in kept)
+    return [(d, math.log(w / total)) for d, w in kept]
+
+
+def _pass_weights() -> list[tuple[str, float]]:
+    total = sum(w for _, w in _PASS_GRID)
+    return [(kind, math.log(w / total)) for kind, w in _PASS_GRID]
+
+
+def _fail_alternatives(rate: float, margin: float, effect: float) -> list[tuple[float, float]]:
+    base = rate + margin
+    return [(base + d * (1.0 - base), rate) for d, _ in _fail_weights(margin, effect)]
+
+
+def _pass_alternatives(rate: float, effect: float) -> list[tuple[float, float]]:
+    shifted = {"same": rate, "third": rate + effect / 3.0 * (1.0 - rate), "half": rate / 2.0}
+    return [(shifted[kind], rate) for kind, _ in _PASS_GRID]
+
+
+def _log_sum(parts: Sequence[float], log_weights: Sequence[float]) -> float:
+    """log of the weighted average of exp(parts)."""
+    terms = [p + w for p, w in zip(parts, log_weights, strict=True)]
+    top = max(terms)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(t - top) for t in terms))
 
 
 # --------------------------------------------------------------------------- the verdict
@@ -322,7 +429,8 @@ def _short(value: float) -> str:
 
 @dataclass(frozen=True)
 class SignalTest:
-    """Both sequential tests on one signal: the counts, the bounds and the e-values."""
+    """Both sequential tests on one signal: the counts since the start, the bounds, the
+    e-values, and the per-alternative log products the next look continues from."""
 
     signal: Signal
     canary: Counts
@@ -333,6 +441,8 @@ class SignalTest:
     log_e_pass: float
     fail_level: float  # the share of alpha this signal's fail test spends
     pass_level: float
+    fail_parts: tuple[float, ...] = ()
+    pass_parts: tuple[float, ...] = ()
 
     @property
     def fails(self) -> bool:
@@ -364,7 +474,49 @@ class SignalTest:
             "e_pass": _number(_e(self.log_e_pass)),
             "log_e_pass": self.log_e_pass,
             "pass_threshold": 1.0 / self.pass_level,
+            "state": {"fail": list(self.fail_parts), "pass": list(self.pass_parts)},
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> SignalTest:
+        """Back from `as_dict` (a stored verdict, to continue the test after a restart)."""
+        try:
+            signal = data["signal"]
+            if signal not in _SIGNALS:
+                raise ValueError(f"unknown signal {signal!r}")
+
+            def counts(key: str) -> Counts:
+                arm = _mapping(data[key])
+                return Counts(_real(arm["requests"]), _real(arm["bad"]))
+
+            state = _mapping(data["state"])
+            return cls(
+                signal="errors" if signal == "errors" else "latency",
+                canary=counts("canary"),
+                stable=counts("stable"),
+                tolerance=_real(data["tolerance"]),
+                effect=_real(data["effect_bound"]),
+                log_e_fail=_real(data["log_e_fail"]),
+                log_e_pass=_real(data["log_e_pass"]),
+                fail_level=1.0 / _real(data["fail_threshold"]),
+                pass_level=1.0 / _real(data["pass_threshold"]),
+                fail_parts=tuple(_real(v) for v in _list(state["fail"])),
+                pass_parts=tuple(_real(v) for v in _list(state["pass"])),
+            )
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+            raise BadInput(f"judge state: not a stored verdict ({e})") from None
+
+
+def _real(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise TypeError(f"{value!r} is not a list")
+    return value
 
 
 @dataclass(frozen=True)
@@ -372,7 +524,8 @@ class Verdict:
     """The judge's decision and the evidence behind it.
 
     `signal` names the signal that decided: the one that failed, or for a pass the one that
-    passed last (the smallest e-value over its threshold); None while inconclusive.
+    passed last (the smallest e-value over its threshold); None while inconclusive. `looks`
+    counts the looks of this test so far (this one included).
     """
 
     decision: Decision
@@ -380,6 +533,7 @@ class Verdict:
     alpha: float
     tests: tuple[SignalTest, ...]
     slow_above_s: float | None = None
+    looks: int = 1
 
     def test(self, signal: Signal) -> SignalTest | None:
         return next((t for t in self.tests if t.signal == signal), None)
@@ -390,8 +544,34 @@ class Verdict:
             "signal": self.signal,
             "alpha": self.alpha,
             "slow_above_s": self.slow_above_s,
+            "looks": self.looks,
             "tests": [t.as_dict() for t in self.tests],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Verdict:
+        """Back from `as_dict`: a stored verdict to pass as `previous`."""
+        try:
+            decision, signal = data["decision"], data["signal"]
+            if decision not in ("pass", "fail", "inconclusive", "inconclusive-at-deadline"):
+                raise ValueError(f"unknown decision {decision!r}")
+            if signal is not None and signal not in _SIGNALS:
+                raise ValueError(f"unknown signal {signal!r}")
+            tests = _list(data["tests"])
+            slow = data["slow_above_s"]
+            looks = data["looks"]
+            if not isinstance(looks, int):
+                raise TypeError(f"looks {looks!r} is not a whole number")
+            return cls(
+                decision=decision,
+                signal=signal,
+                alpha=_real(data["alpha"]),
+                tests=tuple(SignalTest.from_dict(_mapping(t)) for t in tests),
+                slow_above_s=None if slow is None else _real(slow),
+                looks=looks,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise BadInput(f"judge state: not a stored verdict ({e})") from None
 
     def describe(self) -> str:
         """One line for the deploy output."""
@@ -429,47 +609,84 @@ class Verdict:
         return test
 
 
+def _mapping(value: object) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{value!r} is not a mapping")
+    return value
+
+
 def _test(
-    signal: Signal, comparison: Comparison | None, cfg: JudgeConfig, fail_level: float
+    signal: Signal,
+    ev: Evidence,
+    cfg: JudgeConfig,
+    fail_level: float,
+    previous: SignalTest | None,
 ) -> SignalTest:
-    tolerance, effect = (
-        (cfg.error_tolerance, cfg.error_increase)
-        if signal == "errors"
-        else (cfg.slow_tolerance, cfg.slow_increase)
-    )
-    if comparison is None:  # no histogram: nothing to judge, so this signal cannot pass
-        empty = Counts(0.0, 0.0)
-        comparison = Comparison(empty, empty)
-    c, s = comparison.canary, comparison.stable
+    tolerance, effect = cfg.bounds(signal)
+    comparison = ev.comparison(signal)
+    # No histogram: nothing to judge, so this signal cannot pass.
+    c, s = (comparison.canary, comparison.stable) if comparison else (_NONE, _NONE)
+    fail_w = [w for _, w in _fail_weights(tolerance, effect)]
+    pass_w = [w for _, w in _pass_weights()]
+    if previous is None:
+        before_c, before_s = _NONE, _NONE
+        fail_parts, pass_parts = [0.0] * len(fail_w), [0.0] * len(pass_w)
+    else:
+        if (previous.tolerance, previous.effect) != (tolerance, effect) or (
+            len(previous.fail_parts),
+            len(previous.pass_parts),
+        ) != (len(fail_w), len(pass_w)):
+            raise BadInput(f"judge state: the previous {signal} test had another configuration")
+        before_c, before_s = previous.canary, previous.stable
+        fail_parts, pass_parts = list(previous.fail_parts), list(previous.pass_parts)
+    block_c, block_s = c.minus(before_c), s.minus(before_s)
+    rate = _stable_rate(ev.before(signal), before_s, cfg)
+    if rate + tolerance < 1.0:
+        for i, alt in enumerate(_fail_alternatives(rate, tolerance, effect)):
+            fail_parts[i] += log_e_block(block_c, block_s, tolerance, alt)
+    for i, alt in enumerate(_pass_alternatives(rate, effect)):
+        pass_parts[i] += log_e_block(block_c, block_s, effect, alt)
     return SignalTest(
         signal=signal,
         canary=c,
         stable=s,
         tolerance=tolerance,
         effect=effect,
-        log_e_fail=log_e_value(c, s, tolerance, True, cfg.prior),
-        log_e_pass=log_e_value(c, s, effect, False, cfg.prior),
+        log_e_fail=_log_sum(fail_parts, fail_w),
+        log_e_pass=_log_sum(pass_parts, pass_w),
         fail_level=fail_level,
         pass_level=cfg.alpha,
+        fail_parts=tuple(fail_parts),
+        pass_parts=tuple(pass_parts),
     )
 
 
-def judge(ev: Evidence, cfg: JudgeConfig, *, deadline: bool = False) -> Verdict:
-    """Judge the counts since the canary started. Ask as often as you like, and act on the
-    first "pass" or "fail"; with `deadline`, an undecided canary is "inconclusive-at-deadline"
-    (the operator's call, never a silent pass)."""
+def judge(
+    ev: Evidence, cfg: JudgeConfig, *, deadline: bool = False, previous: Verdict | None = None
+) -> Verdict:
+    """Judge the counts since the canary started. Ask as often as you like, passing the
+    previous verdict of the same rollout each time (`previous`; None on the first look), and
+    act on the first "pass" or "fail"; with `deadline`, an undecided canary is
+    "inconclusive-at-deadline" (the operator's call, never a silent pass)."""
+    if previous is not None:
+        if previous.decision in ("pass", "fail"):
+            raise BadInput(f"judge state: the test already ended in {previous.decision!r}")
+        if previous.alpha != cfg.alpha or {t.signal for t in previous.tests} != set(cfg.signals):
+            raise BadInput("judge state: the previous verdict had another configuration")
     level = cfg.alpha / len(cfg.signals)
-    comparisons = {"errors": ev.errors, "latency": ev.slow}
-    tests = tuple(_test(s, comparisons[s], cfg, level) for s in cfg.signals)
+    tests = tuple(
+        _test(s, ev, cfg, level, previous.test(s) if previous else None) for s in cfg.signals
+    )
+    looks = previous.looks + 1 if previous else 1
     failing = [t for t in tests if t.fails]
     if failing:
         worst = max(failing, key=lambda t: t.log_e_fail)
-        return Verdict("fail", worst.signal, cfg.alpha, tests, ev.slow_above_s)
+        return Verdict("fail", worst.signal, cfg.alpha, tests, ev.slow_above_s, looks)
     if all(t.passes for t in tests):
         last = min(tests, key=lambda t: t.log_e_pass)
-        return Verdict("pass", last.signal, cfg.alpha, tests, ev.slow_above_s)
+        return Verdict("pass", last.signal, cfg.alpha, tests, ev.slow_above_s, looks)
     decision: Decision = "inconclusive-at-deadline" if deadline else "inconclusive"
-    return Verdict(decision, None, cfg.alpha, tests, ev.slow_above_s)
+    return Verdict(decision, None, cfg.alpha, tests, ev.slow_above_s, looks)
 
 
 # --------------------------------------------------------------------------- the estimate
@@ -514,11 +731,13 @@ def estimate(
     it to the canary) the errors test needs to fail a canary whose error rate is `increase`
     above stable's `base_error_rate`.
 
-    Deterministic: the first canary request count at which the fail e-value computed on the
-    *expected* counts reaches its threshold (alpha / number of signals, as in `judge`; the
-    tolerance and prior come from `config`). The log e-value on expected counts tracks the
-    typical path, so this approximates the median time to fail (benchmarks/JUDGE.md compares
-    it with simulation); half the canaries take longer.
+    Deterministic: the first canary request count at which the fail e-value on the *expected*
+    counts reaches its threshold (alpha / number of signals, as in `judge`; tolerance and
+    effect bound from `config`), with the alternative's stable rate at `base_error_rate` (as a
+    baseline of stable's counts before the rollout gives it). On expected counts each
+    alternative's log e-value grows linearly with the traffic, so the estimate tracks the
+    typical path and approximates the median time to fail (benchmarks/JUDGE.md compares it with
+    simulation); half the canaries take longer.
     """
     cfg = replace(config, alpha=alpha) if config is not None else JudgeConfig(alpha=alpha)
     if not 0.0 < rate_per_s < math.inf:
@@ -535,19 +754,33 @@ def estimate(
         )
     threshold = math.log(len(cfg.signals) / alpha)
     ratio = (1.0 - canary_share) / canary_share
+    tolerance, effect = cfg.error_tolerance, cfg.error_increase
+    rate = min(max(base_error_rate, 1e-9), 1.0 - tolerance - 1e-9)
+    per_request = [  # each alternative's expected log e-value per canary request
+        log_e_block(
+            Counts(1.0, base_error_rate + increase),
+            Counts(ratio, ratio * base_error_rate),
+            tolerance,
+            alt,
+        )
+        for alt in _fail_alternatives(rate, tolerance, effect)
+    ]
+    weights = [w for _, w in _fail_weights(tolerance, effect)]
 
+    # The first n with log(sum_k w_k exp(n g_k)) >= threshold: this grows with n once it is
+    # positive, so bisection on n after doubling finds it.
     def reached(n: float) -> bool:
-        canary = Counts(n, n * (base_error_rate + increase))
-        stable = Counts(n * ratio, n * ratio * base_error_rate)
-        return log_e_value(canary, stable, cfg.error_tolerance, True, cfg.prior) >= threshold
+        return _log_sum([n * g for g in per_request], weights) >= threshold
 
+    if max(per_request) <= 0.0:
+        return Estimate(math.inf, math.inf)
     hi = 1.0
     while not reached(hi):
         if hi >= _ESTIMATE_MAX_REQUESTS:
             return Estimate(math.inf, math.inf)
         hi *= 2.0
     lo = hi / 2.0
-    while hi - lo > 1.0:  # the e-value on expected counts grows with n past its first crossing
+    while hi - lo > 1.0:
         mid = math.floor((lo + hi) / 2.0)
         lo, hi = (lo, float(mid)) if reached(mid) else (float(mid), hi)
     return Estimate(hi, hi / (rate_per_s * canary_share))

@@ -1,12 +1,14 @@
-"""The sequential canary judge: decisions on hand-made evidence, its one-line config errors, the
-traffic estimate, and a seeded simulation of its false-alarm rate."""
+"""The sequential canary judge: decisions on hand-made evidence, the e-value's validity checked by
+exact enumeration, the state carried from look to look, its one-line config errors, the traffic
+estimate, and a seeded simulation of its false-alarm rate."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -18,10 +20,11 @@ from nomadml.core.judge import (
     Evidence,
     JudgeConfig,
     Signal,
+    Verdict,
     estimate,
     evidence,
     judge,
-    log_e_value,
+    log_e_block,
     slow_threshold,
 )
 from nomadml.core.metrics import Snapshot
@@ -52,11 +55,45 @@ TYPICAL_SLOW = ((6000, 240), (12000, 480))  # 4 % slow on both arms: latency pas
 
 @dataclass(frozen=True)
 class Case:
+    """The evidence reached in `looks` equal steps (the judge asked at each), optionally with
+    stable's counts before the rollout; the decision at the last look."""
+
     evidence: Evidence
     decision: Decision
     signal: Signal | None = None
     deadline: bool = False
     cfg: dict[str, Any] = field(default_factory=dict)
+    looks: int = 10
+    before: tuple[float, float] | None = None  # stable's errors before: requests, bad
+
+
+def _share(c: Comparison | None, k: int, looks: int) -> Comparison | None:
+    if c is None:
+        return None
+    f = k / looks
+    return pair(
+        (c.canary.requests * f, c.canary.bad * f), (c.stable.requests * f, c.stable.bad * f)
+    )
+
+
+def run(case: Case) -> Verdict:
+    """Ask the judge at each of the case's looks, as a rollout does, each continuing the last."""
+    cfg, verdict = JudgeConfig(**case.cfg), None
+    before = Counts(*case.before) if case.before else None
+    for k in range(1, case.looks + 1):
+        errors = _share(case.evidence.errors, k, case.looks)
+        assert errors is not None
+        got = Evidence(
+            errors,
+            _share(case.evidence.slow, k, case.looks),
+            case.evidence.slow_above_s,
+            stable_before_errors=before,
+        )
+        verdict = judge(got, cfg, deadline=case.deadline and k == case.looks, previous=verdict)
+        if verdict.decision in ("pass", "fail"):
+            break
+    assert verdict is not None
+    return verdict
 
 
 CASES: dict[str, Case] = {
@@ -99,10 +136,22 @@ CASES: dict[str, Case] = {
     "latency off: errors alone decide": Case(
         ev(((6000, 30), (12000, 60))), "pass", "errors", cfg={"latency": False}
     ),
-    "an increase within the tolerance does not fail": Case(
+    "an increase within the tolerance does not fail (and is below the effect bound)": Case(
+        ev(((800, 40), (1600, 16)), ((800, 40), (1600, 80))),
+        "pass",
+        "errors",
+        cfg={"error_tolerance": 0.04, "error_increase": 0.08},
+    ),
+    "an increase just above the tolerance: keep measuring": Case(
         ev(((800, 40), (1600, 16)), ((800, 40), (1600, 80))),
         "inconclusive",
-        cfg={"error_tolerance": 0.04, "error_increase": 0.08},
+        cfg={"error_tolerance": 0.03, "error_increase": 0.04},
+    ),
+    "one look at all the traffic decides too": Case(
+        ev(((800, 40), (1600, 16)), ((800, 40), (1600, 80))), "fail", "errors", looks=1
+    ),
+    "a baseline of stable's errors steers the alternative, same decision": Case(
+        ev(((2000, 20), (4000, 4)), TYPICAL_SLOW), "fail", "errors", before=(36000, 36)
     ),
     "a large effect bound passes a mildly worse canary": Case(
         ev(((2000, 40), (4000, 40)), TYPICAL_SLOW), "pass", "errors", cfg={"error_increase": 0.05}
@@ -116,22 +165,23 @@ CASES: dict[str, Case] = {
 @pytest.mark.parametrize("name", CASES)
 def test_decision(name: str) -> None:
     case = CASES[name]
-    verdict = judge(case.evidence, JudgeConfig(**case.cfg), deadline=case.deadline)
+    verdict = run(case)
     assert (verdict.decision, verdict.signal) == (case.decision, case.signal)
     # The evidence travels with the verdict: JSON-ready, one line to show.
     data = json.loads(json.dumps(verdict.as_dict()))
     assert data["decision"] == case.decision
-    assert data["tests"][0]["canary"]["requests"] == case.evidence.errors.canary.requests
+    seen = case.evidence.errors.canary.requests * verdict.looks / case.looks  # it may stop early
+    assert data["tests"][0]["canary"]["requests"] == pytest.approx(seen)
     line = verdict.describe()
     assert "\n" not in line
     assert line.startswith(f"judge {case.decision.replace('-at-deadline', ' at the deadline')}")
 
 
 def test_fail_line_shows_e_threshold_counts_and_tolerance() -> None:
-    verdict = judge(ev(((800, 12), (1600, 1)), ((800, 40), (1600, 80))), CFG)
+    verdict = judge(ev(((800, 18), (1600, 1)), ((800, 40), (1600, 80))), CFG)
     assert verdict.describe() == (
-        f"judge fail: errors e=335 ≥ 2/{ALPHA}=200"
-        " (canary 12/800 errors, stable 1/1600; tolerance +0 pt)"
+        f"judge fail: errors e=353 ≥ 2/{ALPHA}=200"
+        " (canary 18/800 errors, stable 1/1600; tolerance +0 pt)"
     )
     errors = json.loads(json.dumps(verdict.as_dict()))["tests"][0]
     assert errors["fail_threshold"] == 200  # alpha / 2 signals
@@ -155,35 +205,132 @@ def test_overwhelming_evidence_stays_finite_in_json() -> None:
     assert "e=inf" in verdict.describe()
 
 
-# --------------------------------------------------------------------------- the e-value
+# --------------------------------------------------------------------------- the state
 
 
-def test_e_value_is_at_most_one_when_the_data_sit_in_the_null() -> None:
-    canary, stable = Counts(1000, 10), Counts(2000, 30)  # canary better than stable
-    assert log_e_value(canary, stable, 0.0, True, CFG.prior) <= 0.0
-    assert log_e_value(canary, stable, 0.01, False, CFG.prior) > 0.0
+def _looks(
+    steps: Sequence[tuple[tuple[float, float], tuple[float, float]]], cfg: JudgeConfig = CFG
+) -> list[Verdict]:
+    verdicts: list[Verdict] = []
+    for errors in steps:
+        previous = verdicts[-1] if verdicts else None
+        verdicts.append(judge(ev(errors), replace(cfg, latency=False), previous=previous))
+    return verdicts
 
 
-def test_e_value_without_traffic_is_one() -> None:
-    assert log_e_value(Counts(0, 0), Counts(10, 1), 0.0, True, CFG.prior) == 0.0
-    assert log_e_value(Counts(10, 1), Counts(0, 0), 0.01, False, CFG.prior) == 0.0
+STEPS = [((100 * k, k), (200 * k, 2 * k)) for k in range(1, 6)]
+
+
+def test_each_look_continues_the_last() -> None:
+    verdicts = _looks(STEPS)
+    assert [v.looks for v in verdicts] == [1, 2, 3, 4, 5]
+    # The e-value is the product over the blocks between looks: a stored verdict continues.
+    stored = Verdict.from_dict(json.loads(json.dumps(verdicts[2].as_dict())))
+    assert stored == verdicts[2]
+    again = judge(ev(STEPS[3]), replace(CFG, latency=False), previous=stored)
+    assert again == verdicts[3]
+    # Looking less often is another (equally valid) test, with other blocks.
+    sparse = judge(ev(STEPS[4]), replace(CFG, latency=False), previous=verdicts[1])
+    assert sparse.test("errors") != verdicts[4].test("errors")
 
 
 @pytest.mark.parametrize(
-    ("canary", "stable", "margin", "worse"),
+    ("previous", "errors", "message"),
     [
-        ((10, 10), (10, 0), 0.0, True),  # every canary request failed, no stable one
-        ((10, 0), (10, 10), 0.5, False),
-        ((5, 5), (5, 5), 0.3, True),  # both at rate 1
-        ((7, 0), (9, 0), 0.2, False),
-        ((1e6, 3.5), (2e6, 0.25), 0.001, True),  # counter arithmetic leaves fractions
+        (0, ((50, 0), (400, 4)), "counts since the start must not go down"),
+        (0, ((300, 0), (400, 4)), "counts since the start must not go down"),
+    ],
+)
+def test_counts_that_go_back_are_bad_input(
+    previous: int, errors: tuple[tuple[float, float], tuple[float, float]], message: str
+) -> None:
+    verdicts = _looks(STEPS)
+    with pytest.raises(BadInput, match=message):
+        judge(ev(errors), replace(CFG, latency=False), previous=verdicts[previous])
+
+
+def test_a_previous_verdict_of_another_test_is_bad_input() -> None:
+    first = _looks(STEPS[:1])[0]
+    with pytest.raises(BadInput, match="another configuration"):
+        judge(ev(STEPS[1]), CFG, previous=first)  # latency on now
+    with pytest.raises(BadInput, match="another configuration"):
+        judge(ev(STEPS[1]), JudgeConfig(latency=False, error_increase=0.02), previous=first)
+    done = judge(ev(((800, 40), (1600, 16))), replace(CFG, latency=False))
+    assert done.decision == "fail"
+    with pytest.raises(BadInput, match="already ended in 'fail'"):
+        judge(ev(((900, 45), (1800, 18))), replace(CFG, latency=False), previous=done)
+    with pytest.raises(BadInput, match="judge state: not a stored verdict"):
+        Verdict.from_dict({"decision": "pass"})
+
+
+# --------------------------------------------------------------------------- the e-value
+
+
+def _binomial_pmf(n: int, k: int, p: float) -> float:
+    return math.comb(n, k) * p**k * (1 - p) ** (n - k)
+
+
+def _expected_e(
+    n_c: int, n_s: int, p_c: float, p_s: float, margin: float, alt: tuple[float, float]
+) -> float:
+    """E[e] of one block under rates (p_c, p_s), by enumerating every outcome."""
+    return sum(
+        _binomial_pmf(n_c, x_c, p_c)
+        * _binomial_pmf(n_s, x_s, p_s)
+        * math.exp(log_e_block(Counts(n_c, x_c), Counts(n_s, x_s), margin, alt))
+        for x_c in range(n_c + 1)
+        for x_s in range(n_s + 1)
+    )
+
+
+NULL_RATES = (0.0, 0.001, 0.02, 0.1, 0.3, 0.6, 0.95, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("n_c", "n_s", "margin", "alt"),
+    [
+        (5, 9, 0.0, (0.2, 0.05)),  # fail test, zero tolerance: the canary worse
+        (7, 3, 0.0, (0.9, 0.3)),
+        (6, 8, 0.05, (0.3, 0.1)),  # fail test with a tolerance of 5 pt
+        (6, 8, 0.1, (0.05, 0.05)),  # pass test, effect bound 10 pt: the canary as bad
+        (9, 4, 0.3, (0.02, 0.1)),  # pass test: the canary better
+    ],
+)
+def test_e_value_has_mean_at_most_one_under_every_null_rate(
+    n_c: int, n_s: int, margin: float, alt: tuple[float, float]
+) -> None:
+    worse = alt[0] > alt[1] + margin  # the fail test's null is p_c <= p_s + margin
+    for p_s in NULL_RATES:
+        for p_c in NULL_RATES:
+            in_null = p_c <= p_s + margin if worse else p_c >= p_s + margin
+            if in_null:
+                assert _expected_e(n_c, n_s, p_c, p_s, margin, alt) <= 1.0 + 1e-9, (p_c, p_s)
+    # ... and is worth having under the alternative.
+    assert _expected_e(n_c, n_s, *alt, margin, alt) > 1.0
+
+
+def test_e_value_without_traffic_in_an_arm_is_one() -> None:
+    assert log_e_block(Counts(0, 0), Counts(10, 1), 0.0, (0.2, 0.1)) == 0.0
+    assert log_e_block(Counts(10, 1), Counts(0, 0), 0.01, (0.01, 0.01)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("canary", "stable", "margin", "alt"),
+    [
+        ((10, 10), (10, 0), 0.0, (0.9, 0.01)),  # every canary request failed, no stable one
+        ((10, 0), (10, 10), 0.5, (0.3, 0.4)),
+        ((5, 5), (5, 5), 0.3, (0.99, 0.6)),  # both at rate 1
+        ((7, 0), (9, 0), 0.2, (1e-6, 1e-6)),
+        ((1e6, 3.5), (2e6, 0.25), 0.001, (0.003, 0.001)),  # counter arithmetic leaves fractions
     ],
 )
 def test_e_value_is_finite_at_the_edges(
-    canary: tuple[float, float], stable: tuple[float, float], margin: float, worse: bool
+    canary: tuple[float, float],
+    stable: tuple[float, float],
+    margin: float,
+    alt: tuple[float, float],
 ) -> None:
-    value = log_e_value(Counts(*canary), Counts(*stable), margin, worse, CFG.prior)
-    assert math.isfinite(value)
+    assert math.isfinite(log_e_block(Counts(*canary), Counts(*stable), margin, alt))
 
 
 # --------------------------------------------------------------------------- configuration
@@ -306,6 +453,7 @@ def _fails(rng: random.Random, cfg: JudgeConfig, error: float, slow: float, wors
     for 5 minutes at 15 req/s, a third to the canary? It never stops at a pass: Ville's
     inequality bounds the probability of *ever* failing a good canary."""
     arms = {"canary": [0, 0, 0], "stable": [0, 0, 0]}  # requests, errors, slow
+    verdict = None
     for _ in range(60):
         for arm, n, extra in (("canary", 25, worse), ("stable", 50, 0.0)):
             counts = arms[arm]
@@ -314,8 +462,11 @@ def _fails(rng: random.Random, cfg: JudgeConfig, error: float, slow: float, wors
             counts[2] += _binomial(rng, n, slow)
         c, s = arms["canary"], arms["stable"]
         got = Evidence(pair((c[0], c[1]), (s[0], s[1])), pair((c[0], c[2]), (s[0], s[2])), BOUND)
-        if judge(got, cfg).decision == "fail":
+        verdict = judge(got, cfg, previous=verdict)
+        if verdict.decision == "fail":
             return True
+        if verdict.decision == "pass":  # keep the fail test going past a pass: Ville's
+            verdict = replace(verdict, decision="inconclusive", signal=None)  # bound is for ever
     return False
 
 
