@@ -11,6 +11,7 @@ import requests
 from click.testing import CliRunner
 
 from examples.iris.train import train_iris
+from nomadml.adapters.image_registry import MANIFEST_TYPES
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.cli.main import main
@@ -25,9 +26,8 @@ def cli(*args: str) -> tuple[int, str, str]:
 def _present(image: str) -> bool:
     host, _, rest = image.partition("/")
     repository, _, digest = rest.partition("@")
-    accept = "application/vnd.docker.distribution.manifest.v2+json"
     url = f"http://{host}/v2/{repository}/manifests/{digest}"
-    return requests.head(url, headers={"Accept": accept}, timeout=5).status_code == 200
+    return requests.head(url, headers={"Accept": MANIFEST_TYPES}, timeout=5).status_code == 200
 
 
 def test_a_rejected_versions_image_expires_and_its_record_stays(
@@ -57,7 +57,8 @@ def test_a_rejected_versions_image_expires_and_its_record_stays(
     assert _present(rejected.image)
 
     code, out, _ = cli("model", "expire", model_name, "--after", "0s")
-    assert code == 0 and out.strip() == f"{model_name} 1.1.0 (rejected): expired"
+    assert code == 0 and out.strip().splitlines()[-1] == f"{model_name} 1.1.0 (rejected): expired"
+    assert f"{model_name} 1.1.0 expired (rejected)" in out  # the event, as a webhook sees it
     assert not _present(rejected.image)
     assert _present(kept.image)  # a candidate nothing superseded stays
     record = registry.get(model_name, "1.1.0")
