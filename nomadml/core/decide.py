@@ -54,7 +54,7 @@ class Observation:
     status: str  # Nomad deployment status
     description: str = ""
     groups: tuple[GroupState, ...] = ()
-    gates: str = "none"  # none (health only) | pending | passed | failed
+    gates: str = "none"  # none (health only) | pending | passed | failed | inconclusive
     gate_reason: str = ""
     placement_failures: tuple[str, ...] = ()
     unhealthy_reasons: tuple[str, ...] = ()
@@ -113,6 +113,13 @@ def decide(obs: Observation) -> Decision:
         return Decision(Action.FAIL, f"gate failed: {obs.gate_reason}")
     if obs.gates == "pending":
         return Decision(Action.RUN_GATES, "canaries healthy; measuring canary against stable")
+    if obs.gates == "inconclusive":
+        # Not enough evidence by the deadline (a quiet hour): never a silent pass, never
+        # a false rollback; the canaries stay and the operator decides.
+        return Decision(
+            Action.AWAIT_PROMOTION,
+            f"no verdict by the deadline: {obs.gate_reason}; promote or roll back",
+        )
     if obs.no_promote:
         return Decision(Action.AWAIT_PROMOTION, "canaries healthy and gates passed; not promoting")
     if obs.promote_requested:

@@ -107,6 +107,17 @@ class Restart:
 
 
 @dataclass(frozen=True)
+class JudgeSpec:
+    enabled: bool
+    alpha: float
+    error_increase: float
+    slow_increase: float
+    latency: bool
+    deadline: str
+    on_inconclusive: str
+
+
+@dataclass(frozen=True)
 class Gates:
     health: bool
     analysis: bool
@@ -119,6 +130,7 @@ class Gates:
     latency_percentile: float
     max_latency_ms: float
     max_latency_ratio: float
+    judge: JudgeSpec
     metrics: MetricNames
 
 

@@ -124,6 +124,19 @@ SCHEMA: Schema = {
         "latency_percentile": Field("float", 0.95, (between(0.5, 0.999),)),
         "max_latency_ms": Field("float", 500.0, (between(1, 600_000),)),
         "max_latency_ratio": Field("float", 1.5, (between(1, 100),)),
+        # The sequential judge (anytime-valid tests at a false-alarm rate alpha) decides
+        # instead of the thresholds above; it says when the evidence suffices.
+        "judge": {
+            "enabled": Field("bool", False),
+            "alpha": Field("float", 0.01, (between(0.0001, 0.4999),)),
+            "error_increase": Field("float", 0.01, (between(0.0001, 0.9999),)),
+            "slow_increase": Field("float", 0.05, (between(0.0001, 0.9999),)),
+            "latency": Field("bool", True),
+            "deadline": Field("duration", "10m"),
+            # At the deadline without a decision: await (stop, exit 8, the operator
+            # decides), fail, or promote (only when written down here).
+            "on_inconclusive": Field("str", "await", (one_of("await", "fail", "promote"),)),
+        },
         "metrics": {
             # The reference server's names (MetricNames' defaults).
             "requests_total": Field(

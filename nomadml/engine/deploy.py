@@ -120,6 +120,10 @@ def gate_runner(prepared: Prepared, api: NomadAPI) -> Any:
     spec = prepared.spec
     if not spec.gates.analysis or spec.update.canary == 0:
         return None
+    if spec.gates.judge.enabled:
+        from nomadml.engine.judge_runner import JudgeRunner
+
+        return JudgeRunner(api, spec.gates, spec.serving.metrics_path)
     from nomadml.engine.gate_runner import GateRunner
 
     return GateRunner(api, spec.gates, spec.serving.metrics_path)

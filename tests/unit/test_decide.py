@@ -152,6 +152,14 @@ TABLE: list[tuple[str, Observation, Action, str]] = [
         "gates passed",
     ),
     (
+        "judge inconclusive at the deadline: the operator decides",
+        Observation(
+            "running", MANUAL, (CANARY_WAITING,), gates="inconclusive", gate_reason="judge: 3 req"
+        ),
+        Action.AWAIT_PROMOTION,
+        "no verdict by the deadline: judge: 3 req; promote or roll back",
+    ),
+    (
         "healthy canary, health-only gates",
         Observation("running", MANUAL, (CANARY_WAITING,)),
         Action.PROMOTE,

@@ -1,0 +1,143 @@
+"""The sequential judge during a rollout (`[gates.judge] enabled = true`): every
+interval, each allocation's counters since the canaries turned healthy are scraped,
+summed per arm (canary, stable) and handed to `core.judge` with the previous verdict
+(one test per rollout, however often it looks). It decides as soon as the evidence
+suffices: pass, fail, or at the deadline `inconclusive`, which becomes what the spec
+says (await the operator: exit 8; fail; or promote). Same interface as GateRunner."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nomadml.adapters.metric_scrape import MetricScraper
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.judge import JudgeConfig, Verdict, estimate, evidence, judge, slow_threshold
+from nomadml.core.metrics import Snapshot, delta, merge
+from nomadml.core.schema import seconds
+from nomadml.core.spec import Gates
+from nomadml.events import Emit, Event
+
+INCONCLUSIVE = {"await": "inconclusive", "fail": "failed", "promote": "passed"}
+
+
+class JudgeRunner:
+    def __init__(self, api: NomadAPI, gates: Gates, metrics_path: str) -> None:
+        spec = gates.judge
+        self.api, self.metrics_path = api, metrics_path
+        self.cfg = JudgeConfig(
+            alpha=spec.alpha,
+            error_increase=spec.error_increase,
+            slow_increase=spec.slow_increase,
+            latency=spec.latency,
+        )
+        self.interval, self.deadline_s = seconds(gates.interval), seconds(spec.deadline)
+        self.on_inconclusive = spec.on_inconclusive
+        self.scraper = MetricScraper(gates.metrics)
+        self.baseline: dict[str, Snapshot] = {}
+        self.stable_before: Snapshot | None = None
+        self.slow_above_s: float | None = None
+        self.verdict: Verdict | None = None
+        self.active, self.started, self.next_sample = False, 0.0, 0.0
+        self.state, self.reason = "pending", ""
+        self.estimated = False
+        self._records: list[dict[str, Any]] = []
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(self._records)
+
+    def step(self, job_id: str, canary_ids: list[str], emit: Emit) -> tuple[str, str]:
+        """Look if due; return (pending|passed|failed|inconclusive, reason)."""
+        now = time.monotonic()
+        if not self.active:
+            self.active, self.started, self.next_sample = True, now, now
+        if self.state != "pending" or now < self.next_sample:
+            return self.state, self.reason
+        self.next_sample = now + self.interval
+        canary, stable = self._since_start(job_id, set(canary_ids))
+        elapsed = now - self.started
+        at_deadline = elapsed >= self.deadline_s
+        if canary is None or stable is None or (canary.requests == 0 and not at_deadline):
+            return self.state, self.reason
+        if not self.estimated and elapsed > 0 and canary.requests + stable.requests > 0:
+            self._estimate(job_id, canary, stable, elapsed, emit)
+        ev = evidence(canary, stable, self.slow_above_s, stable_before=self.stable_before)
+        self.verdict = judge(ev, self.cfg, deadline=at_deadline, previous=self.verdict)
+        said = self.verdict.describe()
+        record = {
+            "t": round(elapsed, 1),
+            "verdict": self.verdict.decision,
+            "values": {
+                "canary_requests": int(canary.requests),
+                "canary_errors": int(canary.errors),
+                "stable_requests": int(stable.requests),
+                "stable_errors": int(stable.errors),
+            },
+            "judge": self.verdict.as_dict(),
+        }
+        self._records.append(record)
+        emit(Event("gate", job_id, said, record))
+        decision = self.verdict.decision
+        if decision == "pass":
+            self.state = "passed"
+        elif decision == "fail":
+            self.state, self.reason = "failed", said
+        elif decision == "inconclusive-at-deadline":
+            self.state = INCONCLUSIVE[self.on_inconclusive]
+            self.reason = f"{said} (on_inconclusive = {self.on_inconclusive})"
+        return self.state, self.reason
+
+    def _since_start(
+        self, job_id: str, canary_ids: set[str]
+    ) -> tuple[Snapshot | None, Snapshot | None]:
+        """Each arm's traffic since the canaries turned healthy (an allocation's first
+        scrape is its zero). Stable's counters at that moment are its history before
+        the rollout, which steers the judge and sets what "slow" means."""
+        canaries: list[Snapshot] = []
+        stables: list[Snapshot] = []
+        first_stables: list[Snapshot] = []
+        for reg in self.api.job_services(job_id):
+            url = f"http://{reg['Address']}:{reg['Port']}{self.metrics_path}"
+            snap = self.scraper.scrape(url)
+            if snap is None:
+                continue
+            alloc = reg["AllocID"]
+            if alloc not in self.baseline:
+                self.baseline[alloc] = snap
+                if alloc not in canary_ids:
+                    first_stables.append(snap)
+            since = delta(self.baseline[alloc], snap)
+            (canaries if alloc in canary_ids else stables).append(since)
+        if self.stable_before is None and first_stables:
+            self.stable_before = merge(first_stables)
+            if self.cfg.latency:
+                self.slow_above_s = slow_threshold(self.stable_before, self.cfg)
+        if not canaries or not stables:
+            return None, None
+        return merge(canaries), merge(stables)
+
+    def _estimate(
+        self, job_id: str, canary: Snapshot, stable: Snapshot, elapsed: float, emit: Emit
+    ) -> None:
+        """Once traffic is seen: about how long the judge needs, said before it decides."""
+        total = canary.requests + stable.requests
+        if total <= 0 or stable.requests <= 0 or canary.requests <= 0:
+            return
+        self.estimated = True
+        before = self.stable_before or stable
+        base = before.errors / before.requests if before.requests else 0.0
+        guess = estimate(
+            total / elapsed,
+            min(max(base, 0.0), 0.5),
+            self.cfg.error_increase,
+            self.cfg.alpha,
+            min(max(canary.requests / total, 0.01), 0.99),
+            config=self.cfg,
+        )
+        emit(
+            Event(
+                "note",
+                job_id,
+                guess.describe(total / elapsed, self.cfg.error_increase, self.cfg.alpha),
+            )
+        )
