@@ -168,7 +168,16 @@ class NomadAPI:
         if resp.status_code == 409 or any(race in text.lower() for race in LOST_RACES):
             return Conflict(method.upper(), "/v1/" + path, resp.status_code, text)
         if resp.status_code == 403:
-            text = f"permission denied (check NOMAD_TOKEN and its policy): {text}"
+            from urllib.parse import parse_qs, urlsplit
+
+            from nomadml.core.acl import needed
+
+            query = parse_qs(urlsplit(str(getattr(resp, "url", "") or "")).query)
+            need = needed(method, path, (query.get("prefix") or [""])[0])
+            hint = (
+                f": it needs {need}; `nomadml policy` prints policies that have it" if need else ""
+            )
+            text = f"permission denied (check NOMAD_TOKEN and its policy{hint}): {text}"
         return NomadAPIError(method.upper(), "/v1/" + path, resp.status_code, text)
 
     # -- cluster -------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""`nomadml promote | rollback | status | history | endpoints`: the model lines
-running in Nomad."""
+"""`nomadml promote | rollback | status | history | endpoints | policy`: the model
+lines running in Nomad, and the ACL policies to run them with."""
 
 from __future__ import annotations
 
@@ -119,3 +119,24 @@ def endpoints(
     for e in found:
         flags = ("" if e.healthy else " unhealthy") + (" canary" if e.canary else "")
         click.echo(f"{e.line} {e.major} {e.version} {e.url}{flags}")
+
+
+@click.command()
+@click.argument("name", required=False)
+def policy(name: str | None) -> None:
+    """Print the least-privilege ACL policy NAME (HCL, for `nomad acl policy apply`),
+    or list the policies nomadml ships."""
+    import importlib.resources
+
+    from nomadml.core.acl import POLICIES
+    from nomadml.errors import BadInput
+
+    if name is None:
+        for known, what in POLICIES.items():
+            click.echo(f"{known:<12} {what}")
+        return
+    if name not in POLICIES:
+        raise BadInput(f"no policy {name!r}: one of {', '.join(POLICIES)}")
+    click.echo(
+        (importlib.resources.files("nomadml") / "policies" / f"{name}.hcl").read_text(), nl=False
+    )

@@ -26,6 +26,7 @@ COMMANDS = {
     "status": "nomadml.cli.lines:status",
     "history": "nomadml.cli.lines:history",
     "endpoints": "nomadml.cli.lines:endpoints",
+    "policy": "nomadml.cli.lines:policy",
     "schedule-retraining": "nomadml.cli.retraining:schedule_retraining",
     "retrain": "nomadml.cli.retraining:retrain",
     "conformance": "nomadml.cli.retraining:conformance",

@@ -216,3 +216,60 @@ def test_acl_403_is_one_clear_line_and_a_scoped_token_works(acl_agent: str) -> N
     assert "job iris-v1: added" in allowed.stdout
     assert scoped["SecretID"] not in allowed.stdout + allowed.stderr
     assert "token=set" in repr(NomadSettings.from_env({"NOMAD_TOKEN": scoped["SecretID"]}))
+
+
+def _as(address: str, token: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner(env={"NOMAD_ADDR": address, "NOMAD_TOKEN": token}).invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_shipped_policies_give_each_role_exactly_what_it_needs(acl_agent: str) -> None:
+    """Each shipped policy applied as `nomadml policy NAME` prints it; a token with only
+    that policy runs its role's commands; a missing capability is one line naming it,
+    and the refused command changed nothing."""
+    boot = _call(acl_agent, "POST", "acl/bootstrap", "")["SecretID"]
+    tokens = {}
+    for name in ("operator", "ci-deployer", "retraining", "viewer"):
+        code, rules, _ = _as(acl_agent, boot, "policy", name)
+        assert code == 0 and 'namespace "default"' in rules
+        body = {"Name": f"nomadml-{name}", "Rules": rules}
+        _call(acl_agent, "POST", f"acl/policy/nomadml-{name}", boot, body)
+        token = {"Name": name, "Type": "client", "Policies": [f"nomadml-{name}"]}
+        tokens[name] = _call(acl_agent, "POST", "acl/token", boot, token)["SecretID"]
+    plan = [
+        "plan", str(SPEC), "--version", "1.0.0", "--image", PINNED,
+        "--serving-image", PINNED.replace("models/iris", "serve"),
+    ]  # fmt: skip
+
+    # Everyone may look.
+    for name, token in tokens.items():
+        assert _as(acl_agent, token, "status")[0] == 0, name
+        assert _as(acl_agent, token, "model", "list", "iris")[0] == 0, name
+    # Those who deploy may plan; the viewer is told what it lacks.
+    for name in ("operator", "ci-deployer", "retraining"):
+        code, _, err = _as(acl_agent, tokens[name], *plan)
+        assert code == int(ExitCode.CHANGES), (name, err)
+    code, _, err = _as(acl_agent, tokens["viewer"], *plan)
+    lines = err.strip().splitlines()
+    assert code == int(ExitCode.NOMAD_ERROR) and len(lines) == 1, err
+    assert 'it needs namespace capability "parse-job"' in lines[0]
+
+    # The registry: a record the operator wrote; the viewer may read it, not change it.
+    record = {"model": "iris", "version": "1.0.0", "stage": "validated"}
+    items = {k: str(v) for k, v in record.items()}
+    _call(acl_agent, "PUT", "var/nomadml/models/iris/versions/1_0_0", tokens["operator"],
+          {"Path": "nomadml/models/iris/versions/1_0_0", "Items": items})  # fmt: skip
+    code, out, _ = _as(acl_agent, tokens["viewer"], "model", "show", "iris", "1.0.0")
+    assert code == 0 and '"stage": "validated"' in out
+    code, _, err = _as(acl_agent, tokens["viewer"], "model", "approve", "iris", "1.0.0",
+                       "--reason", "looks fine")  # fmt: skip
+    lines = err.strip().splitlines()
+    assert code == int(ExitCode.NOMAD_ERROR) and len(lines) == 1, err
+    assert 'it needs variables "write" on nomadml/models/iris/versions/1_0_0' in lines[0]
+    code, out, _ = _as(acl_agent, tokens["operator"], "model", "show", "iris", "1.0.0")
+    assert "approved_by" not in out  # the refused approval wrote nothing
+    code, out, err = _as(acl_agent, tokens["ci-deployer"], "model", "approve", "iris", "1.0.0",
+                         "--reason", "release train 42")  # fmt: skip
+    assert code == 0 and "approved by token:" in out, err
+    for token in tokens.values():
+        assert token not in err + out
