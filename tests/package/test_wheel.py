@@ -61,6 +61,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = dist.glob("nomadml-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "nomadml/templates/model-service.nomad.hcl" in names
+    assert "nomadml/policies/viewer.hcl" in names
     assert not [n for n in names if n.startswith(("examples/", "tests/", "jobspecs/"))]
     env_dir = tmp_path_factory.mktemp("venv")
     venv.create(env_dir, with_pip=True)
@@ -86,6 +87,9 @@ def test_help_render_and_validate_work_from_an_installed_wheel(
     rendered = _run(installed, "render", spec, "--version", "1.2.0", "--image", image, cwd=tmp_path)
     assert rendered.returncode == 0, rendered.stderr
     assert 'job "churn-v1"' in rendered.stdout and image in rendered.stdout
+
+    policy = _run(installed, "policy", "viewer", cwd=tmp_path)
+    assert policy.returncode == 0 and 'namespace "default"' in policy.stdout, policy.stderr
 
     # Offline: the spec and both templates check out; Nomad's own parse is skipped.
     checked = _run(installed, "validate", spec, cwd=tmp_path)
