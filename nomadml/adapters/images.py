@@ -169,3 +169,41 @@ def export_model(image: str, dest: Path) -> None:
                 tar.extractall(dest, members=members, filter="data")
     finally:
         container.remove(force=True)
+
+
+def build_router_image(
+    haproxy_root: Path, *, registry: str = DEFAULT_REGISTRY, base_image: str = DEFAULT_BASE_IMAGE
+) -> ImageRef:
+    """The router image: Debian's HAProxy (the binary and the libraries the base image
+    lacks, unpacked from its packages into `haproxy_root`) on the base image."""
+    binary = haproxy_root / "usr" / "sbin" / "haproxy"
+    libs = haproxy_root / "usr" / "lib" / "x86_64-linux-gnu"
+    if not binary.is_file():
+        raise StackError(f"no HAProxy in {haproxy_root}: run scripts/install-deps")
+    files = sorted(p for p in libs.iterdir() if p.is_file() or p.is_symlink())
+    digest = hashlib.sha256(binary.read_bytes())
+    for lib in files:
+        digest.update(lib.name.encode())
+    dockerfile = (
+        f"FROM {base_image}\n"
+        "COPY haproxy /opt/router/haproxy\n"
+        "COPY lib/ /opt/router/lib/\n"
+        "ENV LD_LIBRARY_PATH=/opt/router/lib\n"
+        'RUN ["/opt/router/haproxy", "-v"]\n'
+        "USER 10001:10001\n"
+    ).encode()
+
+    def context() -> Iterator[tuple[str, Path | bytes]]:
+        yield "Dockerfile", dockerfile
+        yield "haproxy", binary
+        for lib in files:
+            yield f"lib/{lib.name}", lib.resolve()
+
+    # One tag per nomadml version: `nomadml router up` finds it there by default.
+    tag = __version__
+    labels = {
+        "io.nomadml.kind": "router",
+        "io.nomadml.version": __version__,
+        "io.nomadml.content": digest.hexdigest()[:12],
+    }
+    return build_and_push(context(), f"{registry}/nomadml/router", tag, labels)

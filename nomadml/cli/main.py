@@ -27,6 +27,7 @@ COMMANDS = {
     "history": "nomadml.cli.lines:history",
     "endpoints": "nomadml.cli.lines:endpoints",
     "policy": "nomadml.cli.lines:policy",
+    "router": "nomadml.cli.router:router",
     "schedule-retraining": "nomadml.cli.retraining:schedule_retraining",
     "retrain": "nomadml.cli.retraining:retrain",
     "conformance": "nomadml.cli.retraining:conformance",

@@ -148,3 +148,29 @@ def render_retraining(spec: ModelSpec, extra_templates: Sequence[Path] = ()) -> 
         retraining_values(spec),
         template_path(spec, extra_templates),
     )
+
+
+def routes_variable(model: str) -> str:
+    """The Nomad Variable holding a model's routing table."""
+    return f"nomadml/routes/{model}"
+
+
+def router_values(spec: ModelSpec, image: str, count: int = 2) -> dict[str, Any]:
+    """Values for a model's router job (one router per model: see README)."""
+    job_id = f"{spec.name}-router"
+    return {
+        "job": job_header(spec, job_id, {"nomadml.role": "router"}),
+        "router": {
+            "count": count,
+            "port": 0,
+            "service": job_id,
+            "tags": ["nomadml", "router", f"model={spec.name}"],
+            "image": image,
+            "variable": routes_variable(spec.name),
+            "resources": {"cpu": 100, "memory": 64},
+        },
+    }
+
+
+def render_router(spec: ModelSpec, image: str, count: int = 2) -> str:
+    return render("router.nomad.hcl", router_values(spec, image, count), template_path(spec))

@@ -1,0 +1,100 @@
+"""`nomadml router up | show | weights | down`: the router in front of a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from nomadml.cli.common import nomad_client
+
+
+@click.group()
+def router() -> None:
+    """A model's router (HAProxy, one per model): weights, version routes, one address."""
+
+
+@router.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--image", help="The router image (default: the local stack's, by digest).")
+@click.option(
+    "--count",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 10),
+    help="Router allocations (two: one restarting never leaves the model unserved).",
+)
+@click.pass_context
+def up(ctx: click.Context, spec: Path, image: str | None, count: int) -> None:
+    """Bring SPEC's model router up (or update it); routes what runs now."""
+    from nomadml import __version__
+    from nomadml.adapters.image_registry import resolve_digest
+    from nomadml.core.spec import load_spec
+    from nomadml.engine import router as engine
+
+    model_spec = load_spec(spec)
+    pinned = resolve_digest(image or f"{model_spec.model.registry}/nomadml/router:{__version__}")
+    state = engine.up(nomad_client(ctx), model_spec, pinned, count)
+    _print(state)
+
+
+@router.command()
+@click.argument("model")
+@click.pass_context
+def show(ctx: click.Context, model: str) -> None:
+    """MODEL's router addresses and routing table (exit 7 if the table is invalid)."""
+    from nomadml.engine import router as engine
+
+    state = engine.show(nomad_client(ctx), model)
+    _print(state)
+    if state.problem:
+        ctx.exit(7)
+
+
+@router.command()
+@click.argument("model")
+@click.argument("line")
+@click.argument("weights", nargs=-1, required=True)
+@click.pass_context
+def weights(ctx: click.Context, model: str, line: str, weights: tuple[str, ...]) -> None:
+    """Split LINE's traffic: e.g. `iris iris-v1 1.0.0=95 1.1.0=5` (percent, adding to 100)."""
+    from nomadml.core.routing import parse_weights
+    from nomadml.core.spec import parse_version
+    from nomadml.engine import router as engine
+    from nomadml.errors import BadInput
+
+    major = line.rpartition("-v")[2]
+    if not major.isdigit():
+        raise BadInput(f"{line!r} is not a model line such as {model}-v1")
+    for word in weights:
+        parse_version(word.partition("=")[0], word)
+    table = engine.set_line(
+        nomad_client(ctx), model, parse_weights(line, int(major), list(weights))
+    )
+    _print(engine.RouterState(model, [], table))
+
+
+@router.command()
+@click.argument("model")
+@click.pass_context
+def down(ctx: click.Context, model: str) -> None:
+    """Stop MODEL's router and delete its routing table."""
+    from nomadml.engine import router as engine
+
+    engine.down(nomad_client(ctx), model)
+    click.echo(f"{model}-router: stopped")
+
+
+def _print(state: object) -> None:
+    from nomadml.engine.router import RouterState
+
+    assert isinstance(state, RouterState)
+    for address in state.addresses:
+        click.echo(f"router {address}")
+    if state.problem:
+        click.echo(f"routing table: INVALID: {state.problem} (the router keeps its last good one)")
+    if state.table is not None:
+        for line in state.table.lines:
+            split = " ".join(f"{s.version}={s.weight}%" for s in line.splits)
+            default = " (default)" if line.major == state.table.default_major else ""
+            click.echo(f"{line.job}{default}: {split}")

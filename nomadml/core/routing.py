@@ -1,0 +1,174 @@
+"""The routing table of a model's router: which versions of each line (major) take
+which share of the line's traffic, and which line answers a request that names no
+version. nomadml writes it to a Nomad Variable; the router's template reads it with
+the model's services from Nomad's catalog. Pure: build, check, serialise.
+
+A request reaches a version by
+- naming an exact version (`X-Model-Version: 1.1.0`): that version's servers;
+- naming a major (`X-Model-Version: 1`, or a path prefix `/v1/`): the line's split;
+- naming nothing: the default line's split (the newest major);
+- naming a version the table does not have: a 404 from the router, never a 5xx."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nomadml.core.spec import parse_version
+from nomadml.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Split:
+    """One version's share of its line's traffic, in percent."""
+
+    version: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class Line:
+    job: str  # e.g. iris-v1
+    major: int
+    splits: tuple[Split, ...]
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    model: str
+    lines: tuple[Line, ...]
+    default_major: int
+
+    def line(self, major: int) -> Line | None:
+        return next((line for line in self.lines if line.major == major), None)
+
+    def as_variable(self) -> dict[str, str]:
+        """The Nomad Variable's items: the table as JSON, laid out for the router's
+        template (backend names, cumulative thresholds for the weighted pick)."""
+        lines = []
+        for line in self.lines:
+            until, versions = 0, []
+            for split in line.splits:
+                until += split.weight
+                versions.append(
+                    {
+                        "version": split.version,
+                        "weight": split.weight,
+                        "until": until,
+                        "backend": backend_name(line.job, split.version),
+                    }
+                )
+            lines.append({"job": line.job, "major": line.major, "versions": versions})
+        table = {"model": self.model, "default_major": self.default_major, "lines": lines}
+        known = " ".join(
+            sorted(
+                {str(line.major) for line in self.lines}
+                | {split.version for line in self.lines for split in line.splits}
+            )
+        )
+        routes, backends = self._haproxy(lines)
+        return {
+            "table": json.dumps(table, sort_keys=True),
+            "known": known,
+            "routes": routes,
+            "backends": backends,
+            # The router renders only a table whose parts match this digest; anything
+            # else (a hand edit) renders a file HAProxy refuses, so it keeps the last good.
+            "check": hashlib.sha256(f"{known}\n{routes}\n{backends}".encode()).hexdigest(),
+        }
+
+    def _haproxy(self, lines: list[dict[str, Any]]) -> tuple[str, str]:
+        """The frontend's routing rules and the backends (name job version; ...)."""
+        exact, split, backends = [], [], []
+        for line in lines:
+            previous = 0
+            for v in line["versions"]:
+                use = f"  use_backend {v['backend']} if"
+                backends.append(f"{v['backend']} {line['job']} {v['version']}")
+                exact.append(f"{use} {{ var(txn.ver) -m str {v['version']} }}")
+                if v["until"] == previous:
+                    continue  # weight 0: reached by naming it only
+                roll = f"{{ var(txn.roll) -m int lt {v['until']} }}"
+                split.append(f"{use} {{ var(txn.ver) -m str {line['major']} }} {roll}")
+                if line["major"] == self.default_major:
+                    split.append(f"{use} !versioned {roll}")
+                previous = v["until"]
+        return "\n".join(exact + split), ";".join(backends)
+
+
+def backend_name(job: str, version: str) -> str:
+    return f"{job}_{version}".replace(".", "_").replace("-", "_")
+
+
+def check(table: RoutingTable) -> RoutingTable:
+    """Refuse a table the router could not serve: one line naming what is wrong."""
+    if not table.lines:
+        raise BadInput(f"routing table of {table.model}: no lines")
+    majors = [line.major for line in table.lines]
+    if len(set(majors)) != len(majors):
+        raise BadInput(f"routing table of {table.model}: a major appears twice")
+    if table.default_major not in majors:
+        raise BadInput(
+            f"routing table of {table.model}: no line for default major {table.default_major}"
+        )
+    for line in table.lines:
+        where = f"routing table of {table.model}: {line.job}"
+        if not line.splits:
+            raise BadInput(f"{where}: no versions")
+        seen = set()
+        for split in line.splits:
+            if parse_version(split.version, f"{where}: version")[0] != line.major:
+                raise BadInput(f"{where}: {split.version} is not major {line.major}")
+            if split.version in seen:
+                raise BadInput(f"{where}: {split.version} appears twice")
+            seen.add(split.version)
+            if not 0 <= split.weight <= 100:
+                raise BadInput(f"{where}: weight of {split.version} is {split.weight}, not 0..100")
+        total = sum(s.weight for s in line.splits)
+        if total != 100:
+            shown = ", ".join(f"{s.version}={s.weight}" for s in line.splits)
+            raise BadInput(f"{where}: weights {shown} add up to {total}, not 100")
+    return table
+
+
+WEIGHT = re.compile(r"(?P<version>[^=\s]+)=(?P<weight>\d{1,3})", re.ASCII)
+
+
+def parse_weights(job: str, major: int, words: list[str]) -> Line:
+    """`1.0.0=95 1.1.0=5` as typed on the command line."""
+    splits = []
+    for word in words:
+        found = WEIGHT.fullmatch(word)
+        if not found:
+            raise BadInput(f"{word!r}: expected VERSION=PERCENT such as 1.1.0=5")
+        splits.append(Split(found["version"], int(found["weight"])))
+    return Line(job, major, tuple(splits))
+
+
+def from_variable(model: str, items: Mapping[str, Any]) -> RoutingTable:
+    """The table back from its variable; an invalid one (edited by hand) is refused."""
+    try:
+        raw = json.loads(str(items["table"]))
+        lines = tuple(
+            Line(
+                str(line["job"]),
+                int(line["major"]),
+                tuple(Split(str(v["version"]), int(v["weight"])) for v in line["versions"]),
+            )
+            for line in raw["lines"]
+        )
+        table = RoutingTable(model, lines, int(raw["default_major"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise BadInput(f"routing variable of {model} is not a routing table: {err}") from None
+    check(table)
+    expected = table.as_variable()
+    if any(items.get(key) != expected[key] for key in ("known", "routes", "backends", "check")):
+        raise BadInput(
+            f"routing variable of {model}: its router rules do not match its table (edited by "
+            "hand?); the router keeps its last good configuration; write weights again"
+        )
+    return table

@@ -1,0 +1,159 @@
+"""A model's router: bring it up, show it, change its routing table, take it down.
+
+One router per model (not per cluster): a model's weights, reloads and faults never
+touch another model's traffic, its routing table is a small variable of its own
+(and its own ACL path), and all majors of the model still answer behind one address.
+The router job is rendered from the shipped template and registered like any job
+nomadml writes (ownership meta, check-and-set under the job lock)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from nomadml.adapters.job_lock import register_exclusively
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.jobs import render_router, routes_variable
+from nomadml.core.plan import check_owner
+from nomadml.core.routing import Line, RoutingTable, Split, check, from_variable
+from nomadml.core.spec import ModelSpec, parse_version
+from nomadml.engine.lines import managed_jobs
+from nomadml.engine.prepare import parse_and_validate
+from nomadml.errors import BadInput, NomadMLError
+
+READY_S = 90.0
+
+
+@dataclass(frozen=True)
+class RouterState:
+    model: str
+    addresses: list[str]  # http://host:port of each healthy router allocation
+    table: RoutingTable | None
+    problem: str = ""  # the routing variable, when it is not a valid table
+
+
+def running_lines(api: NomadAPI, model: str) -> RoutingTable:
+    """The table that routes every running line of `model` to what it serves now: its
+    stable version takes all of the line's traffic (a canary in flight takes none until
+    its weight is set); the newest major is the default."""
+    lines = []
+    for job in managed_jobs(api, model):
+        meta = job.get("Meta") or {}
+        if meta.get("nomadml.model") != model or job.get("Status") == "dead":
+            continue
+        version = str(meta.get("nomadml.version", ""))
+        if not version or meta.get("nomadml.role"):
+            continue
+        major = parse_version(version)[0]
+        stable, canary = _serving(api, str(job["ID"]))
+        serving = sorted(stable) or [version]
+        splits = [Split(serving[-1], 100)]
+        splits += [Split(v, 0) for v in sorted((stable | canary) - {serving[-1]})]
+        lines.append(Line(str(job["ID"]), major, tuple(splits)))
+    if not lines:
+        raise BadInput(f"no running line of model {model!r} to route to")
+    lines.sort(key=lambda line: line.major)
+    return check(RoutingTable(model, tuple(lines), lines[-1].major))
+
+
+def read_table(api: NomadAPI, model: str) -> RoutingTable | None:
+    """The routing table in the variable (None if there is none); an invalid one is
+    refused with the reason (the router keeps rendering its last good one)."""
+    var = api.get_variable(routes_variable(model))
+    if not var:
+        return None
+    return from_variable(model, var.get("Items") or {})
+
+
+def write_table(api: NomadAPI, table: RoutingTable) -> None:
+    """Check, then write: a table the router could not serve is never written."""
+    api.put_variable(routes_variable(table.model), check(table).as_variable())
+
+
+def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
+    """Replace one line's split (e.g. 1.0.0=95 1.1.0=5) in the current table."""
+    current = read_table(api, model) or running_lines(api, model)
+    known = {existing.job: existing for existing in current.lines}
+    if line.job not in known:
+        raise BadInput(f"{line.job} is not a line of {model}'s router (lines: {', '.join(known)})")
+    running = _running_versions(api, line.job)
+    missing = [s.version for s in line.splits if s.weight and s.version not in running]
+    if missing:
+        raise BadInput(
+            f"{line.job}: no running server of {', '.join(missing)} "
+            f"(running: {', '.join(sorted(running)) or 'none'})"
+        )
+    lines = tuple(line if existing.job == line.job else existing for existing in current.lines)
+    table = RoutingTable(model, lines, current.default_major)
+    write_table(api, table)
+    return table
+
+
+def _running_versions(api: NomadAPI, job_id: str) -> set[str]:
+    stable, canary = _serving(api, job_id)
+    return stable | canary
+
+
+def _serving(api: NomadAPI, job_id: str) -> tuple[set[str], set[str]]:
+    """The versions the line's registrations serve: (stable ones, canaries)."""
+    stable: set[str] = set()
+    canary: set[str] = set()
+    for reg in api.job_services(job_id):
+        tags = [str(t) for t in reg.get("Tags") or []]
+        versions = {t.removeprefix("version=") for t in tags if t.startswith("version=")}
+        (canary if "canary" in tags else stable).update(versions)
+    return stable, canary
+
+
+def up(api: NomadAPI, spec: ModelSpec, image: str, count: int = 2) -> RouterState:
+    """Write the routing table (what runs now, unless one exists), register the router
+    job, and wait until its allocations answer."""
+    if read_table(api, spec.name) is None:
+        write_table(api, running_lines(api, spec.name))
+    hcl = render_router(spec, image, count)
+    job = parse_and_validate(api, hcl, f"{spec.name} router")
+    api = api.scoped(job.get("Namespace"))
+    existing = api.job(job["ID"])
+    check_owner(job["ID"], existing, spec.name)
+    enforce = int(existing["JobModifyIndex"]) if existing else 0
+    register_exclusively(api, job, enforce_index=enforce, source=hcl)
+    deadline = time.monotonic() + READY_S
+    while True:
+        state = show(api, spec.name)
+        if len(state.addresses) >= count:
+            return state
+        if time.monotonic() > deadline:
+            raise NomadMLError(
+                f"{spec.name}-router: {len(state.addresses)}/{count} routers answering "
+                f"after {READY_S:.0f} s"
+            )
+        api.get(f"service/{spec.name}-router", 0, wait=2)
+        time.sleep(0.5)
+
+
+def show(api: NomadAPI, model: str) -> RouterState:
+    """The router's healthy addresses and its routing table (or what is wrong with it)."""
+    addresses = []
+    for reg in api.service(f"{model}-router"):
+        addresses.append(f"http://{reg['Address']}:{reg['Port']}")
+    healthy = _healthy(api, model, addresses)
+    try:
+        return RouterState(model, healthy, read_table(api, model))
+    except BadInput as err:
+        return RouterState(model, healthy, None, str(err))
+
+
+def _healthy(api: NomadAPI, model: str, addresses: list[str]) -> list[str]:
+    from nomadml.adapters.serving_http import call
+
+    return [a for a in addresses if call(f"{a}/nomadml-router/health", timeout_s=2)[0] == 200]
+
+
+def down(api: NomadAPI, model: str) -> None:
+    """Stop and purge the router job, and delete its routing table."""
+    job = api.job(f"{model}-router")
+    if job is None:
+        raise BadInput(f"{model} has no router")
+    check_owner(job["ID"], job, model)
+    api.stop_job(job["ID"], purge=True)
+    api.request("DELETE", f"var/{routes_variable(model)}")

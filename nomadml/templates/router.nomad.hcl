@@ -1,0 +1,130 @@
+[#- A model's router: HAProxy in front of every line (major) of one model. Its
+    configuration is a Nomad template: the model's servers come from Nomad's service
+    catalog, the routing table (weights, version routes) from the Nomad Variable
+    nomadml writes; a change re-renders it and SIGUSR2 reloads HAProxy gracefully
+    (master-worker: old connections finish on the old process). Two allocations, so
+    that one restarting never leaves the model without a router. -#]
+job [[ job.id | hcl ]] {
+  type        = "service"
+  datacenters = [[ job.datacenters | hcl ]]
+  namespace   = [[ job.namespace | hcl ]]
+  region      = [[ job.region | hcl ]]
+
+  meta = {
+[%- for key, value in job.meta | dictsort %]
+    [[ key | hcl ]] = [[ value | hcl ]]
+[%- endfor %]
+  }
+
+  update {
+    max_parallel     = 1
+    min_healthy_time = "3s"
+    healthy_deadline = "1m"
+    auto_revert      = true
+  }
+
+  group "router" {
+    count = [[ router.count ]]
+
+    network {
+      port "http" {
+[%- if router.port %]
+        static = [[ router.port ]]
+[%- endif %]
+      }
+    }
+
+    service {
+      name     = [[ router.service | hcl ]]
+      provider = "nomad"
+      port     = "http"
+      tags     = [[ router.tags | hcl ]]
+
+      check {
+        type     = "http"
+        path     = "/nomadml-router/health"
+        interval = "2s"
+        timeout  = "1s"
+      }
+    }
+
+    task "haproxy" {
+      driver = "docker"
+
+      config {
+        image        = [[ router.image | hcl ]]
+        network_mode = "host"
+        command      = "/opt/router/haproxy"
+        args         = ["-W", "-db", "-f", "/local/haproxy.cfg"]
+      }
+
+      template {
+        destination   = "local/haproxy.cfg"
+        change_mode   = "signal"
+        change_signal = "SIGUSR2"
+        data          = <<EOT
+global
+  maxconn 4096
+
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  timeout http-request 10s
+  retries 2
+  option redispatch 1
+  retry-on conn-failure empty-response response-timeout
+
+frontend model
+  bind {{ env "NOMAD_IP_http" }}:{{ env "NOMAD_PORT_http" }}
+  http-request return status 200 content-type text/plain string ok if { path /nomadml-router/health }
+  http-request set-var(txn.ver) req.hdr(X-Model-Version)
+  http-request set-var(txn.ver) path,field(2,/),regsub(^v,) if { path_reg ^/v[0-9]+/ }
+  http-request set-path %[path,regsub(^/v[0-9]+/,/)] if { path_reg ^/v[0-9]+/ }
+  # The weighted pick rolls a request counter, not a die: every 100 requests through a
+  # router split exactly as the table says.
+  http-request track-sc0 str(all) table roll
+  http-request set-var(txn.roll) sc0_http_req_cnt,mod(100)
+{{- with nomadVar [[ router.variable | hcl ]] }}
+{{- $known := "" }}{{ with .known }}{{ $known = .Value }}{{ end }}
+{{- $routes := "" }}{{ with .routes }}{{ $routes = .Value }}{{ end }}
+{{- $backends := "" }}{{ with .backends }}{{ $backends = .Value }}{{ end }}
+{{- $check := "" }}{{ with .check }}{{ $check = .Value }}{{ end }}
+{{- if eq (printf "%s\n%s\n%s" $known $routes $backends | sha256Hex) $check }}
+  acl versioned var(txn.ver) -m found
+  acl known var(txn.ver) -m str {{ $known }}
+  http-request return status 404 content-type application/json string "{\"error\":\"unknown model version\"}" if versioned !known
+{{ $routes }}
+
+backend roll
+  stick-table type string size 1 expire 24h store http_req_cnt
+{{- range $backends | split ";" }}{{ $part := . | split " " }}{{ if eq (len $part) 3 }}
+
+backend {{ index $part 0 }}
+  balance roundrobin
+  option httpchk GET /health
+  http-check expect status 200
+{{- range nomadService (index $part 1) }}{{ if in .Tags (printf "version=%s" (index $part 2)) }}
+  server s{{ .Port }} {{ .Address }}:{{ .Port }} check inter 1s fall 2 rise 1
+{{- end }}{{ end }}
+{{- end }}{{ end }}
+{{- else }}
+# The routing table in the variable does not match its check (edited by hand):
+# this line makes HAProxy refuse the file, so the running router keeps its last
+# good configuration; `nomadml router show` says what is wrong.
+nomadml-routing-table-is-invalid
+{{- end }}
+{{- end }}
+EOT
+      }
+
+      kill_timeout = "10s"
+
+      resources {
+        cpu    = [[ router.resources.cpu ]]
+        memory = [[ router.resources.memory ]]
+      }
+    }
+  }
+}

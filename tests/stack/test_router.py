@@ -1,0 +1,124 @@
+"""The router in front of a model, on the real stack: HAProxy from Debian in the
+project's image, run by Nomad, configured by a Nomad template from the service
+catalog and the routing variable nomadml writes. Measured at the router: a weighted
+split is exact over 1,000 requests; a request naming a version reaches it; an
+unknown version is a 404 from the router, never a 5xx; bad weights never reach the
+variable; a hand-broken variable is reported and the router keeps its last good
+configuration."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from nomadml import __version__
+from nomadml.adapters.image_registry import resolve_digest
+from nomadml.adapters.images import build_router_image
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.cli.main import main
+from nomadml.core.decide import Action
+from nomadml.engine.result import RolloutResult
+from nomadml.errors import ExitCode, NomadMLError
+
+ROWS = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+ROUTER_ROOT = Path.home() / ".cache" / "nomadml" / "router-root"
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def ask(router: str, header: str | None = None, path: str = "/predict") -> tuple[int, str]:
+    """One prediction through the router: (status, the answering version or the error)."""
+    request = urllib.request.Request(
+        router + path,
+        data=json.dumps(ROWS).encode(),
+        headers={
+            "Content-Type": "application/json",
+            **({"X-Model-Version": header} if header else {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, str(json.load(response).get("version"))
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError as err:  # a connection the router closed: never expected
+        return 0, f"{type(err).__name__}: {err}"
+
+
+def _router_image() -> str:
+    try:
+        return resolve_digest(f"127.0.0.1:5000/nomadml/router:{__version__}")
+    except NomadMLError:
+        return build_router_image(ROUTER_ROOT).pinned
+
+
+def test_the_router_splits_routes_and_refuses(
+    roll: Callable[..., RolloutResult],
+    nomad: NomadAPI,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    model_name: str,
+) -> None:
+    spec = make_spec(gates="health")  # the canary waits, healthy, for its promotion
+    line = f"{model_name}-v1"
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    canary = roll(spec, "1.1.0", ship("1.1.0", c=0.5), no_promote=True)
+    assert canary.action is Action.AWAIT_PROMOTION, canary.reason  # 1.0.0 x2, 1.1.0 canary
+
+    code, out, err = cli("router", "up", str(spec), "--image", _router_image(), "--count", "1")
+    assert code == 0, err
+    router = out.split()[1]
+    assert f"{line} (default): 1.0.0=100% 1.1.0=0%" in out  # the canary: none yet
+    assert Counter(ask(router)[1] for _ in range(20)) == {"1.0.0": 20}
+
+    code, out, err = cli("router", "weights", model_name, line, "1.0.0=80", "1.1.0=20")
+    assert code == 0 and f"{line} (default): 1.0.0=80% 1.1.0=20%" in out, err
+    deadline = time.monotonic() + 15  # the template re-renders, HAProxy reloads
+    while ask(router)[1] != "1.1.0":
+        assert time.monotonic() < deadline, "the new weights never reached the router"
+    answers = Counter(ask(router) for _ in range(1000))
+    share = answers[(200, "1.1.0")] / 10
+    print(f"router split over 1,000 requests: {dict(answers)}")
+    assert answers[(200, "1.0.0")] + answers[(200, "1.1.0")] == 1000
+    assert 18 <= share <= 22, answers
+
+    # Version routing: an exact version, a major, a path prefix; unknown ones are 404s.
+    assert {ask(router, "1.0.0") for _ in range(10)} == {(200, "1.0.0")}
+    assert {ask(router, "1.1.0") for _ in range(10)} == {(200, "1.1.0")}
+    assert {ask(router, "1")[0] for _ in range(10)} == {200}
+    assert {ask(router, path="/v1/predict")[0] for _ in range(10)} == {200}
+    for unknown in ("2", "1.9.0", "banana"):
+        status, said = ask(router, unknown)
+        assert (status, json.loads(said)) == (404, {"error": "unknown model version"}), unknown
+
+    # Bad weights never reach the variable.
+    before = nomad.get_variable(f"nomadml/routes/{model_name}")
+    code, _, err = cli("router", "weights", model_name, line, "1.0.0=90", "1.1.0=5")
+    assert code == int(ExitCode.BAD_INPUT) and "add up to 95, not 100" in err, err
+    code, _, err = cli("router", "weights", model_name, line, "1.0.0=50", "1.3.0=50")
+    assert code == int(ExitCode.BAD_INPUT) and "no running server of 1.3.0" in err, err
+    after = nomad.get_variable(f"nomadml/routes/{model_name}")
+    assert after is not None and before is not None
+    assert after["ModifyIndex"] == before["ModifyIndex"]
+
+    # A variable broken by hand: reported; the router keeps serving its last good table.
+    nomad.put_variable(f"nomadml/routes/{model_name}", {"table": "{not json", "known": "1"})
+    code, out, _ = cli("router", "show", model_name)
+    assert code == 7 and "routing table: INVALID" in out
+    window = time.monotonic() + 5  # measured over the time a re-render would take
+    while time.monotonic() < window:
+        assert ask(router, "1.0.0") == (200, "1.0.0")
+
+    code, out, err = cli("router", "down", model_name)
+    assert code == 0, err
+    assert nomad.get_variable(f"nomadml/routes/{model_name}") is None

@@ -1,0 +1,73 @@
+"""The routing table: what the router may be told. Bad tables are one line each and
+never reach the variable; the variable's layout gives the template cumulative
+thresholds and backend names; a hand-edited variable that is no table is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nomadml.core.routing import Line, RoutingTable, Split, check, from_variable, parse_weights
+from nomadml.errors import BadInput
+
+
+def _table(*lines: Line, default: int = 1) -> RoutingTable:
+    return RoutingTable("iris", lines, default)
+
+
+V1 = Line("iris-v1", 1, (Split("1.0.0", 95), Split("1.1.0", 5)))
+V2 = Line("iris-v2", 2, (Split("2.0.0", 100),))
+
+
+def _v1(*splits: tuple[str, int]) -> RoutingTable:
+    return _table(Line("iris-v1", 1, tuple(Split(v, w) for v, w in splits)))
+
+
+def test_the_variable_lays_the_table_out_for_the_template() -> None:
+    items = check(_table(V1, V2, default=2)).as_variable()
+    table = json.loads(items["table"])
+    assert table["default_major"] == 2
+    first = table["lines"][0]["versions"]
+    assert [(v["version"], v["until"], v["backend"]) for v in first] == [
+        ("1.0.0", 95, "iris_v1_1_0_0"),
+        ("1.1.0", 100, "iris_v1_1_1_0"),
+    ]
+    assert items["known"] == "1 1.0.0 1.1.0 2 2.0.0"
+    assert from_variable("iris", items) == _table(V1, V2, default=2)
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        (_v1(("1.0.0", 90), ("1.1.0", 5)), "add up to 95, not 100"),
+        (_v1(("2.0.0", 100)), "2.0.0 is not major 1"),
+        (_v1(("1.0.0", 50), ("1.0.0", 50)), "appears twice"),
+        (_v1(("1.0", 100)), "invalid model version '1.0'"),
+        (_v1(("1.0.0", 120), ("1.1.0", -20)), "is 120, not 0..100"),
+        (_table(V1, default=3), "no line for default major 3"),
+        (_table(), "no lines"),
+    ],
+)  # fmt: skip
+def test_a_table_the_router_could_not_serve_is_refused(table: RoutingTable, problem: str) -> None:
+    with pytest.raises(BadInput, match=problem):
+        check(table)
+
+
+def test_weights_as_typed() -> None:
+    assert parse_weights("iris-v1", 1, ["1.0.0=95", "1.1.0=5"]) == V1
+    with pytest.raises(BadInput, match=r"'1\.1\.0:5': expected VERSION=PERCENT"):
+        parse_weights("iris-v1", 1, ["1.1.0:5"])
+
+
+def test_a_hand_edited_variable_is_refused() -> None:
+    with pytest.raises(BadInput, match="routing variable of iris is not a routing table"):
+        from_variable("iris", {"table": "{not json"})
+    bad = json.loads(check(_table(V1)).as_variable()["table"])
+    bad["lines"][0]["versions"][0]["weight"] = 90
+    with pytest.raises(BadInput, match="add up to 95"):
+        from_variable("iris", {"table": json.dumps(bad)})
+    edited = check(_table(V1)).as_variable()
+    edited["routes"] = edited["routes"].replace("lt 95", "lt 50")
+    with pytest.raises(BadInput, match="router rules do not match its table"):
+        from_variable("iris", edited)
