@@ -15,7 +15,8 @@ its own image).
  7. a new input schema is a new major: iris 2.0.0 beside iris-v1
  8. wine: the serving contract checked, then register, validate, deploy; a worse
     retrain rejected
- 9. the registry's view, the lines, and a prediction from each
+ 9. one address for every version: the model's router (HAProxy, run by Nomad)
+10. the registry's view, the lines, and a prediction from each
 
 Exits 0 only if every check passes; ends with `N/N checks passed`."""
 
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -150,6 +152,8 @@ class Demo:
         its registry records, so the story starts fresh."""
         for var in self.api.list_variables(f"nomadml/models/{model}/"):
             self.api.request("DELETE", f"var/{var['Path']}")
+        for var in self.api.list_variables(f"nomadml/routes/{model}"):
+            self.api.request("DELETE", f"var/{var['Path']}")
         for job in managed_jobs(self.api, model):
             if job["Meta"].get("nomadml.model") == model:
                 print(f"    purging {job['ID']} from an earlier run")
@@ -159,17 +163,33 @@ class Demo:
         ):
             self.api.stop_job(job["ID"], purge=True)
 
-    def predict(self, url: str, rows: list[list[float]]) -> dict[str, Any]:
+    def predict(
+        self, url: str, rows: list[list[float]], version: str | None = None
+    ) -> dict[str, Any]:
         body = json.dumps({"instances": rows})
-        print(f"$ curl -s {url}/predict -d '{body}'", flush=True)
-        request = urllib.request.Request(
-            f"{url}/predict", data=body.encode(), headers={"Content-Type": "application/json"}
-        )
+        header = f" -H 'X-Model-Version: {version}'" if version else ""
+        print(f"$ curl -s{header} {url}/predict -d '{body}'", flush=True)
+        headers = {"Content-Type": "application/json"}
+        if version:
+            headers["X-Model-Version"] = version
+        request = urllib.request.Request(f"{url}/predict", data=body.encode(), headers=headers)
         with urllib.request.urlopen(request, timeout=10) as response:
             answer: dict[str, Any] = json.load(response)
         labels = [p.get("label") if isinstance(p, dict) else p for p in answer["predictions"]]
         print(f"    version {answer.get('version')}: {labels}")
         return answer
+
+    def predict_status(self, url: str, rows: list[list[float]], version: str) -> int:
+        body = json.dumps({"instances": rows})
+        print(f"$ curl -s -H 'X-Model-Version: {version}' {url}/predict -d '{body}'", flush=True)
+        headers = {"Content-Type": "application/json", "X-Model-Version": version}
+        request = urllib.request.Request(f"{url}/predict", data=body.encode(), headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            print(f"    HTTP {err.code}: {err.read().decode()}")
+            return int(err.code)
 
     # -- the story -------------------------------------------------------------------
 
@@ -185,6 +205,7 @@ class Demo:
         print(f"(working in {self.work}: iris/iris.toml with auto_deploy = true, its data)")
         self.iris()
         self.wine()
+        self.router()
         self.overview()
         failed = [what for what, ok in self.checks if not ok]
         print(f"\n{len(self.checks) - len(failed)}/{len(self.checks)} checks passed")
@@ -289,8 +310,23 @@ class Demo:
         )
         self.nomadml("model", "validate", "wine", "1.1.0", "--spec", "wine/wine.toml", expect=7)
 
+    def router(self) -> None:
+        self.step("9. one address for every version: the model's router")
+        out = self.nomadml("router", "up", "iris/iris.toml")
+        routers = [w for w in out.split() if w.startswith("http://")]
+        if not self.check(f"iris has a router: {routers}", bool(routers)):
+            return
+        url = routers[0]
+        for header, rows, version in (("1", IRIS_ROWS, "1.0.0"), ("2", PETAL_ROWS, "2.0.0"),
+                                      (None, PETAL_ROWS, "2.0.0")):  # fmt: skip
+            answer = self.predict(url, rows, header)
+            said = f"X-Model-Version: {header}" if header else "no version (the newest major)"
+            self.check(f"router, {said}: answered by {version}", answer.get("version") == version)
+        status = self.predict_status(url, IRIS_ROWS, "7")
+        self.check(f"router, X-Model-Version: 7 (no such version): HTTP {status}", status == 404)
+
     def overview(self) -> None:
-        self.step("9. the registry's view, the lines, and a prediction from each")
+        self.step("10. the registry's view, the lines, and a prediction from each")
         self.nomadml("model", "list", "iris")
         self.nomadml("model", "list", "wine")
         self.nomadml("status")
