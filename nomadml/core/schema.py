@@ -67,6 +67,10 @@ def _check_kind(kind: str, value: Any) -> str | None:
         return None
     elif kind == "list[str]":
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif kind == "list[int]":
+        ok = isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
     elif kind.startswith("dict[str,"):
         inner = kind[len("dict[str,") : -1]
         ok = isinstance(value, dict) and all(_check_kind(inner, v) is None for v in value.values())
@@ -80,6 +84,7 @@ def _check_kind(kind: str, value: Any) -> str | None:
         "float": "a number",
         "bool": "true or false",
         "list[str]": "a list of strings",
+        "list[int]": "a list of integers",
         "dict[str,str]": "a table of strings",
         "dict[str,float]": "a table of numbers",
     }[kind]

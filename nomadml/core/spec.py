@@ -97,6 +97,7 @@ class Update:
     progress_deadline: str
     auto_promote: bool
     auto_revert: bool
+    steps: tuple[int, ...]
 
 
 @dataclass(frozen=True)

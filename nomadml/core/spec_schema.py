@@ -4,6 +4,7 @@ builds the typed spec from a table this schema has checked."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -25,6 +26,18 @@ IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 ENV_KEY = r"(?!NOMADML_|NOMAD_)[A-Za-z_][A-Za-z0-9_]*"
 REFERENCE_SERVER = "reference"
 COLUMN_KINDS = ("float", "int", "str", "bool")
+
+
+def _steps(value: list[int]) -> str | None:
+    if not value:
+        return None
+    if any(not 0 < step <= 100 for step in value):
+        return f"{value}: each step is a percent in 1..100"
+    if any(b <= a for a, b in itertools.pairwise(value)):
+        return f"{value}: steps must rise"
+    if value[-1] != 100:
+        return f"{value}: the last step must be 100 (all of the line's traffic)"
+    return None
 
 
 def _optional_duration(value: str) -> str | None:
@@ -105,6 +118,9 @@ SCHEMA: Schema = {
         "progress_deadline": Field("duration", "10m"),
         "auto_promote": Field("bool", False),
         "auto_revert": Field("bool", True),
+        # With a router: the canary's share of the line's traffic, step by step (percent,
+        # rising, ending at 100), gates at every step; [] = the canary count decides.
+        "steps": Field("list[int]", [], (_steps,)),
     },
     "restart": {
         "attempts": Field("int", 1, (between(0, 100),)),

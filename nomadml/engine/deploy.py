@@ -14,7 +14,9 @@ from nomadml.engine.job_version import register_version
 from nomadml.engine.majors import retire_old_majors
 from nomadml.engine.prepare import Prepared, plan
 from nomadml.engine.result import RolloutResult
+from nomadml.engine.steps import SteppedGates
 from nomadml.engine.watch import WatchOptions, watch
+from nomadml.errors import NomadMLError
 from nomadml.events import Emit, Event, discard
 
 
@@ -63,6 +65,7 @@ def deploy(
             emit,
             started=started,
         )
+    gates = gate_runner(prepared, api, emit)
     answer, job_version = register_version(
         api,
         job,
@@ -84,7 +87,7 @@ def deploy(
         job_version,
         version,
         options,
-        gate_runner(prepared, api),
+        gates,
         emit,
         eval_id=answer.get("EvalID"),
         started=started,
@@ -93,8 +96,27 @@ def deploy(
     if result.action is Action.SUCCEEDED:
         # Only a healthy new line retires older majors; a failed one never does.
         retire_old_majors(api, spec.name, job_id, spec.lifecycle, emit)
+    if isinstance(gates, SteppedGates):
+        _settle_routes(api, gates, result, emit)
     settle(api, prepared, result, emit)
     return result
+
+
+def _settle_routes(api: NomadAPI, gates: SteppedGates, result: RolloutResult, emit: Emit) -> None:
+    """After stepped canaries: the line's traffic all to what it now runs."""
+    from nomadml.core.routing import Line, Split
+    from nomadml.engine import router
+
+    if not gates.active:
+        return
+    keep = gates.canary if result.action is Action.SUCCEEDED else gates.stable
+    major = int(gates.line.rpartition("-v")[2])
+    try:
+        router.set_line(api, gates.model, Line(gates.line, major, (Split(keep, 100),)))
+    except NomadMLError as err:  # the rollout is done; the table follows when it can
+        emit(Event("note", gates.line, f"router table not updated: {err}"))
+        return
+    emit(Event("note", gates.line, f"router: {keep} takes all of {gates.line}"))
 
 
 def settle(api: NomadAPI, prepared: Prepared, result: RolloutResult, emit: Emit) -> None:
@@ -116,10 +138,43 @@ def default_timeout(spec: ModelSpec) -> float:
     return seconds(spec.update.progress_deadline) + seconds(spec.gates.window) * 2 + 60
 
 
-def gate_runner(prepared: Prepared, api: NomadAPI) -> Any:
+def gate_runner(prepared: Prepared, api: NomadAPI, emit: Emit = discard) -> Any:
     spec = prepared.spec
     if not spec.gates.analysis or spec.update.canary == 0:
         return None
+    if spec.update.steps:
+        stepped = _stepped(prepared, api, emit)
+        if stepped is not None:
+            return stepped
+    return _runner(prepared, api)
+
+
+def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | None:
+    """Canary steps through the model's router: when the model has one, and its table
+    routes this line to one stable version (that version keeps the rest)."""
+    from nomadml.engine import router
+
+    spec, job_id = prepared.spec, prepared.job_id
+    table = router.read_table(api, spec.name)
+    line = table.line(int(job_id.rpartition("-v")[2])) if table is not None else None
+    stable = [s.version for s in line.splits if s.weight == 100] if line is not None else []
+    if not stable or stable[0] == prepared.release.version:
+        emit(Event("note", job_id, "update.steps: no router routes this line yet; "
+                   "the canary count decides the canary's share"))  # fmt: skip
+        return None
+    return SteppedGates(
+        api,
+        spec.name,
+        job_id,
+        stable[0],
+        prepared.release.version,
+        spec.update.steps,
+        lambda: _runner(prepared, api),
+    )
+
+
+def _runner(prepared: Prepared, api: NomadAPI) -> Any:
+    spec = prepared.spec
     if spec.gates.judge.enabled:
         from nomadml.engine.judge_runner import JudgeRunner
 

@@ -122,3 +122,67 @@ def test_the_router_splits_routes_and_refuses(
     code, out, err = cli("router", "down", model_name)
     assert code == 0, err
     assert nomad.get_variable(f"nomadml/routes/{model_name}") is None
+
+
+class RouterLoad:
+    """Predictions sent through the router from a thread while a rollout runs:
+    answers counted per version, failures kept."""
+
+    def __init__(self, router: str) -> None:
+        import threading
+
+        self.router, self.answers = router, Counter[tuple[int, str]]()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RouterLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 240
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            self.answers[ask(self.router)] += 1
+            time.sleep(0.03)
+
+
+def test_canary_steps_go_through_the_router_and_a_bad_canary_loses_its_traffic_at_once(
+    roll: Callable[..., RolloutResult],
+    nomad: NomadAPI,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    model_name: str,
+) -> None:
+    steps = {"auto_revert = true": "auto_revert = true\nsteps = [20, 100]"}
+    spec = make_spec(steps, gates="fast")
+    line = f"{model_name}-v1"
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    code, out, err = cli("router", "up", str(spec), "--image", _router_image(), "--count", "1")
+    assert code == 0, err
+    router = out.split()[1]
+
+    events: list[str] = []
+    with RouterLoad(router) as load:
+        good = roll(spec, "1.1.0", ship("1.1.0", c=0.5), emit=lambda e: events.append(e.message))
+    assert good.action is Action.SUCCEEDED, good.reason
+    assert f"router: 1.1.0 takes 20% of {line}, 1.0.0 80%" in events
+    assert f"router: 1.1.0 takes 100% of {line}, 1.0.0 0%" in events
+    assert f"router: 1.1.0 takes all of {line}" in events
+    assert sum(n for (status, _), n in load.answers.items() if status != 200) == 0, load.answers
+    code, out, _ = cli("router", "show", model_name)
+    assert f"{line} (default): 1.1.0=100%" in out
+
+    events.clear()
+    with RouterLoad(router) as load:
+        bad = roll(spec, "1.2.0", ship("1.2.0", serving={"error_rate": 0.5}),
+                   emit=lambda e: events.append(e.message))  # fmt: skip
+    assert bad.action is Action.ROLLED_BACK, bad.reason
+    assert "gate failed: at 20%" in bad.reason
+    assert f"router: 1.2.0 takes 0% of {line}, 1.1.0 100%" in events
+    code, out, _ = cli("router", "show", model_name)
+    assert f"{line} (default): 1.1.0=100%" in out
+    assert load.answers[(200, "1.1.0")] > 0

@@ -9,6 +9,7 @@ import os
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,10 +256,27 @@ def test_the_shipped_policies_give_each_role_exactly_what_it_needs(acl_agent: st
     assert 'it needs namespace capability "parse-job"' in lines[0]
 
     # The registry: a record the operator wrote; the viewer may read it, not change it.
+    # (Variables need the server's root key, which a fresh agent makes shortly after
+    # it elects itself: wait for it to be active.)
+    deadline = time.monotonic() + 30
+    keys: Any = []
+    while not any(key.get("State") == "active" for key in keys):
+        keys = _call(acl_agent, "GET", "operator/keyring/keys", boot) or []
+        assert time.monotonic() < deadline, "the agent never made an active root key"
+        if not any(key.get("State") == "active" for key in keys):
+            time.sleep(0.2)
     record = {"model": "iris", "version": "1.0.0", "stage": "validated"}
     items = {k: str(v) for k, v in record.items()}
-    _call(acl_agent, "PUT", "var/nomadml/models/iris/versions/1_0_0", tokens["operator"],
-          {"Path": "nomadml/models/iris/versions/1_0_0", "Items": items})  # fmt: skip
+    payload = {"Path": "nomadml/models/iris/versions/1_0_0", "Items": items}
+    while True:  # the encrypter can lag the key's state by a moment: a 500 says so
+        try:
+            path = "var/nomadml/models/iris/versions/1_0_0"
+            _call(acl_agent, "PUT", path, tokens["operator"], payload)
+            break
+        except urllib.error.HTTPError as refused:
+            said = refused.read().decode()
+            assert refused.code == 500 and time.monotonic() < deadline, (refused.code, said)
+            time.sleep(0.2)
     code, out, _ = _as(acl_agent, tokens["viewer"], "model", "show", "iris", "1.0.0")
     assert code == 0 and '"stage": "validated"' in out
     code, _, err = _as(acl_agent, tokens["viewer"], "model", "approve", "iris", "1.0.0",

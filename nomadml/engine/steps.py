@@ -1,0 +1,74 @@
+"""Weighted canary steps through the model's router (`[update] steps = [5, 25, 50,
+100]`): the canary's share of its line's traffic is set at the router, not by the
+instance count, and the gates run at every step; the last step passed, the canary is
+promoted. A failing gate takes the canary's weight to 0 at once (rollback by
+routing: no request reaches it from that moment) before Nomad reverts the line.
+
+Same interface as GateRunner and JudgeRunner: the watch loop drives it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.routing import Line, Split
+from nomadml.engine import router
+from nomadml.events import Emit, Event
+
+Runner = Any  # a GateRunner or JudgeRunner: active, next_sample, step(), history()
+
+
+class SteppedGates:
+    def __init__(
+        self,
+        api: NomadAPI,
+        model: str,
+        line: str,
+        stable: str,
+        canary: str,
+        steps: tuple[int, ...],
+        new_runner: Callable[[], Runner],
+    ) -> None:
+        self.api, self.model, self.line = api, model, line
+        self.stable, self.canary, self.steps = stable, canary, steps
+        self.new_runner = new_runner
+        self.index = -1
+        self.runner: Runner = None
+        self.active, self.next_sample = False, 0.0
+        self._history: list[dict[str, Any]] = []
+        self.rollback_at: float | None = None  # when the canary's weight went to 0
+
+    def history(self) -> list[dict[str, Any]]:
+        return self._history + (self.runner.history() if self.runner is not None else [])
+
+    def _weigh(self, share: int, emit: Emit) -> None:
+        major = int(self.line.rpartition("-v")[2])
+        splits = (Split(self.stable, 100 - share), Split(self.canary, share))
+        router.set_line(self.api, self.model, Line(self.line, major, splits))
+        said = f"router: {self.canary} takes {share}% of {self.line}, {self.stable} {100 - share}%"
+        emit(Event("note", self.line, said, {"step": share}))
+
+    def _next_step(self, emit: Emit) -> None:
+        if self.runner is not None:
+            self._history += self.runner.history()
+        self.index += 1
+        self._weigh(self.steps[self.index], emit)
+        self.runner = self.new_runner()
+
+    def step(self, job_id: str, canary_ids: list[str], emit: Emit) -> tuple[str, str]:
+        """(pending|passed|failed|inconclusive, reason), moving through the steps."""
+        if not self.active:
+            self.active = True
+            self._next_step(emit)
+        state, reason = self.runner.step(job_id, canary_ids, emit)
+        self.next_sample = self.runner.next_sample
+        if state == "passed" and self.index + 1 < len(self.steps):
+            self._next_step(emit)
+            return "pending", ""
+        if state == "failed":
+            self.rollback_at = time.monotonic()
+            self._weigh(0, emit)  # rollback by routing, before Nomad reverts
+            return state, f"at {self.steps[self.index]}%: {reason}"
+        return state, reason
