@@ -656,7 +656,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--bootstrap-mib", type=int, default=1024)
     parser.add_argument("--fleet", default="50,200")
-    parser.add_argument("--only", default="cli,render,bootstrap,deploy,watch,rollback,fleet")
+    parser.add_argument("--only", default="cli,render,bootstrap,deploy,watch,rollback,fleet,router")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "latest.json"))
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -674,6 +674,10 @@ def main() -> int:
         bench_rollback(max(1, args.repeat // 3))
     if "fleet" in only:
         bench_fleet([int(n) for n in args.fleet.split(",")], workers=8)
+    if "router" in only:
+        from bench_router import bench_router
+
+        bench_router(ROOT, max(3, args.repeat // 2), report)
     write_results(Path(args.json), RESULTS)
     return 0
 

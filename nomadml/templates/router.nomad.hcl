@@ -62,6 +62,12 @@ job [[ job.id | hcl ]] {
         destination   = "local/haproxy.cfg"
         change_mode   = "signal"
         change_signal = "SIGUSR2"
+        # Nomad waits 5 s (min) to coalesce changes by default: a weight change, or a
+        # rollback by routing, must reach HAProxy at once.
+        wait {
+          min = "10ms"
+          max = "500ms"
+        }
         data          = <<EOT
 global
   maxconn 4096
