@@ -22,6 +22,7 @@ Exits 0 only if every check passes; ends with `N/N checks passed`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -118,17 +119,16 @@ class Demo:
         self.api.request("PUT", f"job/{job_id}/periodic/force")
         launched = self._children(job_id) - before
         child = launched.pop() if launched else ""
-        load = None
-        if traffic_line:
-            load = Traffic(self.api, traffic_line, rate_per_s=15, max_seconds=300).__enter__()
-        deadline = time.monotonic() + 300
-        while child and time.monotonic() < deadline:
-            if (self.api.job(child) or {}).get("Status") == "dead":
-                break
-            time.sleep(1)
-        if load is not None:
-            load.__exit__(None, None, None)
-            self.traffic = load.report
+        with contextlib.ExitStack() as stack:
+            if traffic_line:
+                load = Traffic(self.api, traffic_line, rate_per_s=15, max_seconds=300)
+                self.traffic = stack.enter_context(load).report
+            deadline, index = time.monotonic() + 300, 0
+            while child and time.monotonic() < deadline:
+                answer = self.api.get(f"job/{child}", index, wait=10)  # wakes on a change
+                if (answer.body or {}).get("Status") == "dead":
+                    break
+                index = answer.index
         allocs = self.api.job_allocations(child) if child else []
         if not allocs:
             return "missing", ""
@@ -163,9 +163,10 @@ class Demo:
         ):
             self.api.stop_job(job["ID"], purge=True)
 
-    def predict(
+    def ask(
         self, url: str, rows: list[list[float]], version: str | None = None
-    ) -> dict[str, Any]:
+    ) -> tuple[int, dict[str, Any]]:
+        """POST /predict as the operator's curl would: (status, the JSON answer)."""
         body = json.dumps({"instances": rows})
         header = f" -H 'X-Model-Version: {version}'" if version else ""
         print(f"$ curl -s{header} {url}/predict -d '{body}'", flush=True)
@@ -173,23 +174,23 @@ class Demo:
         if version:
             headers["X-Model-Version"] = version
         request = urllib.request.Request(f"{url}/predict", data=body.encode(), headers=headers)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answer: dict[str, Any] = json.load(response)
-        labels = [p.get("label") if isinstance(p, dict) else p for p in answer["predictions"]]
-        print(f"    version {answer.get('version')}: {labels}")
-        return answer
-
-    def predict_status(self, url: str, rows: list[list[float]], version: str) -> int:
-        body = json.dumps({"instances": rows})
-        print(f"$ curl -s -H 'X-Model-Version: {version}' {url}/predict -d '{body}'", flush=True)
-        headers = {"Content-Type": "application/json", "X-Model-Version": version}
-        request = urllib.request.Request(f"{url}/predict", data=body.encode(), headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
+                status, answer = int(response.status), json.load(response)
         except urllib.error.HTTPError as err:
-            print(f"    HTTP {err.code}: {err.read().decode()}")
-            return int(err.code)
+            status, answer = int(err.code), json.loads(err.read() or b"{}")
+        if status == 200:
+            found = answer["predictions"]
+            labels = [p.get("label") if isinstance(p, dict) else p for p in found]
+            print(f"    version {answer.get('version')}: {labels}")
+        else:
+            print(f"    HTTP {status}: {json.dumps(answer)}")
+        return status, answer
+
+    def predict(
+        self, url: str, rows: list[list[float]], version: str | None = None
+    ) -> dict[str, Any]:
+        return self.ask(url, rows, version)[1]
 
     # -- the story -------------------------------------------------------------------
 
@@ -322,7 +323,7 @@ class Demo:
             answer = self.predict(url, rows, header)
             said = f"X-Model-Version: {header}" if header else "no version (the newest major)"
             self.check(f"router, {said}: answered by {version}", answer.get("version") == version)
-        status = self.predict_status(url, IRIS_ROWS, "7")
+        status, _ = self.ask(url, IRIS_ROWS, "7")
         self.check(f"router, X-Model-Version: 7 (no such version): HTTP {status}", status == 404)
 
     def overview(self) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from nomadml.cli.common import nomad_client
+
+if TYPE_CHECKING:
+    from nomadml.engine.router import RouterState
 
 
 @click.group()
@@ -85,10 +89,7 @@ def down(ctx: click.Context, model: str) -> None:
     click.echo(f"{model}-router: stopped")
 
 
-def _print(state: object) -> None:
-    from nomadml.engine.router import RouterState
-
-    assert isinstance(state, RouterState)
+def _print(state: RouterState) -> None:
     for address in state.addresses:
         click.echo(f"router {address}")
     if state.problem:

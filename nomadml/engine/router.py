@@ -118,6 +118,7 @@ def up(api: NomadAPI, spec: ModelSpec, image: str, count: int = 2) -> RouterStat
     enforce = int(existing["JobModifyIndex"]) if existing else 0
     register_exclusively(api, job, enforce_index=enforce, source=hcl)
     deadline = time.monotonic() + READY_S
+    index = 0
     while True:
         state = show(api, spec.name)
         if len(state.addresses) >= count:
@@ -127,8 +128,9 @@ def up(api: NomadAPI, spec: ModelSpec, image: str, count: int = 2) -> RouterStat
                 f"{spec.name}-router: {len(state.addresses)}/{count} routers answering "
                 f"after {READY_S:.0f} s"
             )
-        api.get(f"service/{spec.name}-router", 0, wait=2)
-        time.sleep(0.5)
+        # Wakes when a registration appears or goes; a registered router that does
+        # not answer yet is asked again after the wait.
+        index = api.get(f"service/{spec.name}-router", index, wait=2).index
 
 
 def show(api: NomadAPI, model: str) -> RouterState:

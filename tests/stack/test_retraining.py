@@ -30,12 +30,12 @@ def _force_and_wait(nomad: NomadAPI, job_id: str, status: str = "complete") -> s
     launched = children() - before
     assert len(launched) == 1, launched
     child = launched.pop()
-    deadline = time.monotonic() + 240
+    deadline, index = time.monotonic() + 240, 0
     while time.monotonic() < deadline:
-        job = nomad.job(child) or {}
-        if job.get("Status") == "dead":
+        answer = nomad.get(f"job/{child}", index, wait=10)  # wakes when the job changes
+        if (answer.body or {}).get("Status") == "dead":
             break
-        time.sleep(1)
+        index = answer.index
     allocs = nomad.job_allocations(child)
     assert allocs, f"{child} never ran"
     logs = nomad.task_log_tail(allocs[0]["ID"], "train", "stdout", size=20000)
