@@ -177,3 +177,34 @@ def test_registry_down_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == int(ExitCode.NOMAD_UNREACHABLE)
     assert result.stderr.startswith("nomadml: error: cannot reach Nomad at http://127.0.0.1:1")
+
+
+def test_approval_follows_the_recorded_policy_whatever_the_flags(
+    nomad: NomadAPI,
+    docker_client: object,
+    model_name: str,
+    make_spec: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    """A spec that requires approval records the policy in the registry; from then on
+    a promotion without an approval is refused (no spec, no flag needed to enforce it),
+    and a deploy of the unapproved version is refused before Nomad sees anything."""
+    spec = str(make_spec({"require_approval = false": "require_approval = true"}, gates="health"))
+    first = _model_dir(tmp_path, "m1")
+    assert cli("model", "register", str(first), "--name", model_name, "--version", "1.0.0")[0] == 0
+    code, out, err = cli("model", "validate", model_name, "1.0.0", "--spec", spec)
+    assert code == 0, out + err
+    assert ModelRegistry(nomad).requires_approval(model_name)
+
+    code, _, err = cli("model", "promote", model_name, "1.0.0")  # no --spec, no flag
+    assert code == int(ExitCode.BAD_INPUT) and "needs approval" in err, err
+    code, _, err = cli("deploy", spec, "--version", "1.0.0")
+    assert code == int(ExitCode.BAD_INPUT) and "needs approval" in err, err
+    assert nomad.job(f"{model_name}-v1") is None
+
+    code, out, err = cli("model", "approve", model_name, "1.0.0", "--reason", "risk review 7")
+    assert code == 0 and "approved by" in out, err
+    code, out, err = cli("model", "promote", model_name, "1.0.0")
+    assert code == 0 and f"{model_name} 1.0.0: production" in out, err
+    approvals = [e for e in ModelRegistry(nomad).audit_log(model_name) if e["action"] == "approve"]
+    assert [e["details"]["reason"] for e in approvals] == ["risk review 7"]
