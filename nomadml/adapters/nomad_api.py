@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from nomadml.core.failover import Outcome, next_try
 from nomadml.errors import Conflict, NomadAPIError, NomadUnreachable
 from nomadml.settings import NomadSettings
 
@@ -22,8 +23,8 @@ Json = Any
 # Blocking queries: Nomad adds up to wait/16 of jitter, so the HTTP timeout must
 # comfortably exceed the wait we ask for.
 DEFAULT_TIMEOUT = 10.0
-RETRIES = 3
-BACKOFF_S = 0.25
+RETRIES = 3  # tries per server for a read (core/failover.py decides)
+BACKOFF_S = 0.25  # the first wait once every server failed; doubles each round
 BLOCKING_WAIT_S = 30
 
 
@@ -46,8 +47,10 @@ class NomadAPI:
     def __init__(self, settings: NomadSettings, session: Any = None) -> None:
         self.settings = settings
         self._session = session
-        self._requesters: dict[str, Any] = {}
+        self._requesters: dict[tuple[str, str], Any] = {}
         self.calls = 0  # HTTP requests made; benchmarks read it
+        # The server that answered last: asked first next time (settings.addresses index).
+        self.server = 0
 
     def scoped(self, namespace: str | None) -> NomadAPI:
         """The same client for another namespace (job and deployment calls)."""
@@ -59,8 +62,9 @@ class NomadAPI:
 
     # -- transport -----------------------------------------------------------------
 
-    def _requester(self, first_segment: str) -> Any:
-        requester = self._requesters.get(first_segment)
+    def _requester(self, first_segment: str, server: int = 0) -> Any:
+        address = self.settings.addresses[server]
+        requester = self._requesters.get((address, first_segment))
         if requester is None:
             import requests
             from nomad.api.base import Requester
@@ -71,7 +75,7 @@ class NomadAPI:
                 self._session = requests.Session()
             kind = type(f"Endpoint_{first_segment}", (Requester,), {"ENDPOINT": first_segment})
             requester = kind(
-                address=s.address,
+                address=address,
                 namespace=s.namespace,
                 token=s.token,
                 region=s.region,
@@ -80,7 +84,7 @@ class NomadAPI:
                 timeout=DEFAULT_TIMEOUT,
                 session=self._session,
             )
-            self._requesters[first_segment] = requester
+            self._requesters[(address, first_segment)] = requester
         return requester
 
     def request(
@@ -92,23 +96,22 @@ class NomadAPI:
         body: Json = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Answer:
-        """Call `/v1/<path>`; raise NomadUnreachable or NomadAPIError on failure."""
-        import nomad.api.exceptions as nexc
-        import requests
-
+        """Call `/v1/<path>` on the first server that answers; raise NomadUnreachable
+        or NomadAPIError on failure. Which failures are tried again, and where, is
+        core/failover.py's decision: reads move on to the next server, writes only
+        when the server never saw them (check-and-set settles the rest)."""
         segments = path.strip("/").split("/")
-        requester = self._requester(segments[0])
         params = dict(params or {})
         if self.settings.namespace:
             params.setdefault("namespace", self.settings.namespace)
-        # Reads are retried with backoff on transient failures (connection lost, 5xx
-        # other than Nomad's refusals); writes are not: a lost answer to a write is
-        # not proof the write did not happen, and check-and-set settles it instead.
-        attempts = RETRIES if method.upper() == "GET" else 1
-        for attempt in range(attempts):
+        started, attempt, tried = time.monotonic(), 0, set()
+        while True:
+            attempt += 1
+            server = self.server
+            tried.add(server)
             self.calls += 1
             try:
-                response = requester.request(
+                response = self._requester(segments[0], server).request(
                     *segments[1:],
                     method=method.lower(),
                     params=params,
@@ -116,18 +119,22 @@ class NomadAPI:
                     timeout=timeout,
                 )
                 break
-            except nexc.BaseNomadException as err:
-                failure: Exception = self._translate(method, path, err.nomad_resp)
-            except (requests.RequestException, nexc.TimeoutNomadException) as err:
-                failure = NomadUnreachable(self.settings.address, _reason(err))
-            transient = isinstance(failure, NomadUnreachable) or (
-                isinstance(failure, NomadAPIError)
-                and failure.status in (500, 502, 503, 504)
-                and not isinstance(failure, Conflict)
+            except Exception as err:
+                failure, outcome = self._failure(method, path, err, server)
+            step = next_try(
+                outcome,
+                read=method.upper() == "GET",
+                attempt=attempt,
+                server=server,
+                servers=len(self.settings.addresses),
+                elapsed_s=time.monotonic() - started,
+                attempts_per_server=RETRIES,
+                backoff_s=BACKOFF_S,
             )
-            if not transient or attempt == attempts - 1:
-                raise failure
-            time.sleep(BACKOFF_S * 2**attempt)
+            if step is None:
+                raise self._all_tried(failure, tried)
+            self.server = step.server
+            time.sleep(step.delay_s)
         index = int(response.headers.get("X-Nomad-Index", "0") or 0)
         text = response.text
         try:
@@ -138,26 +145,62 @@ class NomadAPI:
 
     def open_stream(self, path: str, params: dict[str, Any], read_timeout: float) -> Any:
         """A streaming GET (the event stream); the caller iterates and closes it."""
-        import nomad.api.exceptions as nexc
-        import requests
-
         segments = path.strip("/").split("/")
         params = dict(params)
         if self.settings.namespace:
             params.setdefault("namespace", self.settings.namespace)
-        self.calls += 1
-        try:
-            return self._requester(segments[0]).request(
-                *segments[1:],
-                method="get",
-                params=params,
-                timeout=(DEFAULT_TIMEOUT, read_timeout),
-                stream=True,
-            )
-        except nexc.BaseNomadException as err:
-            raise self._translate("GET", path, err.nomad_resp) from None
-        except (requests.RequestException, nexc.TimeoutNomadException) as err:
-            raise NomadUnreachable(self.settings.address, _reason(err)) from None
+        # One try per server: the caller reconnects (and resyncs) on its own schedule.
+        for turn in range(len(self.settings.addresses)):
+            server = (self.server + turn) % len(self.settings.addresses)
+            self.calls += 1
+            try:
+                response = self._requester(segments[0], server).request(
+                    *segments[1:],
+                    method="get",
+                    params=params,
+                    timeout=(DEFAULT_TIMEOUT, read_timeout),
+                    stream=True,
+                )
+            except Exception as err:
+                failure, outcome = self._failure("GET", path, err, server)
+                if outcome not in (Outcome.NOT_SENT, Outcome.LOST, Outcome.TRANSIENT):
+                    raise failure from None
+                continue
+            self.server = server
+            return response
+        raise self._all_tried(failure, set(range(len(self.settings.addresses)))) from None
+
+    def _failure(
+        self, method: str, path: str, err: Exception, server: int
+    ) -> tuple[Exception, Outcome]:
+        """nomadml's error for a failed try, and what kind of failure it was."""
+        import nomad.api.exceptions as nexc
+        import requests
+
+        address = self.settings.addresses[server]
+        cause: object = err.nomad_resp if isinstance(err, nexc.BaseNomadException) else err
+        if isinstance(cause, requests.Response):
+            failure = self._translate(method, path, cause)
+            if not isinstance(failure, NomadAPIError) or isinstance(failure, Conflict):
+                return failure, Outcome.FINAL
+            if "no cluster leader" in failure.message.lower():
+                return failure, Outcome.LEADERLESS
+            if failure.status in (500, 502, 503, 504):
+                return failure, Outcome.TRANSIENT
+            return failure, Outcome.FINAL
+        if not isinstance(cause, (requests.RequestException, nexc.TimeoutNomadException)):
+            raise err
+        return NomadUnreachable(address, _reason(cause)), (
+            Outcome.NOT_SENT if _never_sent(cause) else Outcome.LOST
+        )
+
+    def _all_tried(self, failure: Exception, tried: set[int]) -> Exception:
+        """With several servers, an unreachable cluster is named whole."""
+        if isinstance(failure, NomadUnreachable) and len(tried) > 1:
+            reason = str(failure).split(": ", 1)[-1]
+            names = ", ".join(self.settings.addresses[i] for i in sorted(tried))
+            return NomadUnreachable(names, f"no server answered (last: {reason})")
+        return failure
 
     def _translate(self, method: str, path: str, resp: Any) -> Exception:
         import requests
@@ -355,10 +398,36 @@ class NomadAPI:
         )
 
 
+def _never_sent(err: object) -> bool:
+    """True when the connection itself failed (refused, connect timeout, TLS handshake):
+    the server never saw the request."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(err, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    seen: object = err
+    for _ in range(6):  # requests -> urllib3 MaxRetryError -> its reason
+        if isinstance(seen, (NewConnectionError, ConnectTimeoutError)):
+            return True
+        args = getattr(seen, "args", ())
+        seen = getattr(seen, "reason", None) or (args[0] if args else None)
+        if seen is None:
+            return False
+    return False
+
+
 def _reason(err: object) -> str:
     text = str(err)
     if "Connection refused" in text:
         return "connection refused (is the agent running? check NOMAD_ADDR)"
+    if "CERTIFICATE_VERIFY_FAILED" in text and "match" in text:
+        return "the server's TLS certificate is not for this address (hostname mismatch)"
     if "CERTIFICATE_VERIFY_FAILED" in text:
         return "TLS certificate not trusted (set NOMAD_CACERT to the CA that signed it)"
+    if "CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text:
+        return (
+            "the server refused nomadml's client certificate (set NOMAD_CLIENT_CERT and "
+            "NOMAD_CLIENT_KEY to a certificate its CA signed)"
+        )
     return text.splitlines()[0][:200] if text else type(err).__name__

@@ -100,11 +100,14 @@ class _Group(click.Group):
 )
 @click.version_option(__version__, prog_name="nomadml")
 @click.option(
-    "--address", help="Nomad HTTP address (default: $NOMAD_ADDR or http://127.0.0.1:4646)."
+    "--address",
+    multiple=True,
+    help="Nomad HTTP address; repeat it (or separate with commas) to list several servers, "
+    "asked in order when one is down (default: $NOMAD_ADDR or http://127.0.0.1:4646).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.pass_context
-def main(ctx: click.Context, address: str | None, debug: bool) -> None:
+def main(ctx: click.Context, address: tuple[str, ...], debug: bool) -> None:
     """Put machine learning models into production on HashiCorp Nomad, safely.
 
     Nomad is reached through the same variables as the nomad CLI: NOMAD_ADDR,
@@ -112,4 +115,4 @@ def main(ctx: click.Context, address: str | None, debug: bool) -> None:
     NOMAD_CLIENT_KEY, NOMAD_SKIP_VERIFY.
     """
     ctx.ensure_object(dict)
-    ctx.obj.update(debug=debug, address=address)
+    ctx.obj.update(debug=debug, address=",".join(address) or None)
