@@ -10,6 +10,7 @@
     ├── NotOwned                      a job exists that nomadml did not create
     ├── ModelIntegrityError           a model file does not match its manifest
     ├── StackError                    the local stack / docker engine is not usable
+    ├── MissingExtra                  an optional extra is not installed (its pip command)
     └── InternalError                 anything unexpected: a bug, reported as one line
 
 Each error renders as one line (``str(err)``); the CLI maps it to ``exit_code``.
@@ -37,6 +38,7 @@ class ExitCode(enum.IntEnum):
     NOT_OWNED = 10
     INTEGRITY = 11
     STACK = 12
+    MISSING_EXTRA = 13  # an optional part of nomadml is not installed (pip install ...)
     INTERRUPTED = 130
     INTERNAL = 70
 
@@ -110,6 +112,18 @@ class ModelIntegrityError(NomadMLError):
 
 class StackError(NomadMLError):
     exit_code = ExitCode.STACK
+
+
+class MissingExtra(NomadMLError):
+    """A command needs an optional extra that is not installed: names the pip command."""
+
+    exit_code = ExitCode.MISSING_EXTRA
+
+    def __init__(self, command: str, extra: str, module: str) -> None:
+        self.extra, self.module = extra, module
+        super().__init__(
+            f"{command} needs {module}, which is not installed: pip install 'nomadml[{extra}]'"
+        )
 
 
 class InternalError(NomadMLError):

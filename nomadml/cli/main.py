@@ -25,6 +25,7 @@ COMMANDS = {
     "rollback": "nomadml.cli.lines:rollback",
     "status": "nomadml.cli.lines:status",
     "history": "nomadml.cli.lines:history",
+    "report": "nomadml.cli.report:report",
     "endpoints": "nomadml.cli.lines:endpoints",
     "policy": "nomadml.cli.lines:policy",
     "router": "nomadml.cli.router:router",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nomadml.core.decide import Action
+from nomadml.core.rollout_series import fit_gates, series_record
 from nomadml.errors import ExitCode
 
 EXIT_CODES = {
@@ -51,4 +52,16 @@ class RolloutResult:
             if self.rollback_seconds is None
             else round(self.rollback_seconds, 2),
             "gates": self.gates,
+        }
+
+    def as_record(self) -> dict[str, Any]:
+        """What the rollout record keeps: the same, with every look of the gates as a
+        compact series (what `nomadml report` draws) and only the newest gate entries,
+        so that one record stays well under Nomad's 64 KiB per variable."""
+        kept = fit_gates(self.gates)
+        return {
+            **self.as_dict(),
+            "gates": kept,
+            "gates_kept": f"{len(kept)} of {len(self.gates)}",
+            "series": series_record(self.gates),
         }

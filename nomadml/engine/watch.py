@@ -284,7 +284,7 @@ def _finish(
     if result.job_version is not None:
         with contextlib.suppress(NomadMLError):  # the record is a report; the rollout is done
             history.record(
-                api, result.job_id, result.job_version, {"kind": "deploy", **result.as_dict()}
+                api, result.job_id, result.job_version, {"kind": "deploy", **result.as_record()}
             )
     emit(
         Event(
