@@ -1,14 +1,41 @@
-"""Scraping a serving allocation's metrics endpoint (Prometheus text) into the
-numbers the gates read. One HTTP session per rollout; an endpoint that does not
-answer, or answers something unreadable, gives nothing for that round."""
+"""Where the canary gates read their numbers: a metric source turns one look into
+readings, each a window-able Snapshot of one arm (canary or stable) of one place.
+
+- DirectScrape: each serving allocation's metrics endpoint (Prometheus text), from
+  the machine running nomadml, which must reach the allocations (the fallback).
+- RouterMetrics: the model router's own per-version counters, from each router
+  allocation; works from anywhere the router is reachable.
+
+One HTTP session per rollout; an endpoint that does not answer, or answers something
+unreadable, gives nothing for that round."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from nomadml.core.metrics import MetricNames, MetricsFormatError, Snapshot, parse, snapshot
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.metrics import MetricNames, MetricsFormatError, Sample, Snapshot, parse, snapshot
+from nomadml.core.router_metrics import ROUTER_METRICS_PATH, per_backend, router_names
+from nomadml.core.routing import backend_name
 
 SCRAPE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One place's counters now: `key` names it across looks (an allocation, or a
+    router allocation and backend), `canary` says which arm it belongs to."""
+
+    key: str
+    canary: bool
+    snapshot: Snapshot
+
+
+class MetricSource(Protocol):
+    name: str  # "router" or "direct", in the gate records
+
+    def read(self, job_id: str, canary_ids: set[str]) -> list[Reading]: ...
 
 
 class MetricScraper:
@@ -16,14 +43,73 @@ class MetricScraper:
         self.names = names
         self._session: Any = None
 
-    def scrape(self, url: str) -> Snapshot | None:
-        """The endpoint's counters now, or None when it cannot be read this round."""
+    def samples(self, url: str) -> list[Sample] | None:
+        """The endpoint's samples now, or None when it cannot be read this round."""
         import requests
 
         if self._session is None:
             self._session = requests.Session()
         try:
-            text = self._session.get(url, timeout=SCRAPE_TIMEOUT_S).text
-            return snapshot(parse(text), self.names)
+            return parse(self._session.get(url, timeout=SCRAPE_TIMEOUT_S).text)
         except (requests.RequestException, MetricsFormatError):
             return None
+
+    def scrape(self, url: str) -> Snapshot | None:
+        """The endpoint's counters now, or None when it cannot be read this round."""
+        found = self.samples(url)
+        try:
+            return None if found is None else snapshot(found, self.names)
+        except MetricsFormatError:
+            return None
+
+
+class DirectScrape:
+    """Every allocation of the line, scraped where it runs."""
+
+    name = "direct"
+
+    def __init__(self, api: NomadAPI, names: MetricNames, metrics_path: str) -> None:
+        self.api, self.metrics_path = api, metrics_path
+        self.scraper = MetricScraper(names)
+
+    def read(self, job_id: str, canary_ids: set[str]) -> list[Reading]:
+        readings = []
+        for reg in self.api.job_services(job_id):
+            url = f"http://{reg['Address']}:{reg['Port']}{self.metrics_path}"
+            snap = self.scraper.scrape(url)
+            if snap is not None:
+                alloc = str(reg["AllocID"])
+                readings.append(Reading(alloc, alloc in canary_ids, snap))
+        return readings
+
+
+class RouterMetrics:
+    """The model's router allocations, each counting what every version answered."""
+
+    name = "router"
+
+    def __init__(
+        self, api: NomadAPI, model: str, gated_path: str, line: str, stable: str, canary: str
+    ) -> None:
+        self.api, self.model = api, model
+        self.scraper = MetricScraper(router_names(gated_path))
+        self.arms = {backend_name(line, stable): False, backend_name(line, canary): True}
+
+    def read(self, job_id: str, canary_ids: set[str]) -> list[Reading]:
+        """The line's two versions at every router; the allocation ids are not needed:
+        the router knows each request's version by the backend that answered it."""
+        readings = []
+        for reg in self.api.service(f"{self.model}-router"):
+            address = f"{reg['Address']}:{reg['Port']}"
+            found = self.scraper.samples(f"http://{address}{ROUTER_METRICS_PATH}")
+            if found is None:
+                continue
+            try:
+                backends = per_backend(found, self.scraper.names)
+            except MetricsFormatError:
+                continue
+            for backend, canary in self.arms.items():
+                # A version that has had no request yet has no series: zero, not unknown.
+                snap = backends.get(backend, Snapshot())
+                readings.append(Reading(f"{reg.get('AllocID', address)}/{backend}", canary, snap))
+        return readings

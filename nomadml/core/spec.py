@@ -122,6 +122,7 @@ class JudgeSpec:
 class Gates:
     health: bool
     analysis: bool
+    source: str
     window: str
     interval: str
     consecutive_passes: int

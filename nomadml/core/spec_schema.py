@@ -131,6 +131,10 @@ SCHEMA: Schema = {
         "health": Field("bool", True),
         # false: promote on Nomad health alone, no canary-vs-stable metric analysis
         "analysis": Field("bool", True),
+        # Where the canary analysis reads its numbers when a router routes the line:
+        # the router's own per-version counters (reachable wherever the router is), or
+        # each allocation's /metrics scraped directly (the fallback; always without one).
+        "source": Field("str", "router", (one_of("router", "direct"),)),
         "window": Field("duration", "30s"),
         "interval": Field("duration", "5s"),
         "consecutive_passes": Field("int", 3, (between(1, 100),)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from nomadml.adapters.metric_scrape import DirectScrape, MetricSource, RouterMetrics
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
 from nomadml.core.schema import seconds
@@ -99,6 +100,10 @@ def deploy(
     if isinstance(gates, SteppedGates):
         _settle_routes(api, gates, result, emit)
     settle(api, prepared, result, emit)
+    if spec.guard.bake:
+        from nomadml.engine.guard import arm
+
+        arm(api, spec, result, emit)  # the bake itself: `nomadml guard` (or deploy's CLI)
     return result
 
 
@@ -162,6 +167,15 @@ def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | No
         emit(Event("note", job_id, "update.steps: no router routes this line yet; "
                    "the canary count decides the canary's share"))  # fmt: skip
         return None
+    source: MetricSource | None = None
+    if spec.gates.source == "router":
+        # The router counts what each version answered: the gates read it from
+        # wherever the router is reachable, not from the allocations themselves.
+        source = RouterMetrics(
+            api, spec.name, spec.gates.metrics.path, job_id, stable[0], prepared.release.version
+        )
+    emit(Event("note", job_id, f"gates read {'the router' if source else 'each allocation'}"
+               f"'s metrics (gates.source = {spec.gates.source})"))  # fmt: skip
     return SteppedGates(
         api,
         spec.name,
@@ -169,16 +183,18 @@ def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | No
         stable[0],
         prepared.release.version,
         spec.update.steps,
-        lambda: _runner(prepared, api),
+        lambda: _runner(prepared, api, source),
     )
 
 
-def _runner(prepared: Prepared, api: NomadAPI) -> Any:
+def _runner(prepared: Prepared, api: NomadAPI, source: MetricSource | None = None) -> Any:
     spec = prepared.spec
+    if source is None:  # no router routes the line, or the spec asks for the fallback
+        source = DirectScrape(api, spec.gates.metrics, spec.serving.metrics_path)
     if spec.gates.judge.enabled:
         from nomadml.engine.judge_runner import JudgeRunner
 
-        return JudgeRunner(api, spec.gates, spec.serving.metrics_path)
+        return JudgeRunner(spec.gates, source)
     from nomadml.engine.gate_runner import GateRunner
 
-    return GateRunner(api, spec.gates, spec.serving.metrics_path)
+    return GateRunner(spec.gates, source)

@@ -1,7 +1,8 @@
-"""Canary analysis during a rollout: scrape every allocation's metrics endpoint at
-the gate interval, compare the canary's last window with the stable version's, and
-turn the verdicts into pending / passed / failed. The judging is pure (gates.py);
-this class does the scraping and keeps the windows."""
+"""Canary analysis during a rollout: read the metric source (the router's
+per-version counters, or every allocation's metrics endpoint) at the gate interval,
+compare the canary's last window with the stable version's, and turn the verdicts
+into pending / passed / failed. The judging is pure (gates.py); this class reads the
+source and keeps the windows."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import time
 from collections import deque
 from typing import Any
 
-from nomadml.adapters.metric_scrape import MetricScraper
-from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.adapters.metric_scrape import MetricSource
 from nomadml.core.gates import GateConfig, GateTracker, evaluate, stats
 from nomadml.core.metrics import Snapshot, delta, merge
 from nomadml.core.spec import Gates
@@ -18,10 +18,9 @@ from nomadml.events import Emit, Event
 
 
 class GateRunner:
-    def __init__(self, api: NomadAPI, gates_spec: Gates, metrics_path: str) -> None:
-        self.api = api
+    def __init__(self, gates_spec: Gates, source: MetricSource) -> None:
         self.cfg = GateConfig.from_spec(gates_spec)
-        self.metrics_path = metrics_path
+        self.source = source
         self.tracker = GateTracker(self.cfg)
         self.windows: dict[str, deque[tuple[float, Snapshot]]] = {}
         self.active = False
@@ -32,7 +31,6 @@ class GateRunner:
         self.give_up_after = self.cfg.window * (self.cfg.consecutive_passes + 2)
         self.verdict_reason = ""
         self.gave_up = False
-        self.scraper = MetricScraper(self.cfg.metrics)
 
     @property
     def outcome(self) -> str:
@@ -65,6 +63,7 @@ class GateRunner:
             "verdict": result.verdict,
             "values": result.values,
             "reasons": list(result.reasons),
+            "source": self.source.name,
         }
         self._records.append(record)
         emit(
@@ -87,24 +86,18 @@ class GateRunner:
     def _scrape(
         self, job_id: str, canary_ids: set[str], now: float
     ) -> tuple[list[Snapshot], list[Snapshot]]:
-        """Window deltas per allocation, split into canary and stable."""
+        """Window deltas per place (allocation, or router and version), split into
+        canary and stable; a place that cannot be read this round adds nothing."""
         canaries: list[Snapshot] = []
         stables: list[Snapshot] = []
-        for reg in self.api.job_services(job_id):
-            alloc = reg["AllocID"]
-            url = f"http://{reg['Address']}:{reg['Port']}{self.metrics_path}"
-            snap = self.scraper.scrape(url)
-            if snap is None:
-                continue  # an allocation that cannot be scraped this round adds nothing
-            window = self.windows.setdefault(alloc, deque())
-            window.append((now, snap))
+        for reading in self.source.read(job_id, canary_ids):
+            window = self.windows.setdefault(reading.key, deque())
+            window.append((now, reading.snapshot))
             while len(window) > 2 and now - window[1][0] >= self.cfg.window:
                 window.popleft()
             if len(window) < 2:
                 continue
-            (canaries if alloc in canary_ids else stables).append(
-                delta(window[0][1], window[-1][1])
-            )
+            (canaries if reading.canary else stables).append(delta(window[0][1], window[-1][1]))
         return canaries, stables
 
     @staticmethod

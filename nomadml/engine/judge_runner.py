@@ -1,5 +1,6 @@
 """The sequential judge during a rollout (`[gates.judge] enabled = true`): every
-interval, each allocation's counters since the canaries turned healthy are scraped,
+interval, each place's counters since the canaries turned healthy are read (the
+router's per-version counters, or each allocation's metrics endpoint),
 summed per arm (canary, stable) and handed to `core.judge` with the previous verdict
 (one test per rollout, however often it looks). It decides as soon as the evidence
 suffices: pass, fail, or at the deadline `inconclusive`, which becomes what the spec
@@ -10,8 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nomadml.adapters.metric_scrape import MetricScraper
-from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.adapters.metric_scrape import MetricSource
 from nomadml.core.judge import JudgeConfig, Verdict, estimate, evidence, judge, slow_threshold
 from nomadml.core.metrics import Snapshot, delta, merge
 from nomadml.core.schema import seconds
@@ -22,9 +22,9 @@ INCONCLUSIVE = {"await": "inconclusive", "fail": "failed", "promote": "passed"}
 
 
 class JudgeRunner:
-    def __init__(self, api: NomadAPI, gates: Gates, metrics_path: str) -> None:
+    def __init__(self, gates: Gates, source: MetricSource) -> None:
         spec = gates.judge
-        self.api, self.metrics_path = api, metrics_path
+        self.source = source
         self.cfg = JudgeConfig(
             alpha=spec.alpha,
             error_increase=spec.error_increase,
@@ -33,7 +33,6 @@ class JudgeRunner:
         )
         self.interval, self.deadline_s = seconds(gates.interval), seconds(spec.deadline)
         self.on_inconclusive = spec.on_inconclusive
-        self.scraper = MetricScraper(gates.metrics)
         self.baseline: dict[str, Snapshot] = {}
         self.stable_before: Snapshot | None = None
         self.slow_above_s: float | None = None
@@ -74,6 +73,7 @@ class JudgeRunner:
                 "stable_errors": int(stable.errors),
             },
             "judge": self.verdict.as_dict(),
+            "source": self.source.name,
         }
         self._records.append(record)
         emit(Event("gate", job_id, said, record))
@@ -96,18 +96,14 @@ class JudgeRunner:
         canaries: list[Snapshot] = []
         stables: list[Snapshot] = []
         first_stables: list[Snapshot] = []
-        for reg in self.api.job_services(job_id):
-            url = f"http://{reg['Address']}:{reg['Port']}{self.metrics_path}"
-            snap = self.scraper.scrape(url)
-            if snap is None:
-                continue
-            alloc = reg["AllocID"]
-            if alloc not in self.baseline:
-                self.baseline[alloc] = snap
-                if alloc not in canary_ids:
+        for reading in self.source.read(job_id, canary_ids):
+            key, snap = reading.key, reading.snapshot
+            if key not in self.baseline:
+                self.baseline[key] = snap
+                if not reading.canary:
                     first_stables.append(snap)
-            since = delta(self.baseline[alloc], snap)
-            (canaries if alloc in canary_ids else stables).append(since)
+            since = delta(self.baseline[key], snap)
+            (canaries if reading.canary else stables).append(since)
         if self.stable_before is None and first_stables:
             self.stable_before = merge(first_stables)
             if self.cfg.latency:

@@ -58,6 +58,16 @@ job [[ job.id | hcl ]] {
         args         = ["-W", "-db", "-f", "/local/haproxy.cfg"]
       }
 
+      # The router's own per-version metrics (requests by status code, a latency
+      # histogram), counted in HAProxy's Lua and served at /nomadml-router/metrics.
+      template {
+        destination = "local/metrics.lua"
+        change_mode = "noop"
+        data        = <<EOT
+[% include "router_metrics.lua" %]
+EOT
+      }
+
       template {
         destination   = "local/haproxy.cfg"
         change_mode   = "signal"
@@ -71,6 +81,7 @@ job [[ job.id | hcl ]] {
         data          = <<EOT
 global
   maxconn 4096
+  lua-load /local/metrics.lua
 
 defaults
   mode http
@@ -85,9 +96,16 @@ defaults
 frontend model
   bind {{ env "NOMAD_IP_http" }}:{{ env "NOMAD_PORT_http" }}
   http-request return status 200 content-type text/plain string ok if { path /nomadml-router/health }
+  # What each version answered, counted here (gates read it from wherever the router
+  # is reachable); and HAProxy's own exporter (per backend and server; latency only
+  # as an average of recent requests, so the gates use the histogram above).
+  http-request use-service lua.nomadml_metrics if { path /nomadml-router/metrics }
+  http-request use-service prometheus-exporter if { path /nomadml-router/haproxy-metrics }
   http-request set-var(txn.ver) req.hdr(X-Model-Version)
   http-request set-var(txn.ver) path,field(2,/),regsub(^v,) if { path_reg ^/v[0-9]+/ }
   http-request set-path %[path,regsub(^/v[0-9]+/,/)] if { path_reg ^/v[0-9]+/ }
+  http-request lua.nomadml_begin
+  http-after-response set-var(txn.nomadml_seen) lua.nomadml_observe
   # The weighted pick rolls a request counter, not a die: every 100 requests through a
   # router split exactly as the table says.
   http-request track-sc0 str(all) table roll

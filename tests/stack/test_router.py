@@ -15,6 +15,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -26,6 +27,7 @@ from nomadml.cli.main import main
 from nomadml.core.decide import Action
 from nomadml.engine.result import RolloutResult
 from nomadml.errors import ExitCode, NomadMLError
+from nomadml.events import Event
 
 ROWS = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 ROUTER_ROOT = Path.home() / ".cache" / "nomadml" / "router-root"
@@ -150,6 +152,13 @@ class RouterLoad:
             time.sleep(0.03)
 
 
+def _gates_from_the_router(events: list[Event]) -> list[dict[str, Any]]:
+    """The gate records of a rollout, each checked to come from the router's counters."""
+    gates = [e.data for e in events if e.kind == "gate"]
+    assert gates and {g["source"] for g in gates} == {"router"}, gates
+    return gates
+
+
 def test_canary_steps_go_through_the_router_and_a_bad_canary_loses_its_traffic_at_once(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
@@ -165,23 +174,37 @@ def test_canary_steps_go_through_the_router_and_a_bad_canary_loses_its_traffic_a
     assert code == 0, err
     router = out.split()[1]
 
+    # Requests reach the model only through the router, and the gates read what the
+    # router counted per version (not the allocations' own /metrics).
+    seen: list[Event] = []
     events: list[str] = []
+
+    def keep(event: Event) -> None:
+        seen.append(event)
+        events.append(event.message)
+
     with RouterLoad(router) as load:
-        good = roll(spec, "1.1.0", ship("1.1.0", c=0.5), emit=lambda e: events.append(e.message))
+        good = roll(spec, "1.1.0", ship("1.1.0", c=0.5), emit=keep)
     assert good.action is Action.SUCCEEDED, good.reason
     assert f"router: 1.1.0 takes 20% of {line}, 1.0.0 80%" in events
     assert f"router: 1.1.0 takes 100% of {line}, 1.0.0 0%" in events
     assert f"router: 1.1.0 takes all of {line}" in events
+    passing = [g["values"] for g in _gates_from_the_router(seen) if g["verdict"] == "pass"]
+    assert passing and all(v["canary_error_rate"] == 0 for v in passing), passing
+    assert all(v["canary_latency_ms"] is not None for v in passing), passing
     assert sum(n for (status, _), n in load.answers.items() if status != 200) == 0, load.answers
     code, out, _ = cli("router", "show", model_name)
     assert f"{line} (default): 1.1.0=100%" in out
 
     events.clear()
+    seen.clear()
     with RouterLoad(router) as load:
-        bad = roll(spec, "1.2.0", ship("1.2.0", serving={"error_rate": 0.5}),
-                   emit=lambda e: events.append(e.message))  # fmt: skip
+        bad = roll(spec, "1.2.0", ship("1.2.0", serving={"error_rate": 0.5}), emit=keep)
     assert bad.action is Action.ROLLED_BACK, bad.reason
     assert "gate failed: at 20%" in bad.reason
+    failing = [g["values"] for g in _gates_from_the_router(seen) if g["verdict"] == "fail"]
+    assert failing and all(v["canary_error_rate"] > 0.2 for v in failing), failing
+    print(f"router-measured gate values: good canary {passing[-1]}; bad canary {failing[-1]}")
     assert f"router: 1.2.0 takes 0% of {line}, 1.1.0 100%" in events
     code, out, _ = cli("router", "show", model_name)
     assert f"{line} (default): 1.1.0=100%" in out

@@ -1,0 +1,45 @@
+"""The router's own metrics (what its Lua serves at /nomadml-router/metrics) read into
+one Snapshot per backend, i.e. per version of a line; the path the gates look at only."""
+
+from __future__ import annotations
+
+import pytest
+
+from nomadml.core.metrics import Snapshot, parse
+from nomadml.core.router_metrics import per_backend, router_names
+from nomadml.core.routing import backend_name
+
+SCRAPE = """\
+# TYPE nomadml_router_requests_total counter
+nomadml_router_requests_total{backend="iris_v1_1_0_0",path="/predict",code="200"} 90
+nomadml_router_requests_total{backend="iris_v1_1_0_0",path="/health",code="200"} 7
+nomadml_router_requests_total{backend="iris_v1_1_1_0",path="/predict",code="200"} 5
+nomadml_router_requests_total{backend="iris_v1_1_1_0",path="/predict",code="503"} 5
+# TYPE nomadml_router_request_duration_seconds histogram
+nomadml_router_request_duration_seconds_bucket{backend="iris_v1_1_0_0",path="/predict",le="0.01"} 80
+nomadml_router_request_duration_seconds_bucket{backend="iris_v1_1_0_0",path="/predict",le="0.1"} 90
+nomadml_router_request_duration_seconds_bucket{backend="iris_v1_1_0_0",path="/predict",le="+Inf"} 90
+nomadml_router_request_duration_seconds_sum{backend="iris_v1_1_0_0",path="/predict"} 0.6
+nomadml_router_request_duration_seconds_count{backend="iris_v1_1_0_0",path="/predict"} 90
+nomadml_router_request_duration_seconds_bucket{backend="iris_v1_1_1_0",path="/predict",le="0.01"} 0
+nomadml_router_request_duration_seconds_bucket{backend="iris_v1_1_1_0",path="/predict",le="0.1"} 2
+nomadml_router_request_duration_seconds_bucket{backend="iris_v1_1_1_0",path="/predict",le="+Inf"} 10
+nomadml_router_request_duration_seconds_sum{backend="iris_v1_1_1_0",path="/predict"} 9.5
+nomadml_router_request_duration_seconds_count{backend="iris_v1_1_1_0",path="/predict"} 10
+"""
+
+
+def test_each_version_gets_its_own_counters_on_the_gated_path() -> None:
+    found = per_backend(parse(SCRAPE), router_names("/predict"))
+    stable = found[backend_name("iris-v1", "1.0.0")]
+    canary = found[backend_name("iris-v1", "1.1.0")]
+    assert (stable.requests, stable.errors, stable.count) == (90, 0, 90)  # /health left out
+    assert (canary.requests, canary.errors, canary.count) == (10, 5, 10)
+    assert canary.buckets == ((0.01, 0.0), (0.1, 2.0), (float("inf"), 10.0))
+    assert canary.sum == pytest.approx(9.5)
+
+
+def test_a_version_without_traffic_has_no_series_and_another_path_counts_nothing() -> None:
+    assert per_backend(parse(""), router_names("/predict")) == {}
+    found = per_backend(parse(SCRAPE), router_names("/other"))
+    assert all(snap == Snapshot() for snap in found.values())
