@@ -27,6 +27,8 @@ EventKind = Literal[
     "retrain",  # a retraining run's outcome
     "data-check",  # training or evaluation data failed its checks
     "expire",  # an old rejected or superseded version's image was deleted
+    "regression",  # the post-promotion guard found the promoted version regressed
+    "guard",  # the post-promotion guard's outcome: cleared, rolled back, regressed
     "note",  # anything else worth a line
 ]
 EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))

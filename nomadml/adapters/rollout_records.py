@@ -53,3 +53,27 @@ def _load(value: str) -> Any:
         return json.loads(value)
     except ValueError:
         return value
+
+
+def read(api: NomadAPI, job_id: str, job_version: int) -> tuple[dict[str, Any], int]:
+    """One rollout record (its fields decoded) and its ModifyIndex; ({}, 0) if none."""
+    var = api.get_variable(f"{PREFIX}/{job_id}/{job_version}") or {}
+    items = var.get("Items") or {}
+    return {k: _load(v) for k, v in items.items()}, int(var.get("ModifyIndex") or 0)
+
+
+def replace_field(
+    api: NomadAPI, job_id: str, job_version: int, name: str, value: Any, modify_index: int
+) -> bool:
+    """Set one field only if the record is still at `modify_index` (check-and-set): False
+    when another writer got there first (the caller re-reads and decides again)."""
+    path = f"{PREFIX}/{job_id}/{job_version}"
+    current = api.get_variable(path) or {}
+    if int(current.get("ModifyIndex") or 0) != modify_index:
+        return False
+    items = {**(current.get("Items") or {}), name: json.dumps(value, sort_keys=True)}
+    try:
+        api.put_variable(path, items, cas=modify_index)
+    except Conflict:
+        return False
+    return True

@@ -32,6 +32,8 @@ NOTIFIED = {
     "retrain": "retraining",
     "data-check": "data-check-failed",
     "expire": "expired",
+    "regression": "regression-detected",
+    "guard": "guard",
 }
 
 
@@ -55,6 +57,8 @@ def payload(event: Event) -> dict[str, Any] | None:
             name = f"{operation}-{name}"
     elif name == "retraining":  # retraining-validated, retraining-unchanged, ...
         name = f"retraining-{event.data.get('outcome', 'failed')}"
+    elif name == "guard":  # guard-cleared, guard-rolled-back, ...
+        name = f"guard-{event.data.get('outcome', 'regressed')}"
     return {
         "event": name,
         "job": event.job_id,

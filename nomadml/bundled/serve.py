@@ -259,6 +259,7 @@ class Model:
     intercept: tuple[float, ...]
     error_rate: float = 0.0
     extra_latency_ms: float = 0.0
+    error_after: int = 0  # the first this many predictions never fail (a late regression)
 
     def probabilities(self, x: Sequence[float]) -> list[float]:
         """softmax(coef . x + intercept); OverflowError if the inputs are too large to score."""
@@ -315,14 +316,14 @@ def _matrix(raw: object, rows: int, cols: int) -> tuple[tuple[float, ...], ...]:
     return tuple(_vector(row, cols, f"coef[{i}]", "one per feature") for i, row in enumerate(raw))
 
 
-def _serving(raw: object) -> tuple[float, float]:
-    """The fault-injection knobs: (error_rate, extra_latency_ms)."""
+def _serving(raw: object) -> tuple[float, float, int]:
+    """The fault-injection knobs: (error_rate, extra_latency_ms, error_after)."""
     if raw is None:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0
     if not isinstance(raw, dict):
         raise StartupError("model.json: serving must be an object")
     # Strict keys: a typo would silently turn a deliberately bad version into a good one.
-    unknown = sorted(set(raw) - {"error_rate", "extra_latency_ms"})
+    unknown = sorted(set(raw) - {"error_rate", "extra_latency_ms", "error_after"})
     if unknown:
         raise StartupError(f"model.json: serving has unknown key(s): {', '.join(unknown)}")
     rate = _finite(raw.get("error_rate", 0.0))
@@ -333,7 +334,10 @@ def _serving(raw: object) -> tuple[float, float]:
         raise StartupError(
             f"model.json: serving.extra_latency_ms must be from 0 to {MAX_EXTRA_LATENCY_MS:g}"
         )
-    return rate, latency
+    after = raw.get("error_after", 0)
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise StartupError("model.json: serving.error_after must be a whole number >= 0")
+    return rate, latency, after
 
 
 def load_model(path: Path) -> Model:
@@ -348,8 +352,8 @@ def load_model(path: Path) -> Model:
     classes = _names(doc, "classes", 2)
     coef = _matrix(doc.get("coef"), len(classes), len(features))
     intercept = _vector(doc.get("intercept"), len(classes), "intercept", "one per class")
-    error_rate, extra_latency_ms = _serving(doc.get("serving"))
-    return Model(features, classes, coef, intercept, error_rate, extra_latency_ms)
+    error_rate, extra_latency_ms, error_after = _serving(doc.get("serving"))
+    return Model(features, classes, coef, intercept, error_rate, extra_latency_ms, error_after)
 
 
 # --------------------------------------------------------------------------- requests
@@ -446,19 +450,22 @@ class FaultInjector:
     """Fails a fixed fraction of calls, spread evenly and deterministically.
 
     Call n fails when floor(n * rate) steps up, so a rate of 0.5 fails every second call and
-    tests see exactly the configured fraction instead of a random sample of it.
+    tests see exactly the configured fraction instead of a random sample of it. With `after`,
+    the first `after` calls all succeed and the count starts there: a version that passes
+    its canary and degrades later.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, after: int = 0) -> None:
         self._rate = rate
+        self._after = after
         self._calls = 0
         self._lock = threading.Lock()
 
     def should_fail(self) -> bool:
         with self._lock:
             self._calls += 1
-            n = self._calls
-        return math.floor(n * self._rate) > math.floor((n - 1) * self._rate)
+            n = self._calls - self._after
+        return n > 0 and math.floor(n * self._rate) > math.floor((n - 1) * self._rate)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -832,7 +839,7 @@ def make_server(config: Config) -> ModelServer:
         config=config,
         model=model,
         metrics=Metrics(config.model_name, config.model_version),
-        faults=FaultInjector(model.error_rate),
+        faults=FaultInjector(model.error_rate, model.error_after),
     )
     try:
         return ModelServer(state)

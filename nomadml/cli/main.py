@@ -25,6 +25,7 @@ COMMANDS = {
     "rollback": "nomadml.cli.lines:rollback",
     "status": "nomadml.cli.lines:status",
     "history": "nomadml.cli.lines:history",
+    "guard": "nomadml.cli.guard:guard",
     "report": "nomadml.cli.report:report",
     "endpoints": "nomadml.cli.lines:endpoints",
     "policy": "nomadml.cli.lines:policy",

@@ -160,6 +160,12 @@ def plan(
     is_flag=True,
     help="Deploy a bare --image the model registry does not hold.",
 )
+@click.option(
+    "--no-bake",
+    is_flag=True,
+    help="After promotion, leave the [guard] bake to `nomadml guard LINE` instead of "
+    "watching it here.",
+)
 @click.pass_context
 def deploy(
     ctx: click.Context,
@@ -174,6 +180,7 @@ def deploy(
     force: bool,
     reason: str,
     unregistered: bool,
+    no_bake: bool,
 ) -> None:
     """Roll a model version out: plan, register (check-and-set), watch, gate,
     then promote or roll back. Ctrl-C detaches; the deployment goes on in Nomad.
@@ -220,4 +227,13 @@ def deploy(
     report(result, as_json)
     if not as_json and result.action.value == "await-promotion":
         click.echo(f"promote with: nomadml promote {result.job_id}")
+    if prepared.spec.guard.bake and result.action.value == "succeeded" and not no_bake:
+        from nomadml.cli.guard import run_bake
+
+        printer = Printer("json" if as_json else "auto")
+        baked = run_bake(nomad_client(ctx), result.job_id, printer)
+        printer.close()
+        if not as_json:
+            click.echo(f"{result.job_id}: guard {baked.outcome} — {baked.reason}")
+        ctx.exit(int(baked.exit_code))
     ctx.exit(int(result.exit_code))

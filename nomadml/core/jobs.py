@@ -128,24 +128,32 @@ def render_service(spec: ModelSpec, release: Release, extra_templates: Sequence[
     )
 
 
-def retraining_values(spec: ModelSpec) -> dict[str, Any]:
-    """Values for the periodic retraining job of a model line."""
+def retraining_values(spec: ModelSpec, dispatch: bool = False) -> dict[str, Any]:
+    """Values for the periodic retraining job of a model line (`dispatch`: its
+    parameterized twin, `<model>-retrain-dispatch`, that the guard dispatches)."""
     d = spec.table  # the templates read the checked table itself
     training = dict(d["retraining"])
     if spec.retraining.image == REFERENCE_SERVER:
         training["image"] = f"{spec.model.registry}/nomadml/trainer:{reference_serving_tag()}"
     return {
-        "job": job_header(spec, f"{spec.name}-retrain", {"nomadml.role": "retraining"}),
+        "job": job_header(
+            spec,
+            f"{spec.name}-retrain-dispatch" if dispatch else f"{spec.name}-retrain",
+            {"nomadml.role": "retraining"},
+        ),
+        "dispatch": dispatch,
         "model": {"name": spec.name, "spec_text": spec.text, "spec_dir": str(spec.directory)},
         "retraining": training,
         "spec": d,
     }
 
 
-def render_retraining(spec: ModelSpec, extra_templates: Sequence[Path] = ()) -> str:
+def render_retraining(
+    spec: ModelSpec, extra_templates: Sequence[Path] = (), dispatch: bool = False
+) -> str:
     return render(
         spec.templates.retraining,
-        retraining_values(spec),
+        retraining_values(spec, dispatch),
         template_path(spec, extra_templates),
     )
 

@@ -183,13 +183,21 @@ def _run(
 
 
 def schedule(api: NomadAPI, spec: ModelSpec) -> tuple[str, int]:
-    """Register (or update) the model line's periodic retraining job; (job id, version)."""
+    """Register (or update) the model line's periodic retraining job; (job id, version).
+    With `[guard] retrain = true` its parameterized twin too, which the guard dispatches
+    (one job cannot be both: Nomad never runs a parameterized job's schedule)."""
+    if spec.guard.retrain:
+        _register_retraining(api, spec, dispatch=True)
+    return _register_retraining(api, spec, dispatch=False)
+
+
+def _register_retraining(api: NomadAPI, spec: ModelSpec, dispatch: bool) -> tuple[str, int]:
     from nomadml.adapters.job_lock import register_exclusively
     from nomadml.core.jobs import render_retraining
     from nomadml.core.plan import check_owner
     from nomadml.engine.prepare import parse_and_validate
 
-    hcl = render_retraining(spec)
+    hcl = render_retraining(spec, dispatch=dispatch)
     job = parse_and_validate(api, hcl, spec.source)
     api = api.scoped(job.get("Namespace"))
     existing = api.job(job["ID"])

@@ -1,6 +1,7 @@
 [#- The retraining job: a Nomad periodic batch job per model line that trains a
     new candidate, registers it and runs the validation gates. prohibit_overlap
-    keeps one run in flight per model line. Extension point: train_extra. -#]
+    keeps one run in flight per model line. With `dispatch`, the same job as a
+    parameterized one the post-promotion guard dispatches. Extension point: train_extra. -#]
 job [[ job.id | hcl ]] {
   type        = "batch"
   datacenters = [[ job.datacenters | hcl ]]
@@ -13,11 +14,21 @@ job [[ job.id | hcl ]] {
 [%- endfor %]
   }
 
+[%- if dispatch %]
+
+  # Dispatched by the post-promotion guard after a regression ([guard] retrain). A job
+  # cannot be both: Nomad never runs the schedule of a parameterized periodic job.
+  parameterized {
+    meta_optional = ["reason", "line", "regressed_version"]
+  }
+[%- else %]
+
   periodic {
     crons            = [[ [retraining.schedule] | hcl ]]
     time_zone        = [[ retraining.time_zone | hcl ]]
     prohibit_overlap = true
   }
+[%- endif %]
 
   group "train" {
     count = 1

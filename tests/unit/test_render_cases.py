@@ -2,7 +2,7 @@
 
 A case folder holds
   case.toml            what to render:
-                         template = "service" | "retraining"
+                         template = "service" | "retraining" | "retraining-dispatch"
                          version, model_image     (service only) the release
                          serving_image            optional Release.serving_image
                          templates = ["tpl"]      optional extra template folders
@@ -69,6 +69,7 @@ ERROR_KINDS: dict[str, tuple[type[NomadMLError], str]] = {
     "reserved-env": (SpecError, r": serving\.env: '[A-Z_]+' is not an environment variable name"),
     "retraining-no-trainer": (SpecError, r": retraining\.trainer: required when retraining"),
     "bad-cron": (SpecError, r": retraining\.schedule: '.*' is not a cron expression"),
+    "bake-below-interval": (SpecError, r": guard\.bake: \w+ is shorter than one evaluation"),
     "template-syntax": (TemplateError, r"^<case>/\S+\.hcl:\d+: .+ \(in: .+\)$"),
     "template-undefined": (TemplateError, r"^<case>/\S+\.hcl:\d+: .*undefined.* \(in: .+\)$"),
     "template-sandbox": (TemplateError, r"^<case>/\S+\.hcl:\d+: .* is unsafe\. \(in: .+\)$"),
@@ -97,15 +98,16 @@ def case_config(case_dir: Path) -> dict[str, Any]:
     config = read_toml(case_dir / "case.toml")
     unknown = set(config) - CASE_KEYS - {"error_kind"}
     assert not unknown, f"{case_dir.name}/case.toml: unknown keys {sorted(unknown)}"
-    assert config.get("template") in ("service", "retraining"), "template: service|retraining"
+    templates = ("service", "retraining", "retraining-dispatch")
+    assert config.get("template") in templates, f"template: {'|'.join(templates)}"
     return config
 
 
 def render_case(case_dir: Path, config: dict[str, Any]) -> str:
     spec = load_spec(case_dir / config.get("spec", "spec.toml"))
     extra = [case_dir / p for p in config.get("templates", [])]
-    if config["template"] == "retraining":
-        return render_retraining(spec, extra)
+    if config["template"] in ("retraining", "retraining-dispatch"):
+        return render_retraining(spec, extra, dispatch=config["template"] != "retraining")
     release = Release(
         version=config["version"],
         model_image=config["model_image"],

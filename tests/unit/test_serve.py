@@ -414,6 +414,13 @@ def test_error_rate_fails_exactly_that_fraction(start_server: StartServer) -> No
     assert samples["nomadml_request_duration_seconds_count"] == 10
 
 
+def test_errors_start_after_the_configured_requests(start_server: StartServer) -> None:
+    """A late regression: the first `error_after` predictions succeed, then half fail."""
+    base = start_server(model_doc(serving={"error_rate": 0.5, "error_after": 4}))
+    statuses = [post_predict(base, {"instances": [OK_ROW]}).status for _ in range(8)]
+    assert statuses == [200] * 4 + [200, 500] * 2
+
+
 def test_extra_latency_is_added_and_measured(start_server: StartServer) -> None:
     base = start_server(model_doc(serving={"extra_latency_ms": 150}))
     for _ in range(3):
@@ -533,6 +540,9 @@ def _refusal(doc: Mapping[str, Any] | None = None, **kwargs: Any) -> Setup:
         pytest.param(_refusal(model_doc(kind="tree")), "kind", id="kind"),
         pytest.param(
             _refusal(model_doc(serving={"error_rate": 2})), "error_rate", id="error-rate-range"
+        ),
+        pytest.param(
+            _refusal(model_doc(serving={"error_after": -1})), "error_after", id="error-after"
         ),
         pytest.param(_refusal(env={"NOMADML_PORT": "http"}), "NOMADML_PORT", id="bad-port"),
     ],

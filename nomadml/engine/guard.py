@@ -1,0 +1,446 @@
+"""The post-promotion guard: after `deploy` promotes, the line stays under watch for the
+spec's `[guard] bake`. Every evaluation interval: observe (the promoted version's traffic
+since the last look, from each of its allocations' /metrics) -> decide (core.guard, pure)
+-> act (on a regression: roll the line back at once, alert, dispatch retraining).
+
+`arm` runs at the end of a successful deploy: it stores in the rollout record what the
+guard needs to run from Nomad alone (its configuration, stable's traffic during the
+rollout as the baseline, the promotion time, the metric names, the webhook). `bake` runs
+or resumes the bake of a line in the foreground (`nomadml guard LINE`; `deploy` goes on
+into it). Its state is written to the rollout record after every look, and the step from
+"baking" to acting is a check-and-set on that record: two guards never act twice on one
+regression, and a guard that restarts goes on from the last look."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from nomadml.adapters import rollout_records as history
+from nomadml.adapters.metric_scrape import MetricScraper
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.decide import Action
+from nomadml.core.gates import GateConfig
+from nomadml.core.guard import (
+    Baseline,
+    GuardConfig,
+    GuardDecision,
+    GuardState,
+    Look,
+    baseline_from_gates,
+    decide,
+)
+from nomadml.core.judge import JudgeConfig
+from nomadml.core.metrics import MetricNames, Snapshot, delta, merge
+from nomadml.core.schema import seconds
+from nomadml.core.spec import ModelSpec
+from nomadml.engine.result import RolloutResult
+from nomadml.errors import BadInput, ExitCode, NomadMLError
+from nomadml.events import Emit, Event, discard
+
+FIELD = "guard"  # the rollout record's field the guard owns
+FINAL = ("cleared", "rolled-back", "regressed", "rollback-failed", "superseded")
+EXIT_CODES = {
+    "cleared": ExitCode.OK,
+    "superseded": ExitCode.OK,
+    "rolled-back": ExitCode.ROLLED_BACK,
+    "regressed": ExitCode.FAILED,
+    "rollback-failed": ExitCode.FAILED,
+}
+
+
+@dataclass
+class GuardResult:
+    line: str
+    version: str
+    outcome: str  # one of FINAL
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    rollback: RolloutResult | None = None
+    retraining: str | None = None  # the dispatched retraining job
+    looks: int = 0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return EXIT_CODES[self.outcome]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "version": self.version,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "looks": self.looks,
+            "rollback": self.rollback.as_dict() if self.rollback else None,
+            "retraining": self.retraining,
+        }
+
+
+def config_of(spec: ModelSpec) -> GuardConfig:
+    """The guard's configuration from a spec with `[guard] bake` set."""
+    judge = spec.gates.judge
+    return GuardConfig(
+        bake_s=seconds(spec.guard.bake),
+        interval_s=seconds(spec.gates.interval),
+        compare="thresholds" if spec.guard.compare == "thresholds" else "judge",
+        on_regression="alert" if spec.guard.on_regression == "alert" else "rollback",
+        retrain=spec.guard.retrain,
+        judge=JudgeConfig(
+            alpha=judge.alpha,
+            error_increase=judge.error_increase,
+            slow_increase=judge.slow_increase,
+            latency=judge.latency,
+        ),
+        gates=GateConfig.from_spec(spec.gates),
+    )
+
+
+def arm(
+    api: NomadAPI, spec: ModelSpec, result: RolloutResult, emit: Emit = discard
+) -> dict[str, Any] | None:
+    """After a successful rollout of a spec with `[guard] bake`: the guard's record
+    (configuration, baseline, promotion time); None when there is nothing to guard."""
+    if not spec.guard.bake or result.action is not Action.SUCCEEDED or result.job_version is None:
+        return None
+    cfg = config_of(spec)
+    traffic = baseline_from_gates(result.gates)
+    if traffic is None:
+        emit(
+            Event(
+                "note",
+                result.job_id,
+                "guard: no stable traffic was measured during the "
+                "rollout; only absolute thresholds can find a regression",
+            )
+        )
+    data = {
+        "status": "baking",
+        "model": spec.name,
+        "version": result.model_version,
+        "promoted_at": time.time(),
+        "config": cfg.as_dict(),
+        "baseline": Baseline(traffic or Snapshot()).as_dict(),
+        "metrics": {
+            "names": {k: getattr(spec.gates.metrics, k) for k in _METRIC_FIELDS},
+            "path": spec.serving.metrics_path,
+        },
+        "notify": {"webhook_url": spec.notify.webhook_url, "secret_env": spec.notify.secret_env},
+        "state": GuardState().as_dict(),
+    }
+    history.record(api, result.job_id, result.job_version, {FIELD: data})
+    emit(
+        Event(
+            "note",
+            result.job_id,
+            f"guard: {result.model_version} bakes for {spec.guard.bake} "
+            f"(compare = {cfg.compare}, on_regression = {cfg.on_regression})",
+        )
+    )
+    return data
+
+
+_METRIC_FIELDS = ("requests_total", "duration_seconds", "path_label", "path", "code_label")
+
+
+def armed(api: NomadAPI, line: str) -> tuple[int, dict[str, Any], int]:
+    """(the job version whose bake this is, its guard record, the job version the line
+    runs now): the newest record with a guard; BadInput when there is none."""
+    job = api.job(line)
+    if job is None:
+        raise BadInput(f"no job {line} in Nomad")
+    if (job.get("Meta") or {}).get("nomadml.managed") != "true":
+        raise BadInput(f"{line} is not a model line nomadml manages")
+    current = int(job["Version"])
+    record, _ = history.read(api, line, current)
+    if isinstance(record.get(FIELD), dict):
+        return current, record[FIELD], current
+    for job_version, older in sorted(history.records(api, line).items(), reverse=True):
+        if isinstance(older.get(FIELD), dict):
+            return job_version, older[FIELD], current
+    version = (job.get("Meta") or {}).get("nomadml.version", "?")
+    raise BadInput(
+        f"{line}: job version {current} ({version}) has nothing to bake: it was not "
+        "promoted by a deploy whose spec sets [guard] bake"
+    )
+
+
+def _record_of(api: NomadAPI, line: str, job_version: int) -> dict[str, Any]:
+    record, _ = history.read(api, line, job_version)
+    data = record.get(FIELD)
+    return data if isinstance(data, dict) else {}
+
+
+class _Observer:
+    """The promoted version's traffic, look by look: each allocation's first scrape is
+    its zero; a block is the sum of every allocation's change since the previous look."""
+
+    def __init__(self, api: NomadAPI, line: str, version: str, data: dict[str, Any]) -> None:
+        metrics = data.get("metrics") or {}
+        self.api, self.line, self.version = api, line, version
+        self.scraper = MetricScraper(MetricNames(**dict(metrics.get("names") or {})))
+        self.path = str(metrics.get("path") or "/metrics")
+        self.last: dict[str, Snapshot] = {}
+        self.recent: deque[tuple[float, Snapshot]] = deque()
+
+    def block(self, window_s: float) -> tuple[Snapshot, Snapshot]:
+        """(traffic since the previous look, traffic over the last `window_s`)."""
+        parts = []
+        for reg in self.api.job_services(self.line):
+            if f"version={self.version}" not in (reg.get("Tags") or []):
+                continue
+            snap = self.scraper.scrape(f"http://{reg['Address']}:{reg['Port']}{self.path}")
+            if snap is None:
+                continue
+            before = self.last.get(reg["AllocID"])
+            self.last[reg["AllocID"]] = snap
+            if before is not None:
+                parts.append(delta(before, snap))
+        now = time.monotonic()
+        block = merge(parts) if parts else Snapshot()
+        self.recent.append((now, block))
+        while self.recent and now - self.recent[0][0] > window_s:
+            self.recent.popleft()
+        return block, merge(b for _, b in self.recent)
+
+
+def bake(api: NomadAPI, line: str, emit: Emit = discard) -> GuardResult:
+    """Run (or resume) the bake of what `line` runs now, in the foreground, to its end."""
+    job_version, data, current = armed(api, line)
+    version = str(data.get("version", "?"))
+    if data.get("status") == "rolling-back":  # a guard claimed it and stopped mid-way
+        cfg = GuardConfig.from_dict(data.get("config") or {})
+        return _act(api, line, job_version, data, cfg, emit)
+    if data.get("status") != "baking":  # decided before (by this or another guard)
+        return _settled(line, version, data)
+    if current != job_version:
+        return _superseded(api, line, job_version, data, current, emit)
+    cfg = GuardConfig.from_dict(data.get("config") or {})
+    baseline = Baseline.from_dict(data.get("baseline") or {})
+    state = GuardState.from_dict(data.get("state") or {})
+    started = float(data.get("promoted_at") or time.time())
+    observer = _Observer(api, line, version, data)
+    emit(
+        Event(
+            "note",
+            line,
+            f"guard: watching {version} until "
+            f"{time.strftime('%H:%M:%S', time.gmtime(started + cfg.bake_s))} UTC "
+            f"({cfg.compare}, look every {cfg.interval_s:g} s)",
+        )
+    )
+    observer.block(cfg.gates.window)  # every allocation's zero
+    index = 0
+    while True:
+        # Wakes at once when the job changes (a new deploy, a rollback by hand);
+        # otherwise this is the evaluation interval.
+        answer = api.get(f"job/{line}", index, wait=cfg.interval_s)
+        index = max(answer.index, 1)
+        job = answer.body or {}
+        if int(job.get("Version", -1)) != job_version:
+            return _superseded(api, line, job_version, data, job.get("Version"), emit)
+        block, window = observer.block(cfg.gates.window)
+        decision = decide(Look(time.time() - started, block, window), baseline, state, cfg)
+        state = decision.state
+        if decision.action == "watch":
+            with contextlib.suppress(NomadMLError):  # the state is for a resume; the bake goes on
+                _save_state(api, line, job_version, state, decision)
+            continue
+        return _conclude(api, line, job_version, data, decision, cfg, emit)
+
+
+def _superseded(
+    api: NomadAPI, line: str, job_version: int, data: dict[str, Any], now: Any, emit: Emit
+) -> GuardResult:
+    """The line runs another job version than the one baking (a deploy or a rollback
+    by hand): that change is the operator's; the bake ends without acting."""
+    reason = f"{line} moved on to job version {now}"
+    return _finish(api, line, job_version, data, "superseded", reason, {}, emit)
+
+
+def _save_state(
+    api: NomadAPI, line: str, job_version: int, state: GuardState, decision: GuardDecision
+) -> None:
+    record, index = history.read(api, line, job_version)
+    data = record.get(FIELD)
+    if not isinstance(data, dict) or data.get("status") != "baking":
+        return
+    data = {**data, "state": state.as_dict(), "evidence": decision.evidence}
+    history.replace_field(api, line, job_version, FIELD, data, index)
+
+
+def _claim(
+    api: NomadAPI, line: str, job_version: int, status: str, fields: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Move the guard record from "baking" to `status` with check-and-set; None when
+    another guard moved it first (then that guard acts, not this one)."""
+    for _ in range(5):
+        record, index = history.read(api, line, job_version)
+        data = record.get(FIELD)
+        if not isinstance(data, dict) or data.get("status") != "baking":
+            return None
+        new = {**data, **fields, "status": status}
+        if history.replace_field(api, line, job_version, FIELD, new, index):
+            return new
+    return None
+
+
+def _conclude(
+    api: NomadAPI,
+    line: str,
+    job_version: int,
+    data: dict[str, Any],
+    decision: GuardDecision,
+    cfg: GuardConfig,
+    emit: Emit,
+) -> GuardResult:
+    version = str(data.get("version", "?"))
+    if decision.action == "cleared":
+        return _finish(
+            api,
+            line,
+            job_version,
+            data,
+            "cleared",
+            decision.reason,
+            decision.evidence,
+            emit,
+            state=decision.state,
+        )
+    acting = "rolling-back" if cfg.on_regression == "rollback" else "regressed"
+    fields = {
+        "reason": decision.reason,
+        "evidence": decision.evidence,
+        "state": decision.state.as_dict(),
+        "detected_at": time.time(),
+    }
+    claimed = _claim(api, line, job_version, acting, fields)
+    if claimed is None:
+        return _settled(line, version, _record_of(api, line, job_version))
+    emit(
+        Event(
+            "regression",
+            line,
+            f"{version}: {decision.reason}",
+            {"version": version, "evidence": decision.evidence, "on_regression": cfg.on_regression},
+        )
+    )
+    _audit(api, data, version, line, decision.reason, decision.evidence)
+    return _act(api, line, job_version, claimed, cfg, emit)
+
+
+def _act(
+    api: NomadAPI,
+    line: str,
+    job_version: int,
+    claimed: dict[str, Any],
+    cfg: GuardConfig,
+    emit: Emit,
+) -> GuardResult:
+    """Act on a claimed regression: roll back (when the line still runs the regressed
+    job version: the rollback registers with check-and-set, so it happens once), then
+    dispatch retraining, then record the outcome."""
+    version = str(claimed.get("version", "?"))
+    reason, evidence = str(claimed.get("reason", "")), dict(claimed.get("evidence") or {})
+    looks = int((claimed.get("state") or {}).get("looks", 0))
+    result = GuardResult(line, version, "regressed", reason, evidence, looks=looks)
+    if cfg.on_regression == "rollback":
+        from nomadml.engine.guard_actions import roll_back
+
+        current = int((api.job(line) or {}).get("Version", -1))
+        if current != job_version:  # an earlier guard registered it before it stopped
+            result.outcome = "rolled-back"
+            result.reason += f"; the line already moved on to job version {current}"
+        else:
+            result.rollback = roll_back(api, line, version, emit)
+            ok = result.rollback.action is Action.SUCCEEDED
+            result.outcome = "rolled-back" if ok else "rollback-failed"
+            if not ok:
+                result.reason += (
+                    f"; the rollback {result.rollback.action.value}: {result.rollback.reason}"
+                )
+    if cfg.retrain:
+        from nomadml.engine.guard_actions import dispatch_retraining
+
+        result.retraining = dispatch_retraining(api, str(claimed.get("model")), line, version, emit)
+    _write_outcome(api, line, job_version, claimed, result)
+    emit(Event("guard", line, f"guard: {result.outcome}: {result.reason}", result.as_dict()))
+    return result
+
+
+def _audit(
+    api: NomadAPI,
+    data: dict[str, Any],
+    version: str,
+    line: str,
+    reason: str,
+    evidence: dict[str, Any],
+) -> None:
+    from nomadml.adapters.model_store import ModelRegistry
+
+    with contextlib.suppress(NomadMLError):  # the audit follows the decision, never blocks it
+        ModelRegistry(api).audit(
+            str(data.get("model")),
+            "regression",
+            version,
+            {"line": line, "reason": reason, "evidence": evidence},
+        )
+
+
+def _write_outcome(
+    api: NomadAPI, line: str, job_version: int, data: dict[str, Any], result: GuardResult
+) -> None:
+    final = {
+        **data,
+        "status": result.outcome,
+        "reason": result.reason,
+        "finished_at": time.time(),
+        "rollback": result.rollback.as_dict() if result.rollback else None,
+        "retraining": result.retraining,
+    }
+    with contextlib.suppress(NomadMLError):  # the line is back; the record follows it
+        history.record(api, line, job_version, {FIELD: final})
+
+
+def _finish(
+    api: NomadAPI,
+    line: str,
+    job_version: int,
+    data: dict[str, Any],
+    outcome: str,
+    reason: str,
+    evidence: dict[str, Any],
+    emit: Emit,
+    state: GuardState | None = None,
+) -> GuardResult:
+    fields: dict[str, Any] = {"reason": reason, "evidence": evidence, "finished_at": time.time()}
+    if state is not None:
+        fields["state"] = state.as_dict()
+    claimed = _claim(api, line, job_version, outcome, fields)
+    version = str(data.get("version", "?"))
+    if claimed is None:
+        return _settled(line, version, _record_of(api, line, job_version))
+    result = GuardResult(
+        line, version, outcome, reason, evidence, looks=state.looks if state else 0
+    )
+    emit(Event("guard", line, f"guard: {outcome}: {reason}", result.as_dict()))
+    return result
+
+
+def _settled(line: str, version: str, data: dict[str, Any]) -> GuardResult:
+    """What an earlier look (or another guard) decided, read from the record."""
+    status = str(data.get("status"))
+    # "rolling-back": another guard claimed the regression and acts on it.
+    outcome = status if status in FINAL else "regressed"
+    looks = int((data.get("state") or {}).get("looks", 0))
+    return GuardResult(
+        line,
+        version,
+        outcome,
+        str(data.get("reason", status)),
+        dict(data.get("evidence") or {}),
+        looks=looks,
+    )

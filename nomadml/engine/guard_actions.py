@@ -1,0 +1,109 @@
+"""What the post-promotion guard does about a regression: roll the line back, through
+the model's router where it routes the line, and dispatch the model's retraining.
+
+After a promotion the earlier version's allocations are gone, so the router has nothing
+to shift traffic to. The rollback is nomadml's post-promotion rollback (engine/rollback.py:
+the earlier job version placed all at once beside the current allocations); where a router
+routes the line, its table moves the line's traffic to the earlier version the moment that
+version's allocations are healthy, before the regressed ones stop.
+
+Retraining: Nomad accepts a job that is both periodic and parameterized, but its periodic
+dispatcher never tracks it (`IsPeriodicActive` excludes parameterized jobs; a forced launch
+answers "can't force run non-tracked job"), so the schedule would silently stop. The guard
+dispatches a second job instead, `<model>-retrain-dispatch`: the retraining job rendered
+with a `parameterized` block in place of `periodic` (`nomadml schedule-retraining` registers
+both when `[guard] retrain = true`)."""
+
+from __future__ import annotations
+
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.routing import Line, Split
+from nomadml.engine.result import RolloutResult
+from nomadml.engine.rollback import rollback
+from nomadml.errors import BadInput, NomadMLError
+from nomadml.events import Emit, Event
+
+ROLLBACK_TIMEOUT_S = 600.0
+
+
+def roll_back(api: NomadAPI, line: str, regressed: str, emit: Emit) -> RolloutResult:
+    """Roll `line` back from the regressed version; the router (if it routes the line)
+    follows as soon as the earlier version is healthy."""
+    model, major = _model_and_major(api, line)
+    routed = model is not None and _routes(api, model, line)
+
+    def on_event(event: Event) -> None:
+        emit(event)
+        if routed and model is not None and event.kind == "canary-healthy":
+            target = str(((api.job(line) or {}).get("Meta") or {}).get("nomadml.version", ""))
+            _route(api, model, Line(line, major, (Split(target, 100), Split(regressed, 0))), emit)
+
+    result = rollback(api, line, timeout_s=ROLLBACK_TIMEOUT_S, emit=on_event)
+    if routed and model is not None:
+        _route(api, model, Line(line, major, (Split(result.model_version, 100),)), emit)
+    return result
+
+
+def _model_and_major(api: NomadAPI, line: str) -> tuple[str | None, int]:
+    meta = (api.job(line) or {}).get("Meta") or {}
+    model = meta.get("nomadml.model")
+    return (str(model) if model else None), int(line.rpartition("-v")[2] or 0)
+
+
+def _routes(api: NomadAPI, model: str, line: str) -> bool:
+    from nomadml.engine import router
+
+    try:
+        table = router.read_table(api, model)
+    except BadInput:
+        return False
+    return table is not None and any(existing.job == line for existing in table.lines)
+
+
+def _route(api: NomadAPI, model: str, line: Line, emit: Emit) -> None:
+    from nomadml.engine import router
+
+    try:
+        router.set_line(api, model, line)
+    except NomadMLError as err:  # the rollback goes on; the table follows when it can
+        emit(Event("note", line.job, f"router table not updated: {err}"))
+        return
+    shares = ", ".join(f"{s.version} {s.weight}%" for s in line.splits)
+    emit(Event("note", line.job, f"router: {line.job} -> {shares}"))
+
+
+def dispatch_job_id(model: str) -> str:
+    return f"{model}-retrain-dispatch"  # core/jobs.py retraining_values(dispatch=True)
+
+
+def dispatch_retraining(
+    api: NomadAPI, model: str, line: str, regressed: str, emit: Emit
+) -> str | None:
+    """Dispatch the model's retraining job; the dispatched job's id, or None (said why)."""
+    job_id = dispatch_job_id(model)
+    if api.job(job_id) is None:
+        emit(
+            Event(
+                "note",
+                line,
+                f"guard: no {job_id} job to dispatch: register it with "
+                "nomadml schedule-retraining (spec with [guard] retrain = true)",
+            )
+        )
+        return None
+    body = {"Meta": {"reason": "regression", "line": line, "regressed_version": regressed}}
+    try:
+        answer = api.request("POST", f"job/{job_id}/dispatch", body=body).body or {}
+    except NomadMLError as err:
+        emit(Event("note", line, f"guard: dispatching {job_id} failed: {err}"))
+        return None
+    dispatched = str(answer.get("DispatchedJobID", ""))
+    emit(
+        Event(
+            "retrain",
+            model,
+            f"retraining dispatched after {regressed} regressed: {dispatched}",
+            {"outcome": "dispatched", "job": dispatched, "line": line, "version": regressed},
+        )
+    )
+    return dispatched

@@ -1,0 +1,112 @@
+"""The post-promotion guard on the real stack: a version that is good for its first
+requests passes its canary (the judge), is promoted, then starts failing half its
+predictions; `nomadml guard LINE` (the real CLI) finds the regression against stable's
+numbers from the rollout, rolls the line back at once, alerts by webhook and records the
+outcome in the rollout record and the registry's audit. Clients counted every request:
+none that the stable version answered failed.
+
+Every figure is printed so the run log records it (pytest -s, or on failure)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nomadml.adapters import rollout_records as history
+from nomadml.adapters.model_store import ModelRegistry
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.decide import Action
+from nomadml.engine.result import RolloutResult
+from nomadml.engine.traffic import Traffic
+from nomadml.errors import ExitCode
+
+RATE = 20  # requests per second
+# Each allocation of the bad version answers this many predictions well before it
+# fails every second one: well above what its canary gets before the judge passes it.
+GOOD_FOR = 450
+
+
+def _guarded(bake: str = "4m") -> dict[str, str]:
+    """The iris spec with the judge on (fast looks, errors only) and a guard."""
+    return {
+        'window = "20s"': 'window = "4s"',
+        'interval = "5s"': 'interval = "2s"',
+        "[validation]": (
+            "[gates.judge]\nenabled = true\nalpha = 0.01\nerror_increase = 0.2\n"
+            'latency = false\ndeadline = "3m"\n\n'
+            f'[guard]\nbake = "{bake}"\ncompare = "judge"\non_regression = "rollback"\n\n'
+            "[validation]"
+        ),
+    }
+
+
+def _guard(line: str, env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """`nomadml guard LINE`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "nomadml", "guard", line],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=env,
+    )
+
+
+def test_a_late_regression_is_rolled_back_by_the_guard(
+    roll: Callable[..., RolloutResult],
+    nomad: NomadAPI,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    model_name: str,
+    receiver: Any,
+) -> None:
+    spec, line = make_spec(_guarded()), f"{model_name}-v1"
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    late = ship("1.1.0", serving={"error_rate": 0.5, "error_after": GOOD_FOR})
+
+    env = {**os.environ, "NOMADML_WEBHOOK_URL": receiver.url, "NOMADML_WEBHOOK_SECRET": "s3"}
+    with Traffic(nomad, line, rate_per_s=RATE, max_seconds=420) as traffic:
+        promoted = roll(spec, "1.1.0", late)
+        assert promoted.action is Action.SUCCEEDED, promoted.reason
+        assert promoted.gates[-1]["verdict"] == "pass"
+        promoted_errors = traffic.report.failed_by_version["1.1.0"]
+        started = time.monotonic()
+        guarded = _guard(line, env, timeout_s=400)
+        took = time.monotonic() - started
+    report = traffic.report
+    print(f"guard: {took:.1f} s; traffic: {report.summary()}")
+    print(guarded.stdout[-3000:])
+    assert promoted_errors == 0, "the bad version failed before its promotion"
+    assert guarded.returncode == int(ExitCode.ROLLED_BACK), guarded.stdout + guarded.stderr
+    assert "guard rolled-back — regression: errors " in guarded.stdout
+
+    # The line runs the stable version again; the clients saw no failure from it.
+    job = nomad.job(line) or {}
+    assert job["Meta"]["nomadml.version"] == "1.0.0"
+    assert report.failed_by_version["1.0.0"] == 0, report.summary()
+    assert report.by_version["1.0.0"] > 0 and report.failed_by_version["1.1.0"] > 0
+
+    # The outcome is in the promoted version's rollout record, with the evidence.
+    record = history.records(nomad, line)[int(promoted.job_version or 0)]["guard"]
+    assert record["status"] == "rolled-back", record
+    assert record["baseline"]["requests"] > 0 and record["baseline"]["errors"] == 0
+    errors = record["evidence"]["signals"]["errors"]
+    assert errors["log_statistic"] >= errors["log_threshold"]
+    assert record["rollback"]["outcome"] == "succeeded"
+
+    # The registry's audit names the regression; the webhook said so.
+    audit = [e for e in ModelRegistry(nomad).audit_log(model_name) if e["version"] == "1.1.0"]
+    assert [e["action"] for e in audit if e["action"] == "regression"] == ["regression"]
+    events = [json.loads(body)["event"] for _, body in receiver.received]
+    assert "regression-detected" in events and "guard-rolled-back" in events, events
+    assert "rollback-succeeded" in events, events
+
+    # Asked again, the guard says what happened and does nothing twice.
+    again = _guard(line, env, timeout_s=60)
+    assert again.returncode == int(ExitCode.ROLLED_BACK), again.stdout + again.stderr
+    assert int((nomad.job(line) or {})["Version"]) == int(job["Version"])
