@@ -192,6 +192,14 @@ class Data:
 
 
 @dataclass(frozen=True)
+class Guard:
+    bake: str
+    compare: str
+    on_regression: str
+    retrain: bool
+
+
+@dataclass(frozen=True)
 class Notify:
     webhook_url: str
     secret_env: str
@@ -244,6 +252,7 @@ class ModelSpec:
     lifecycle: Lifecycle = dc_field(init=False)
     retraining: Retraining = dc_field(init=False)
     data: Data = dc_field(init=False)
+    guard: Guard = dc_field(init=False)
     notify: Notify = dc_field(init=False)
     templates: Templates = dc_field(init=False)
 

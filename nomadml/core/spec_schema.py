@@ -219,6 +219,18 @@ SCHEMA: Schema = {
             "command": Field("list[str]", []),  # your own check: exit 0 = the data is fine
         },
     },
+    # After a promotion the line stays under watch for `bake`: the promoted version's
+    # traffic is compared with stable's during the rollout ("": no guard).
+    "guard": {
+        "bake": Field("str", "", (_optional_duration,)),
+        # judge: anytime-valid (the [gates.judge] alpha and effect bounds); thresholds:
+        # the [gates] error and latency thresholds, window by window.
+        "compare": Field("str", "judge", (one_of("judge", "thresholds"),)),
+        # rollback: bring the earlier version back at once; alert: only say so.
+        "on_regression": Field("str", "rollback", (one_of("rollback", "alert"),)),
+        # Dispatch the model's retraining (a parameterized job beside the periodic one).
+        "retrain": Field("bool", False),
+    },
     "notify": {
         # Rollout events go to this URL as signed JSON (NOMADML_WEBHOOK_URL overrides).
         "webhook_url": Field("str", "", (matches(r"(https?://\S+)?", "an http(s) URL"),)),
@@ -271,6 +283,17 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
     gates = data["gates"]
     if seconds(gates["interval"]) > seconds(gates["window"]):
         problems.append(("gates.interval", "must not be longer than gates.window"))
+    bake = data["guard"]["bake"]
+    if bake and seconds(bake) < seconds(gates["interval"]):
+        problems.append(
+            (
+                "guard.bake",
+                f"{bake} is shorter than one evaluation interval (gates.interval = "
+                f"{gates['interval']})",
+            )
+        )
+    if data["guard"]["retrain"] and not data["retraining"]["enabled"]:
+        problems.append(("guard.retrain", "needs retraining.enabled = true (what to dispatch)"))
     checks = data["data"]["checks"]
     for column, kind in checks["columns"].items():
         if kind not in COLUMN_KINDS:

@@ -100,6 +100,10 @@ def deploy(
     if isinstance(gates, SteppedGates):
         _settle_routes(api, gates, result, emit)
     settle(api, prepared, result, emit)
+    if spec.guard.bake:
+        from nomadml.engine.guard import arm
+
+        arm(api, spec, result, emit)  # the bake itself: `nomadml guard` (or deploy's CLI)
     return result
 
 
