@@ -13,7 +13,7 @@ from typing import Any
 
 from nomadml.adapters.metric_scrape import MetricSource
 from nomadml.core.judge import JudgeConfig, Verdict, estimate, evidence, judge, slow_threshold
-from nomadml.core.metrics import Snapshot, delta, merge
+from nomadml.core.metrics import Snapshot, delta, merge, quantile
 from nomadml.core.schema import seconds
 from nomadml.core.spec import Gates
 from nomadml.events import Emit, Event
@@ -33,6 +33,10 @@ class JudgeRunner:
         )
         self.interval, self.deadline_s = seconds(gates.interval), seconds(spec.deadline)
         self.on_inconclusive = spec.on_inconclusive
+        # Each arm's latency between looks, at the gates' percentile: for the record and the
+        # report's charts (the judge itself counts slow requests).
+        self.percentile = gates.latency_percentile
+        self._arms: tuple[Snapshot, Snapshot] = (Snapshot(), Snapshot())
         self.baseline: dict[str, Snapshot] = {}
         self.stable_before: Snapshot | None = None
         self.slow_above_s: float | None = None
@@ -71,6 +75,7 @@ class JudgeRunner:
                 "canary_errors": int(canary.errors),
                 "stable_requests": int(stable.requests),
                 "stable_errors": int(stable.errors),
+                **self._latency_since_last_look(canary, stable),
             },
             "judge": self.verdict.as_dict(),
             "source": self.source.name,
@@ -137,3 +142,13 @@ class JudgeRunner:
                 guess.describe(total / elapsed, self.cfg.error_increase, self.cfg.alpha),
             )
         )
+
+    def _latency_since_last_look(self, canary: Snapshot, stable: Snapshot) -> dict[str, Any]:
+        """Each arm's latency (ms, at the gates' percentile) in the traffic since the
+        previous look; None for an arm without observations."""
+        before, self._arms = self._arms, (canary, stable)
+        out: dict[str, Any] = {"latency_percentile": self.percentile}
+        for arm, now, then in (("canary", canary, before[0]), ("stable", stable, before[1])):
+            q = quantile(delta(then, now).buckets, self.percentile)
+            out[f"{arm}_latency_ms"] = None if q is None else round(q * 1000.0, 3)
+        return out

@@ -87,8 +87,9 @@ def _chart(
 
     fig = Figure(figsize=(9, 3.4), dpi=96)
     ax = fig.add_subplot()
-    _line(ax, looks, lambda look: value(look.canary), color=CANARY, label="canary")
+    # stable first, so that the canary (what the rollout is about) is drawn on top
     _line(ax, looks, lambda look: value(look.stable), color=STABLE, label="stable")
+    _line(ax, looks, lambda look: value(look.canary), color=CANARY, label="canary")
     _verdicts(ax, looks)
     if decided_at is not None:
         ax.axvline(decided_at, color="#424242", linestyle="--", linewidth=1, label="decision")
@@ -96,7 +97,8 @@ def _chart(
         first, last = looks[0].at, looks[-1].at
         pad = max(1.0, (last - first) * 0.03)
         ax.set_xlim(first - pad, last + pad)  # both charts over the same span
-    measured = [v for look in looks for v in (value(look.canary), value(look.stable)) if v]
+    arms = [value(look.canary) for look in looks] + [value(look.stable) for look in looks]
+    measured = [v for v in arms if v is not None]
     if not measured:
         empty = "no gate looks were recorded" if not looks else "not recorded at these looks"
         ax.text(0.5, 0.5, empty, ha="center", transform=ax.transAxes, color="#616161")
@@ -221,6 +223,7 @@ body { font-family: sans-serif; margin: 2em auto; max-width: 75em; color: #21212
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f5f5f5; }
+td { overflow-wrap: anywhere; max-width: 60em; }
 .outcome { font-size: 1.2em; }
 svg { max-width: 100%; height: auto; }
 """
