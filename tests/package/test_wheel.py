@@ -111,3 +111,16 @@ def test_an_operator_template_extends_the_shipped_one_by_its_namespaced_name(
     rendered = _run(installed, "render", spec, "--version", "1.2.0", "--image", image, cwd=tmp_path)
     assert rendered.returncode == 0, rendered.stderr
     assert "# operator block" in rendered.stdout
+
+
+def test_report_without_its_extra_names_the_pip_command(installed: Path, tmp_path: Path) -> None:
+    """The wheel's own dependencies leave out matplotlib (the report extra): `nomadml
+    report` says so in one line, with its own exit code, before asking Nomad anything."""
+    out = tmp_path / "report.html"
+    said = _run(installed, "report", "churn-v1", "--output", out, cwd=tmp_path)
+    assert said.returncode == 13, said.stderr
+    assert said.stdout == "" and said.stderr == (
+        "nomadml: error: nomadml report needs matplotlib, which is not installed:"
+        " pip install 'nomadml[report]'\n"
+    )
+    assert not out.exists()
