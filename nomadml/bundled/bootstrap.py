@@ -19,6 +19,12 @@ Command line::
     bootstrap.py verify   --volume DIR --model NAME --version V
     bootstrap.py manifest --source DIR --model NAME --version V
 
+Manifests carry a sha256 per file and, since chunk hashes were added, a sha256 per
+``chunk_size`` bytes of each file (``"chunk_size"`` at the top, ``"chunks"`` per file;
+still format 1: readers that only know whole-file hashes ignore the extra fields). With
+chunk hashes the install copies and verifies chunks on all cores at once; a manifest
+without them (an image built before) installs file by file as before.
+
 Exit codes: 0 ok, 2 bad input, 3 integrity failure, 4 I/O error.
 """
 
@@ -37,7 +43,10 @@ import secrets
 import shutil
 import stat
 import sys
+import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +65,12 @@ HASH_CHUNK: Final = 1 << 20
 COPY_CHUNK: Final = 4 << 20
 # Bytes written to a file before its write-back is started (see _start_writeback).
 WRITEBACK_CHUNK: Final = 64 << 20
+# Bytes per chunk hash in new manifests: big enough that hashing, not bookkeeping, is
+# the cost; small enough that a big file spreads over every core.
+CHUNK_SIZE: Final = 8 << 20
+_CHUNK_SIZE_LIMITS: Final = (64 << 10, 1 << 30)
+# Open files and queued chunks the parallel install keeps ahead of the one it checks.
+_OPEN_FILES_AHEAD: Final = 64
 
 EXIT_OK: Final = 0
 EXIT_BAD_INPUT: Final = 2
@@ -101,6 +116,7 @@ class ManifestEntry:
     path: str
     sha256: str
     size: int
+    chunks: tuple[str, ...] = ()  # sha256 per chunk_size bytes; () without chunk hashes
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,7 @@ class Manifest:
     version: str
     files: tuple[ManifestEntry, ...]
     raw: bytes  # the exact bytes validated, so the installed copy is what was checked
+    chunk_size: int = 0  # 0: whole-file hashes only (a manifest from before chunk hashes)
 
     @property
     def total_bytes(self) -> int:
@@ -237,18 +254,38 @@ def _open_regular(root: Path, rel: str, error: type[BootstrapError]) -> int:
             os.close(dir_fd)
 
 
-def _hash_fd(fd: int, path: Path) -> tuple[str, int]:
+def _hash_fd(fd: int, path: Path, chunk_size: int = 0) -> tuple[str, int, list[str]]:
+    """The file's sha256, its size and, with ``chunk_size``, the sha256 of each chunk."""
     digest = hashlib.sha256()
-    buf = bytearray(HASH_CHUNK)
+    buf = bytearray(chunk_size or HASH_CHUNK)
     view = memoryview(buf)
     total = 0
+    chunks: list[str] = []
     try:
-        while n := os.readv(fd, [buf]):
+        while n := _read_full(fd, view):
             digest.update(view[:n])
+            if chunk_size:
+                chunks.append(hashlib.sha256(view[:n]).hexdigest())
             total += n
     except OSError as err:
         raise _with_path(err, path) from err
-    return digest.hexdigest(), total
+    return digest.hexdigest(), total, chunks
+
+
+def _read_full(fd: int, view: memoryview, offset: int = -1) -> int:
+    """Fill ``view`` (from ``offset``, or the file position) unless the file ends first."""
+    got = 0
+    while got < len(view):
+        part = view[got:]
+        n = os.readv(fd, [part]) if offset < 0 else os.preadv(fd, [part], offset + got)
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _chunk_count(size: int, chunk_size: int) -> int:
+    return -(-size // chunk_size)
 
 
 # --------------------------------------------------------------------------- manifest
@@ -283,11 +320,17 @@ def build_manifest(source_dir: Path, model: str, version: str) -> dict[str, Any]
         _check_entry_path(rel, f"files[{len(files)}].path", source_dir / MANIFEST_NAME)
         fd = _open_regular(source_dir, rel, BootstrapError)
         try:
-            sha256, size = _hash_fd(fd, source_dir / rel)
+            sha256, size, chunks = _hash_fd(fd, source_dir / rel, CHUNK_SIZE)
         finally:
             os.close(fd)
-        files.append({"path": rel, "sha256": sha256, "size": size})
-    return {"format": MANIFEST_FORMAT, "model": model, "version": version, "files": files}
+        files.append({"path": rel, "sha256": sha256, "size": size, "chunks": chunks})
+    return {
+        "format": MANIFEST_FORMAT,
+        "model": model,
+        "version": version,
+        "chunk_size": CHUNK_SIZE,
+        "files": files,
+    }
 
 
 def write_manifest(source_dir: Path, manifest: dict[str, Any]) -> Path:
@@ -328,7 +371,7 @@ def _check_entry_path(path: object, field: str, where: Path) -> str:
     return path
 
 
-def _check_entry(item: object, index: int, where: Path) -> ManifestEntry:
+def _check_entry(item: object, index: int, where: Path, chunk_size: int) -> ManifestEntry:
     field = f"files[{index}]"
     if not isinstance(item, dict):
         raise _manifest_error(where, field, "must be an object")
@@ -340,7 +383,45 @@ def _check_entry(item: object, index: int, where: Path) -> ManifestEntry:
     # bool is an int subclass; `true` is not a size.
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise _manifest_error(where, f"{field}.size", "must be an integer >= 0")
-    return ManifestEntry(path=path, sha256=sha256.lower(), size=size)
+    chunks = _check_chunks(item.get("chunks"), f"{field}.chunks", where, size, chunk_size)
+    return ManifestEntry(path=path, sha256=sha256.lower(), size=size, chunks=chunks)
+
+
+def _check_chunk_size(value: object, where: Path) -> int:
+    """0 when the manifest has no chunk hashes; else a power of two within limits."""
+    if value is None:
+        return 0
+    low, high = _CHUNK_SIZE_LIMITS
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not low <= value <= high
+        or value & (value - 1)
+    ):
+        raise _manifest_error(
+            where, "chunk_size", f"must be a power of two from {low} to {high}, got {value!r}"
+        )
+    return value
+
+
+def _check_chunks(
+    value: object, field: str, where: Path, size: int, chunk_size: int
+) -> tuple[str, ...]:
+    if chunk_size == 0:
+        if value is not None:
+            raise _manifest_error(where, field, "chunk hashes need a top-level chunk_size")
+        return ()
+    if not isinstance(value, list):
+        raise _manifest_error(where, field, "must be a list (the manifest has a chunk_size)")
+    expected = _chunk_count(size, chunk_size)
+    if len(value) != expected:
+        raise _manifest_error(
+            where, field, f"expected {expected} chunk hashes for {size} bytes, got {len(value)}"
+        )
+    for index, digest in enumerate(value):
+        if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
+            raise _manifest_error(where, f"{field}[{index}]", "must be 64 hex characters")
+    return tuple(digest.lower() for digest in value)
 
 
 def _check_no_collisions(entries: Sequence[ManifestEntry], where: Path) -> None:
@@ -377,12 +458,15 @@ def parse_manifest(raw: bytes, where: Path, model: str, version: str) -> Manifes
         raise _manifest_error(
             where, "version", f"expected {version!r}, got {data.get('version')!r}"
         )
+    chunk_size = _check_chunk_size(data.get("chunk_size"), where)
     items = data.get("files")
     if not isinstance(items, list):
         raise _manifest_error(where, "files", "must be a list")
-    entries = tuple(_check_entry(item, index, where) for index, item in enumerate(items))
+    entries = tuple(
+        _check_entry(item, index, where, chunk_size) for index, item in enumerate(items)
+    )
     _check_no_collisions(entries, where)
-    return Manifest(model=model, version=version, files=entries, raw=raw)
+    return Manifest(model=model, version=version, files=entries, raw=raw, chunk_size=chunk_size)
 
 
 def _load_manifest(directory: Path, model: str, version: str) -> Manifest:
@@ -593,12 +677,156 @@ def _marker_bytes(manifest: Manifest) -> bytes:
     return (json.dumps(marker, indent=2) + "\n").encode("utf-8")
 
 
+def _workers() -> int:
+    """Threads for the chunked copy: one per CPU this process may run on (the
+    hashing, reads and writes all release the GIL)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 16))
+
+
+@dataclass
+class _OpenPair:
+    """One file being copied chunk by chunk: both fds stay open until its chunks end."""
+
+    entry: ManifestEntry
+    src: int
+    dst: int
+    src_path: Path
+    dst_path: Path
+    chunks: list[Future[None]]
+
+
+class _ChunkCopier:
+    """Copies and verifies chunks on a thread pool; each thread reuses one buffer."""
+
+    def __init__(self, manifest: Manifest, pool: ThreadPoolExecutor) -> None:
+        self.manifest, self.pool = manifest, pool
+        self.local = threading.local()
+
+    def _buffer(self) -> memoryview:
+        buf: memoryview | None = getattr(self.local, "buf", None)
+        if buf is None:
+            buf = self.local.buf = memoryview(bytearray(self.manifest.chunk_size))
+        return buf
+
+    def submit(self, pair: _OpenPair) -> None:
+        for index in range(len(pair.entry.chunks)):
+            pair.chunks.append(self.pool.submit(self._copy, pair, index))
+
+    def _copy(self, pair: _OpenPair, index: int) -> None:
+        entry, size = pair.entry, self.manifest.chunk_size
+        offset = index * size
+        view = self._buffer()[: min(size, entry.size - offset)]
+        try:
+            got = _read_full(pair.src, view, offset)
+        except OSError as err:
+            raise _with_path(err, pair.src_path) from err
+        if got < len(view):
+            raise _integrity_error(
+                self.manifest,
+                entry.path,
+                f"expected {entry.size} bytes, got {offset + got}",
+                "size mismatch",
+            )
+        if hashlib.sha256(view).hexdigest() != entry.chunks[index]:
+            end = offset + len(view) - 1
+            raise _integrity_error(
+                self.manifest,
+                entry.path,
+                f"bytes {offset}..{end} (chunk {index}) do not match their sha256 "
+                f"{entry.chunks[index][:12]}…",
+                "checksum mismatch",
+            )
+        try:
+            written = 0
+            while written < len(view):
+                written += os.pwrite(pair.dst, view[written:], offset + written)
+        except OSError as err:
+            raise _with_path(err, pair.dst_path) from err
+        _start_writeback(pair.dst, offset, len(view))
+
+    def finish(self, pair: _OpenPair) -> None:
+        """Wait for the file's chunks (the first failure raises), then refuse a source
+        that grew past its manifest size while being copied."""
+        try:
+            for chunk in pair.chunks:
+                chunk.result()
+            try:
+                grew = os.pread(pair.src, 1, pair.entry.size)
+            except OSError as err:
+                raise _with_path(err, pair.src_path) from err
+            if grew:
+                _check_size(self.manifest, pair.entry, pair.entry.size + 1, capped=True)
+        finally:
+            _close_pair(pair)
+
+
+def _close_pair(pair: _OpenPair) -> None:
+    # Only once no chunk of it runs any more: a closed fd number may be reused at once.
+    wait(pair.chunks)
+    for fd in (pair.src, pair.dst):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _open_pair(source: Path, tmp_dir: Path, entry: ManifestEntry, manifest: Manifest) -> _OpenPair:
+    src = _open_regular(source, entry.path, BootstrapError)
+    try:
+        _check_size(manifest, entry, os.fstat(src).st_size, capped=False)
+        dst_path = tmp_dir / entry.path
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        dst = os.open(dst_path, flags, _FILE_MODE)
+    except BaseException:
+        os.close(src)
+        raise
+    try:
+        os.fchmod(dst, _FILE_MODE)
+    except BaseException:
+        os.close(src)
+        os.close(dst)
+        raise
+    return _OpenPair(entry, src, dst, source / entry.path, dst_path, [])
+
+
+def _copy_chunked(
+    source: Path, tmp_dir: Path, manifest: Manifest, made: set[str], dirs: list[Path]
+) -> None:
+    """Every file's chunks copied and verified on all cores; files are opened ahead of
+    the one being checked, at most _OPEN_FILES_AHEAD of them."""
+    ahead: deque[_OpenPair] = deque()
+    with ThreadPoolExecutor(_workers(), thread_name_prefix="bootstrap") as pool:
+        copier = _ChunkCopier(manifest, pool)
+        try:
+            for entry in manifest.files:
+                _make_parents(tmp_dir, entry.path, made, dirs)
+                pair = _open_pair(source, tmp_dir, entry, manifest)
+                ahead.append(pair)
+                copier.submit(pair)
+                while len(ahead) > _OPEN_FILES_AHEAD:
+                    copier.finish(ahead.popleft())
+            while ahead:
+                copier.finish(ahead.popleft())
+        except BaseException:
+            for pair in ahead:
+                for chunk in pair.chunks:
+                    chunk.cancel()
+            for pair in ahead:
+                _close_pair(pair)
+            raise
+
+
 def _populate(source: Path, tmp_dir: Path, manifest: Manifest) -> None:
     made: set[str] = set()
     dirs: list[Path] = [tmp_dir]
-    for entry in manifest.files:
-        _make_parents(tmp_dir, entry.path, made, dirs)
-        _copy_entry(source, tmp_dir, entry, manifest)
+    if manifest.chunk_size:
+        _copy_chunked(source, tmp_dir, manifest, made, dirs)
+    else:
+        for entry in manifest.files:
+            _make_parents(tmp_dir, entry.path, made, dirs)
+            _copy_entry(source, tmp_dir, entry, manifest)
     # Flushed once all are written, not one by one: the journal then commits once for
     # them all instead of a disk flush per file (see benchmarks/RESULTS.md).
     for entry in manifest.files:
@@ -668,10 +896,12 @@ def verify(volume: Path, model: str, version: str) -> int:
     for entry in manifest.files:
         fd = _open_regular(final, entry.path, IntegrityError)
         try:
-            sha256, size = _hash_fd(fd, final / entry.path)
+            sha256, size, chunks = _hash_fd(fd, final / entry.path, manifest.chunk_size)
         finally:
             os.close(fd)
         _check_bytes(manifest, entry, size, sha256)
+        if tuple(chunks) != entry.chunks:
+            raise _integrity_error(manifest, entry.path, "chunk hashes differ", "checksum mismatch")
     return len(manifest.files)
 
 

@@ -11,13 +11,21 @@ from nomadml.bundled import bootstrap
 from nomadml.cli.main import main
 
 
-def make_source(root: Path, files: dict[str, bytes], model: str, version: str) -> Path:
-    """A model source dir with these files and its manifest."""
+def make_source(
+    root: Path, files: dict[str, bytes], model: str, version: str, chunked: bool = True
+) -> Path:
+    """A model source dir with these files and its manifest; `chunked=False` writes a
+    manifest as images built before chunk hashes have it (whole-file hashes only)."""
     for rel, data in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    bootstrap.write_manifest(root, bootstrap.build_manifest(root, model, version))
+    manifest = bootstrap.build_manifest(root, model, version)
+    if not chunked:
+        del manifest["chunk_size"]
+        for entry in manifest["files"]:
+            del entry["chunks"]
+    bootstrap.write_manifest(root, manifest)
     return root
 
 

@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,8 +39,14 @@ def make_source(
     files: dict[str, bytes] | None = None,
     model: str = MODEL,
     version: str = VERSION,
+    chunked: bool = True,
 ) -> Path:
-    return helpers.make_source(root, FILES if files is None else files, model, version)
+    return helpers.make_source(root, FILES if files is None else files, model, version, chunked)
+
+
+# Both manifest kinds install: with chunk hashes (copied on all cores) and without
+# (images built before chunk hashes; copied file by file).
+KINDS = pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "whole-file"])
 
 
 def write_raw_manifest(root: Path, manifest: object) -> None:
@@ -85,8 +92,14 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
         "format": 1,
         "model": MODEL,
         "version": VERSION,
+        "chunk_size": bootstrap.CHUNK_SIZE,
         "files": [
-            {"path": rel, "sha256": sha(FILES[rel]), "size": len(FILES[rel])}
+            {
+                "path": rel,
+                "sha256": sha(FILES[rel]),
+                "size": len(FILES[rel]),
+                "chunks": [sha(FILES[rel])] if FILES[rel] else [],
+            }
             for rel in sorted(FILES)
         ],
     }
@@ -100,11 +113,18 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     assert parsed.total_bytes == sum(len(v) for v in FILES.values())
 
 
-def test_build_manifest_hashes_multi_chunk_file(tmp_path: Path) -> None:
-    data = os.urandom(bootstrap.HASH_CHUNK * 2 + 17)
+def test_build_manifest_hashes_multi_chunk_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bootstrap, "CHUNK_SIZE", 1 << 20)
+    data = os.urandom((1 << 20) * 2 + 17)
     (tmp_path / "big.bin").write_bytes(data)
     manifest = bootstrap.build_manifest(tmp_path, MODEL, VERSION)
-    assert manifest["files"] == [{"path": "big.bin", "sha256": sha(data), "size": len(data)}]
+    chunks = [sha(data[: 1 << 20]), sha(data[1 << 20 : 2 << 20]), sha(data[2 << 20 :])]
+    assert manifest["chunk_size"] == 1 << 20
+    assert manifest["files"] == [
+        {"path": "big.bin", "sha256": sha(data), "size": len(data), "chunks": chunks}
+    ]
 
 
 @pytest.mark.parametrize("link_kind", ["file", "dir"])
@@ -216,13 +236,16 @@ def test_everything_published_is_fsynced_before_the_rename(
     assert (volume / MODEL).stat().st_ino in synced
 
 
+@KINDS
 def test_write_back_starts_once_per_written_range(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunked: bool
 ) -> None:
     """Write-back is started on each chunk right after it is written, each byte once,
     so no page that is already clean (and might be dropped) is advised again."""
     big = os.urandom(1 << 16) * 40  # 2.5 MiB: two whole chunks and a tail
-    source = make_source(tmp_path / "src", {"weights.bin": big, "small.txt": b"x"})
+    monkeypatch.setattr(bootstrap, "CHUNK_SIZE", 1 << 20)
+    files = {"weights.bin": big, "small.txt": b"x"}
+    source = make_source(tmp_path / "src", files, chunked=chunked)
     monkeypatch.setattr(bootstrap, "WRITEBACK_CHUNK", 1 << 20)
     monkeypatch.setattr(bootstrap, "COPY_CHUNK", 1 << 19)
     advised: dict[int, list[tuple[int, int]]] = {}
@@ -236,6 +259,7 @@ def test_write_back_starts_once_per_written_range(
     monkeypatch.setattr(os, "posix_fadvise", fadvise)
     bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
     final = tmp_path / "vol" / MODEL / VERSION
+    advised = {inode: sorted(ranges) for inode, ranges in advised.items()}  # threads' order
     assert advised == {
         (final / "weights.bin").stat().st_ino: [
             (0, 1 << 20),
@@ -263,6 +287,7 @@ def test_reinstall_takes_fast_path_without_reading_anything(
 
     monkeypatch.setattr(bootstrap, "_load_manifest", boom)
     monkeypatch.setattr(bootstrap, "_copy_entry", boom)
+    monkeypatch.setattr(bootstrap, "_copy_chunked", boom)
     started = time.perf_counter()
     second = bootstrap.install(source, volume, MODEL, VERSION)
     elapsed = time.perf_counter() - started
@@ -274,7 +299,7 @@ def test_reinstall_takes_fast_path_without_reading_anything(
 
 
 def test_checksum_mismatch(tmp_path: Path) -> None:
-    source = make_source(tmp_path / "src")
+    source = make_source(tmp_path / "src", chunked=False)
     tampered = b'{"weights": [6, 6, 6]}\n'
     assert len(tampered) == len(FILES["model.json"])
     (source / "model.json").write_bytes(tampered)
@@ -293,9 +318,10 @@ def test_checksum_mismatch(tmp_path: Path) -> None:
     assert temp_dirs(volume / MODEL) == []
 
 
+@KINDS
 @pytest.mark.parametrize(("data", "got"), [(b"short", "5"), (b"x" * 10_000, "10000")])
-def test_size_mismatch(tmp_path: Path, data: bytes, got: str) -> None:
-    source = make_source(tmp_path / "src")
+def test_size_mismatch(tmp_path: Path, data: bytes, got: str, chunked: bool) -> None:
+    source = make_source(tmp_path / "src", chunked=chunked)
     (source / "model.json").write_bytes(data)
     volume = tmp_path / "vol"
 
@@ -307,6 +333,117 @@ def test_size_mismatch(tmp_path: Path, data: bytes, got: str) -> None:
     )
     assert not (volume / MODEL / VERSION).exists()
     assert temp_dirs(volume / MODEL) == []
+
+
+def test_chunk_checksum_mismatch_names_the_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bootstrap, "CHUNK_SIZE", 1 << 20)
+    data = os.urandom(3 << 20)
+    source = make_source(tmp_path / "src", {"w.bin": data, "a.txt": b"a"})
+    tampered = bytearray(data)
+    tampered[(1 << 20) + 5] ^= 0xFF  # one byte in the second chunk
+    (source / "w.bin").write_bytes(bytes(tampered))
+    volume = tmp_path / "vol"
+
+    with pytest.raises(bootstrap.IntegrityError) as caught:
+        bootstrap.install(source, volume, MODEL, VERSION)
+
+    second = sha(data[1 << 20 : 2 << 20])
+    assert str(caught.value) == (
+        f"checksum mismatch for iris 1.0.0: w.bin: bytes {1 << 20}..{(2 << 20) - 1} "
+        f"(chunk 1) do not match their sha256 {second[:12]}…"
+    )
+    assert not (volume / MODEL / VERSION).exists()
+    assert temp_dirs(volume / MODEL) == []
+
+
+def test_chunked_copy_refuses_a_file_that_grows_while_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_source(tmp_path / "src")
+    real = bootstrap._open_pair
+
+    def open_then_grow(
+        src: Path, tmp: Path, entry: bootstrap.ManifestEntry, manifest: bootstrap.Manifest
+    ) -> bootstrap._OpenPair:
+        pair = real(src, tmp, entry, manifest)
+        if entry.path == "model.json":
+            with open(src / entry.path, "ab") as handle:
+                handle.write(b"more")
+        return pair
+
+    monkeypatch.setattr(bootstrap, "_open_pair", open_then_grow)
+    with pytest.raises(bootstrap.IntegrityError, match=r"model\.json: expected 23 bytes, got more"):
+        bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    assert temp_dirs(tmp_path / "vol" / MODEL) == []
+
+
+def test_chunked_copy_uses_several_threads_and_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bootstrap, "CHUNK_SIZE", 1 << 16)
+    monkeypatch.setattr(bootstrap, "_workers", lambda: 4)
+    files = {f"part-{i}.bin": os.urandom(5 * (1 << 16) + i) for i in range(6)}
+    source = make_source(tmp_path / "src", files)
+    threads: set[str] = set()
+    real = bootstrap._ChunkCopier._copy
+    # The first two chunks wait for each other: only two threads copying at once pass.
+    together = threading.Barrier(2, timeout=30)
+    calls = iter(range(1_000_000))
+
+    def copy(self: bootstrap._ChunkCopier, pair: bootstrap._OpenPair, index: int) -> None:
+        threads.add(threading.current_thread().name)
+        if next(calls) < 2:
+            together.wait()
+        real(self, pair, index)
+
+    monkeypatch.setattr(bootstrap._ChunkCopier, "_copy", copy)
+    result = bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    assert len(threads) > 1
+    for rel, data in files.items():
+        assert (result.path / rel).read_bytes() == data
+    assert bootstrap.verify(tmp_path / "vol", MODEL, VERSION) == len(files)
+
+
+@KINDS
+def test_both_manifest_kinds_install_and_verify(tmp_path: Path, chunked: bool) -> None:
+    source = make_source(tmp_path / "src", chunked=chunked)
+    result = bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    for rel, data in FILES.items():
+        assert (result.path / rel).read_bytes() == data
+    assert bootstrap.verify(tmp_path / "vol", MODEL, VERSION) == len(FILES)
+    # A manifest with chunk hashes still passes a reader of whole-file hashes only.
+    written = json.loads((result.path / "manifest.json").read_text())
+    assert ("chunk_size" in written) is chunked
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"chunk_size": 1000}, "chunk_size: must be a power of two"),
+        ({"chunk_size": True}, "chunk_size: must be a power of two"),
+        ({"chunk_size": 1 << 40}, "chunk_size: must be a power of two"),
+        ({"files": [{"chunks": []}]}, r"files\[0\]\.chunks: expected 1 chunk hashes for 23 bytes"),
+        ({"files": [{"chunks": "abc"}]}, r"files\[0\]\.chunks: must be a list"),
+        ({"files": [{"chunks": ["xyz"]}]}, r"files\[0\]\.chunks\[0\]: must be 64 hex"),
+        ({"chunk_size": None}, r"files\[0\]\.chunks: chunk hashes need a top-level chunk_size"),
+    ],
+)
+def test_bad_chunk_fields_are_named(tmp_path: Path, edit: dict[str, object], message: str) -> None:
+    source = make_source(tmp_path / "src", {"model.json": FILES["model.json"]})
+    manifest = json.loads((source / "manifest.json").read_text())
+    for key, value in edit.items():
+        if key == "files":
+            manifest["files"][0].update(value[0])  # type: ignore[index]
+        elif value is None:
+            del manifest[key]
+        else:
+            manifest[key] = value
+    write_raw_manifest(source, manifest)
+    with pytest.raises(bootstrap.BootstrapError, match=message):
+        bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    assert not (tmp_path / "vol" / MODEL / VERSION).exists()
 
 
 def test_copy_stops_when_file_grows_past_manifest_size(tmp_path: Path) -> None:
