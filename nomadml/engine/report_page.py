@@ -162,9 +162,13 @@ def _evidence(r: RolloutReport) -> str:
     j = r.judge
     intro = (
         f"<p>The sequential judge decided <strong>{html.escape(j.decision)}</strong>"
-        f"{' on ' + html.escape(j.signal) if j.signal else ''} after {j.looks} looks, at a"
+        f"{' on ' + html.escape(j.signal) if j.signal else ''} after {j.looks}"
+        f" look{'' if j.looks == 1 else 's'}, at a"
         f" false-alarm rate &alpha; = {j.alpha:g}"
-        f"{f'; slow means slower than {j.slow_above_ms:g} ms' if j.slow_above_ms else ''}.</p>"
+        f"{f'; slow means slower than {j.slow_above_ms:g} ms' if j.slow_above_ms else ''}."
+        " Each signal runs two anytime-valid tests on the counts since the canaries turned"
+        " healthy: the canary fails when the fail test's e-value reaches its threshold (1/&alpha;,"
+        " shared between the signals), and passes when every pass test's does.</p>"
     )
     rows = [
         (

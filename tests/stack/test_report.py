@@ -54,6 +54,7 @@ def test_a_judged_rollout_reads_as_one_page_that_fetches_nothing(
     make_spec: Callable[..., Path],
     tmp_path: Path,
     serving_image: str,
+    ship: Callable[..., str],
 ) -> None:
     spec, line = str(make_spec(JUDGED)), f"{model_name}-v1"
     _release(tmp_path, spec, model_name, "1.0.0", c=1.0)
@@ -99,6 +100,27 @@ def test_a_judged_rollout_reads_as_one_page_that_fetches_nothing(
     code, out, err = cli("report", line, "--deployment", short, "--output", str(first_page))
     assert code == 0 and f"deploy of 1.0.0 on {line} (deployment {short})" in out, out + err
     assert "Nomad's health checks alone decided" in first_page.read_text()
+
+    # A canary that fails half its requests, outside the registry: the judge fails it, the
+    # page marks the failing look and shows the evidence; the version has no registry stage.
+    bad = ship("1.2.0", serving={"error_rate": 0.5})
+    with Traffic(nomad, line, rate_per_s=20, max_seconds=240) as traffic:
+        code, out, err = cli(
+            "deploy", spec, "--version", "1.2.0", "--image", bad,
+            "--serving-image", serving_image, "--unregistered",
+        )  # fmt: skip
+    assert code == int(ExitCode.ROLLED_BACK), out + err
+    assert traffic.report.failed_by_version["1.1.0"] == 0, traffic.report.summary()
+    failed_page = page.with_name("failed.html")
+    code, out, err = cli("report", line, "--output", str(failed_page))
+    assert code == 0 and f"deploy of 1.2.0 on {line}" in out and "rolled-back" in out, out + err
+    seen = visit(failed_page)
+    assert seen.outside_requests() == []
+    assert "verdict: fail" in seen.texts  # the failing look's marker, in the legend
+    text = failed_page.read_text()
+    assert "The sequential judge decided <strong>fail</strong> on errors" in text
+    assert "1.2.0 (canary): stage <strong>not in the model registry" in text
+    assert "1.1.0 (stable): stage <strong>production</strong>" in text
 
     # Bad input: one line, exit 2, no file written.
     other = tmp_path / "not-written.html"

@@ -147,6 +147,16 @@ def test_report_writes_the_latest_rollout(
     assert code == 0, err
 
 
+def test_by_default_the_page_is_named_after_the_line_and_job_version(
+    line: NomadAPI, fake_nomad: FakeNomad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, said, err = _report(fake_nomad, "iris-v1")
+    assert code == 0, err
+    assert said.startswith("wrote iris-v1-1-report.html: ")
+    assert [p.name for p in tmp_path.iterdir()] == ["iris-v1-1-report.html"]
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [
