@@ -114,6 +114,16 @@ class StackError(NomadMLError):
     exit_code = ExitCode.STACK
 
 
+class OperationFailed(NomadMLError):
+    """A one-shot operation Nomad ran (e.g. a volume prune) failed somewhere."""
+
+    exit_code = ExitCode.FAILED
+
+
+class OperationTimeout(NomadMLError):
+    exit_code = ExitCode.TIMEOUT
+
+
 class MissingExtra(NomadMLError):
     """A command needs an optional extra that is not installed: names the pip command."""
 

@@ -18,6 +18,7 @@ Command line::
     bootstrap.py install  --source DIR --volume DIR --model NAME --version V
     bootstrap.py verify   --volume DIR --model NAME --version V
     bootstrap.py manifest --source DIR --model NAME --version V
+    bootstrap.py prune    --volume DIR --model NAME --major N --keep V[,V...] [--dry-run]
 
 Manifests carry a sha256 per file and, since chunk hashes were added, a sha256 per
 ``chunk_size`` bytes of each file (``"chunk_size"`` at the top, ``"chunks"`` per file;
@@ -905,6 +906,93 @@ def verify(volume: Path, model: str, version: str) -> int:
     return len(manifest.files)
 
 
+# --------------------------------------------------------------------------- prune
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    removed: tuple[tuple[str, int], ...]  # (version, bytes)
+    kept: tuple[str, ...]
+    busy: tuple[str, ...]  # locked by an install running now: left for the next prune
+
+
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def _major_of(version: str) -> int | None:
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def prune(
+    volume: Path, model: str, major: int, keep: Sequence[str], dry_run: bool = False
+) -> PruneResult:
+    """Remove the installed versions of ``model`` in ``major`` that ``keep`` does not
+    name. Only complete installs (with the marker) of that major are candidates: other
+    majors, foreign directories and temp dirs are never touched. Each removal holds the
+    version's install lock and unpublishes the directory by a rename before deleting it,
+    so an install of the same version never sees half of it."""
+    validate_name("model", model)
+    kept_names = {validate_name("version", version) for version in keep}
+    model_dir = Path(volume) / model
+    if not os.path.isdir(model_dir):
+        return PruneResult((), (), ())
+    removed: list[tuple[str, int]] = []
+    kept: list[str] = []
+    busy: list[str] = []
+    for name in sorted(os.listdir(model_dir)):
+        if name.startswith(".trash-") and not dry_run:
+            shutil.rmtree(model_dir / name, ignore_errors=True)  # a prune that died midway
+            continue
+        if name.startswith(".") or not _NAME_RE.fullmatch(name) or _major_of(name) != major:
+            continue
+        final = model_dir / name
+        if not _is_complete(final):
+            continue
+        if name in kept_names:
+            kept.append(name)
+            continue
+        if dry_run:
+            removed.append((name, _tree_bytes(final)))
+            continue
+        if not _remove_version(model_dir, name, removed):
+            busy.append(name)
+    if removed and not dry_run:
+        _fsync(model_dir, directory=True)
+    return PruneResult(tuple(removed), tuple(kept), tuple(busy))
+
+
+def _remove_version(model_dir: Path, version: str, removed: list[tuple[str, int]]) -> bool:
+    """False when an install of this version holds its lock right now."""
+    lock = os.open(
+        model_dir / f".{version}.lock",
+        os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+        _FILE_MODE,
+    )
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        final = model_dir / version
+        if not _is_complete(final):
+            return True  # gone meanwhile: nothing to do
+        size = _tree_bytes(final)
+        trash = model_dir / f".trash-{version}-{secrets.token_hex(8)}"
+        os.rename(final, trash)
+        shutil.rmtree(trash)
+        removed.append((version, size))
+        return True
+    finally:
+        os.close(lock)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -920,7 +1008,7 @@ def _build_parser() -> _Parser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     env = os.environ
 
-    def add(name: str, help_text: str, *, source: bool, volume: bool) -> None:
+    def add(name: str, help_text: str, *, source: bool, volume: bool, version: bool = True) -> None:
         sub = commands.add_parser(name, help=help_text)
         if source:
             sub.add_argument(
@@ -941,15 +1029,27 @@ def _build_parser() -> _Parser:
             default=env.get("NOMADML_MODEL_NAME") or None,
             help="model name (default: $NOMADML_MODEL_NAME)",
         )
-        sub.add_argument(
-            "--version",
-            default=env.get("NOMADML_MODEL_VERSION") or None,
-            help="model version (default: $NOMADML_MODEL_VERSION)",
-        )
+        if version:
+            sub.add_argument(
+                "--version",
+                default=env.get("NOMADML_MODEL_VERSION") or None,
+                help="model version (default: $NOMADML_MODEL_VERSION)",
+            )
 
     add("install", "copy the model version into the volume", source=True, volume=True)
     add("verify", "re-hash an installed version", source=False, volume=True)
     add("manifest", "write manifest.json for the source directory", source=True, volume=False)
+    add(
+        "prune",
+        "remove installed versions of a major not kept",
+        source=False,
+        volume=True,
+        version=False,
+    )
+    sub = commands.choices["prune"]
+    sub.add_argument("--major", type=int, required=True, help="the major whose versions go")
+    sub.add_argument("--keep", default="", help="comma-separated versions to keep")
+    sub.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
     return parser
 
 
@@ -959,8 +1059,24 @@ def _required(value: str | None, option: str, env_name: str) -> str:
     return value
 
 
+def _prune_report(args: argparse.Namespace, model: str) -> str:
+    keep = [version for version in args.keep.split(",") if version]
+    result = prune(args.volume, model, args.major, keep, args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    lines = [f"{verb} {model} {v} ({_human_size(size)})" for v, size in result.removed]
+    lines += [f"busy {model} {v}: an install holds its lock; left" for v in result.busy]
+    total = sum(size for _v, size in result.removed)
+    lines.append(
+        f"pruned {model} major {args.major}: {verb} {_plural(len(result.removed), 'version')} "
+        f"({_human_size(total)}); kept {', '.join(result.kept) or 'none'}"
+    )
+    return "\n".join(lines)
+
+
 def _run(args: argparse.Namespace) -> str:
     model = _required(args.model, "--model", "NOMADML_MODEL_NAME")
+    if args.command == "prune":
+        return _prune_report(args, model)
     version = _required(args.version, "--version", "NOMADML_MODEL_VERSION")
     if args.command == "install":
         result = install(args.source, args.volume, model, version)

@@ -34,6 +34,7 @@ COMMANDS = {
     "retrain": "nomadml.cli.retraining:retrain",
     "conformance": "nomadml.cli.retraining:conformance",
     "model": "nomadml.cli.model:model",
+    "volume": "nomadml.cli.volume:volume",
 }
 
 
