@@ -70,7 +70,12 @@ def test_a_command_loads_only_its_own_module() -> None:
     """`nomadml status --help` must not pay for the other commands' modules."""
     loaded = nomadml_modules_after("status", "--help")
     assert "nomadml.cli.lines" in loaded
-    assert not loaded & {"nomadml.cli.release", "nomadml.cli.retraining", "nomadml.cli.model"}
+    assert not loaded & {
+        "nomadml.cli.release",
+        "nomadml.cli.retraining",
+        "nomadml.cli.model",
+        "nomadml.cli.report",
+    }
     heavy = {
         "nomadml.adapters.nomad_api",
         "nomadml.engine.deploy",
@@ -80,7 +85,10 @@ def test_a_command_loads_only_its_own_module() -> None:
     }
     assert not loaded & heavy, loaded
     everything = nomadml_modules_after("--help")  # the command list needs all of them
-    assert {"nomadml.cli.release", "nomadml.cli.retraining", "nomadml.cli.model"} <= everything
+    commands = {"nomadml.cli.release", "nomadml.cli.retraining", "nomadml.cli.model"}
+    assert commands | {"nomadml.cli.report"} <= everything
+    # ... but not what a command needs only when it runs (the report's plotting).
+    assert "nomadml.engine.report_page" not in everything
 
 
 @pytest.mark.parametrize("version", ["1.2", "../../etc", "1.2.3; rm -rf /", "v1.0.0"])
