@@ -219,12 +219,25 @@ def approve(ctx: click.Context, name: str, version: str, reason: str) -> None:
     help="The model spec whose lifecycle.expire_after applies.",
 )
 @click.option("--dry-run", is_flag=True, help="Only list what would expire.")
+@click.option(
+    "--prune-volumes/--keep-volumes",
+    default=True,
+    show_default=True,
+    help="Then remove what Nomad can no longer run from the lines' host volumes "
+    "(as `nomadml volume prune`).",
+)
 @click.pass_context
 def expire(
-    ctx: click.Context, name: str, after: str | None, spec_path: Path | None, dry_run: bool
+    ctx: click.Context,
+    name: str,
+    after: str | None,
+    spec_path: Path | None,
+    dry_run: bool,
+    prune_volumes: bool,
 ) -> None:
     """Expire NAME's rejected versions and superseded candidates: records stay (audited),
-    their images are deleted from the image registry."""
+    their images are deleted from the image registry, and the host volumes of the
+    lines concerned are pruned."""
     from nomadml.core.schema import DURATION, seconds
     from nomadml.engine.stages import expire_versions
     from nomadml.errors import BadInput
@@ -241,6 +254,14 @@ def expire(
         click.echo(f"{name} {version.version} ({version.stage}): {done}")
     if not gone:
         click.echo(f"{name}: nothing to expire")
+    if gone and prune_volumes and not dry_run:
+        from nomadml.cli.common import nomad_client
+        from nomadml.engine.volumes import prune_after_expiry
+
+        for report in prune_after_expiry(nomad_client(ctx), name, [v.version for v in gone]):
+            for node in report.nodes:
+                for text in node.lines:
+                    click.echo(f"{report.order.line} {node.node}: {text}")
 
 
 @model.command(name="list")

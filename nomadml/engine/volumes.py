@@ -126,3 +126,17 @@ def _report(api: NomadAPI, alloc: Any) -> NodeReport:
         err = api.task_log_tail(alloc["ID"], "prune", kind="stderr", size=2048)
         lines += [line for line in err.splitlines() if line.strip()][-1:]
     return NodeReport(str(alloc.get("NodeName") or alloc.get("NodeID", "?")), status, tuple(lines))
+
+
+def prune_after_expiry(api: NomadAPI, model: str, versions: list[str]) -> list[PruneReport]:
+    """After `model expire`: prune the volumes of each line whose major lost versions
+    (a line that does not run any more has no nodes to clean)."""
+    from nomadml.core.spec import parse_version
+
+    majors = sorted({parse_version(v, "version")[0] for v in versions})
+    reports = []
+    for major in majors:
+        line = f"{model}-v{major}"
+        if api.job(line) is not None:
+            reports.append(prune(api, line))
+    return reports

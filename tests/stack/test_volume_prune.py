@@ -8,6 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from examples.iris.train import train_iris
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.bundled import bootstrap
 from nomadml.cli.main import main
@@ -73,3 +74,35 @@ def test_prune_of_a_line_that_does_not_exist_submits_nothing(nomad: NomadAPI) ->
         "nomadml: error: line 'nosuchmodel-v1': no such job in Nomad (see `nomadml status`)"
     ]
     assert nomad.job("nosuchmodel-v1-volume-prune") is None
+
+
+def test_expiry_prunes_the_volumes_of_the_lines_concerned(
+    nomad: NomadAPI,
+    roll: Callable[..., RolloutResult],
+    model_name: str,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    models_volume: Path,
+    tmp_path: Path,
+) -> None:
+    spec = make_spec(gates="health")
+    for version, c in (("1.0.0", 1.0), ("1.1.0", 0.001)):
+        train_iris(tmp_path / version, c=c)
+        code, _, err = cli(
+            "model", "register", str(tmp_path / version), "--name", model_name, "--version", version
+        )
+        assert code == 0, err
+    code, out, _ = cli("model", "validate", model_name, "1.1.0", "--spec", str(spec))
+    assert code == int(ExitCode.FAILED) and "rejected" in out
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    # The rejected version's copy on the node, as its canary left it once Nomad has
+    # forgotten the job version that ran it.
+    source = tmp_path / "1.1.0"
+    bootstrap.write_manifest(source, bootstrap.build_manifest(source, model_name, "1.1.0"))
+    bootstrap.install(source, models_volume, model_name, "1.1.0")
+
+    code, out, err = cli("model", "expire", model_name, "--after", "0s")
+    assert code == 0, err
+    assert f"{model_name} 1.1.0 (rejected): expired" in out
+    assert f"{model_name}-v1 " in out and f"removed {model_name} 1.1.0" in out, out
+    assert names(models_volume, model_name) == ["1.0.0"]
