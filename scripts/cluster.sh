@@ -39,19 +39,25 @@ cluster_leader() {
   [ "$leader" != '""' ]
 }
 
-# Every server sees a leader, and three clients are ready with a healthy docker driver.
+# Every server sees a leader, three raft voters, and three clients are ready with a
+# healthy docker driver.
 cluster_ready() {
-  local s nodes
+  local s nodes leader raft
   for s in "${CLUSTER_SERVERS[@]}"; do
-    [ "$(cluster_curl "${CLUSTER_PORT[$s]}" status/leader)" != '""' ] || return 1
+    leader=$(cluster_curl "${CLUSTER_PORT[$s]}" status/leader) || return 1
+    [ "$leader" != '""' ] || return 1
   done
   nodes=$(cluster_curl "${CLUSTER_PORT[s1]}" "nodes?resources=false") || return 1
-  python3 - "$nodes" <<'PY'
+  # A restarted server rejoins as a non-voter until autopilot promotes it: until then,
+  # losing one more server would lose the quorum.
+  raft=$(cluster_curl "${CLUSTER_PORT[s1]}" operator/raft/configuration) || return 1
+  python3 - "$nodes" "$raft" <<'PY'
 import json, sys
-nodes = json.loads(sys.argv[1])
+nodes, raft = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 ready = [n for n in nodes if n["Status"] == "ready"
          and n.get("Drivers", {}).get("docker", {}).get("Healthy")]
-sys.exit(0 if len(ready) >= 3 else 1)
+voters = [s for s in raft["Servers"] if s["Voter"]]
+sys.exit(0 if len(ready) >= 3 and len(voters) == 3 else 1)
 PY
 }
 
@@ -157,11 +163,13 @@ cluster_agent_alive() { pid_alive "cluster-$1" "$(nomad_bin)"; }
 up_cluster() {
   local bin a data
   bin="$(nomad_bin)"
-  if [ -f "$RUN_DIR/cluster.datadir" ] && cluster_ready 2>/dev/null; then
-    say "nomad cluster (ours) already running"; return
+  if [ -f "$RUN_DIR/cluster.datadir" ]; then
+    if cluster_ready 2>/dev/null; then say "nomad cluster (ours) already running"; return; fi
+    if cluster_repair; then return; fi
+    say "stale cluster state and no agent running: starting afresh"
+    down_cluster
   fi
   for a in "${CLUSTER_SERVERS[@]}" "${CLUSTER_CLIENTS[@]}"; do
-    if cluster_agent_alive "$a"; then die "cluster agent $a runs but the cluster is not ready; scripts/stack down --cluster first"; fi
     if curl -s --max-time 1 -o /dev/null "http://127.0.0.1:${CLUSTER_PORT[$a]}/" ||
       curl -sk --max-time 1 -o /dev/null "https://127.0.0.1:${CLUSTER_PORT[$a]}/"; then
       die "port ${CLUSTER_PORT[$a]} (cluster agent $a) is taken by a process scripts/stack did not start"
@@ -205,6 +213,25 @@ up_cluster() {
     { tail -20 "$LOG_DIR"/cluster-c1.log >&2; die "the cluster was not ready within 180 s"; }
   cluster_env >"$CLUSTER_DIR/env"
   chmod 600 "$CLUSTER_DIR/env"
+}
+
+# Some agents died (a test killed a server or a client): start them again on their own
+# config and data, and wait for the whole cluster. False when none is left to join.
+cluster_repair() {
+  local a bin alive="" missing=""
+  bin="$(nomad_bin)"
+  for a in "${CLUSTER_SERVERS[@]}" "${CLUSTER_CLIENTS[@]}"; do
+    if cluster_agent_alive "$a"; then alive+=" $a"; else missing+=" $a"; fi
+  done
+  [ -n "$alive" ] && [ -f "$CLUSTER_DIR/management.token" ] || return 1
+  for a in $missing; do
+    say "starting cluster agent $a again (its data kept; log of the last run in cluster-$a.log.1)"
+    mv -f "$LOG_DIR/cluster-$a.log" "$LOG_DIR/cluster-$a.log.1" 2>/dev/null || true
+    start "cluster-$a" "$LOG_DIR/cluster-$a.log" \
+      env CHECKPOINT_DISABLE=1 PATH="$ROOT/.venv/bin:$PATH" "$bin" agent -config="$CLUSTER_DIR/$a.hcl"
+  done
+  wait_for "nomad cluster (leader on every server, 3 clients ready, docker healthy)" 180 cluster_ready ||
+    die "the cluster was not whole again within 180 s (missing:$missing)"
 }
 
 down_cluster() {

@@ -25,10 +25,20 @@ from nomadml.settings import NomadSettings
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cluster = []
     for item in items:
-        if "tests/stack/" in str(item.path).replace(os.sep, "/"):
+        where = str(item.path).replace(os.sep, "/")
+        if "tests/stack/" in where:
             item.add_marker(pytest.mark.stack)
+        if "tests/cluster/" in where:
+            item.add_marker(pytest.mark.cluster)
+            cluster.append(item)
+    # The cluster set (tests/cluster/, scripts/stack up --cluster) runs only when asked
+    # for by marker (`-m cluster`, as scripts/test does); the dev-agent run never has it.
+    if cluster and "cluster" not in (config.getoption("markexpr", "") or ""):
+        config.hook.pytest_deselected(items=cluster)
+        items[:] = [item for item in items if item not in cluster]
 
 
 def _unavailable(what: str) -> None:

@@ -183,7 +183,7 @@ class NomadAPI:
             failure = self._translate(method, path, cause)
             if not isinstance(failure, NomadAPIError) or isinstance(failure, Conflict):
                 return failure, Outcome.FINAL
-            if "no cluster leader" in failure.message.lower():
+            if _leaderless(failure.message):
                 return failure, Outcome.LEADERLESS
             if failure.status in (500, 502, 503, 504):
                 return failure, Outcome.TRANSIENT
@@ -396,6 +396,16 @@ class NomadAPI:
             params={"index": index, "wait": f"{max(1, int(wait * 1000))}ms"},
             timeout=wait * 1.25 + 5,
         )
+
+
+def _leaderless(message: str) -> bool:
+    """Nomad's words when the server asked could not reach a leader at all: no leader
+    elected yet, or the old leader's address refuses connections (it died and the
+    election is under way). Either way the request was never applied."""
+    text = message.lower()
+    return "no cluster leader" in text or (
+        "failed to get conn" in text and "connection refused" in text
+    )
 
 
 def _never_sent(err: object) -> bool:

@@ -20,7 +20,12 @@ _NEEDS: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("PUT", r"job/[^/]+/periodic/force$", 'namespace capability "submit-job"'),
         ("PUT", r"job/[^/]+/versions/[^/]+/tag$", 'namespace capability "submit-job"'),
         ("DELETE", r"job/[^/]+/versions/[^/]+/tag$", 'namespace capability "submit-job"'),
-        ("PUT", r"job/[^/]+$", 'namespace capability "submit-job"'),
+        (
+            "PUT",
+            r"job/[^/]+$",
+            'namespace capability "submit-job" (and host_volume capability "mount-readwrite" '
+            "on the job's volume)",
+        ),
         ("DELETE", r"job/[^/]+$", 'namespace capability "submit-job"'),
         ("PUT", r"deployment/(promote|fail)/", 'namespace capability "submit-job"'),
         ("GET", r"jobs$", 'namespace capability "list-jobs"'),

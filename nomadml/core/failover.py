@@ -7,8 +7,9 @@ do a thing twice:
 
 - the connection was never made (refused, connect timeout, TLS handshake refused):
   the server never saw the request, so even a write is safe to send elsewhere;
-- the cluster had no leader ("No cluster leader"): Nomad refused the request before
-  applying anything, so any call waits for an election (bounded) and goes again;
+- the cluster had no leader ("No cluster leader", or the server asked could not even
+  connect to the old leader: "failed to get conn ... connection refused"): nothing was
+  applied, so any call waits for an election (bounded) and goes again;
 - the request was sent and the answer lost (read timeout, connection reset, a 5xx
   from a follower whose leader went away): a read goes again, to the next server;
   a write does not — it may have been applied. nomadml's writes are check-and-set

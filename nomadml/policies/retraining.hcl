@@ -17,3 +17,10 @@ namespace "default" {
     }
   }
 }
+
+# The model service mounts the `models` host volume read-write (its bootstrap installs
+# the model there): Nomad checks that whoever registers the job may mount it. Name your
+# spec's [volume] source here if it is not `models`.
+host_volume "models" {
+  capabilities = ["mount-readwrite"]
+}

@@ -20,7 +20,13 @@ from nomadml.core.acl import POLICIES, needed
         ("DELETE", "var/nomadml/x/1", "", 'variables "destroy" on nomadml/x/1'),
         ("PUT", "jobs/parse", "", 'namespace capability "parse-job"'),
         ("PUT", "job/iris-v1/plan", "", 'namespace capability "submit-job"'),
-        ("PUT", "job/iris-v1", "", 'namespace capability "submit-job"'),
+        (
+            "PUT",
+            "job/iris-v1",
+            "",
+            'namespace capability "submit-job" (and host_volume capability "mount-readwrite" '
+            "on the job's volume)",
+        ),
         ("PUT", "deployment/promote/abc", "", 'namespace capability "submit-job"'),
         ("GET", "job/iris-v1/versions", "", 'namespace capability "read-job"'),
         ("GET", "jobs", "", 'namespace capability "list-jobs"'),

@@ -154,11 +154,21 @@ def test_a_write_whose_answer_was_lost_is_not_repeated_on_another_server(
         assert [r.path for r in other.requests] == ["/v1/status/leader"]
 
 
-def test_a_leaderless_refusal_is_sent_again_even_for_a_write(fake_nomad: FakeNomad) -> None:
+@pytest.mark.parametrize(
+    "said",
+    [
+        b"No cluster leader",
+        b"rpc error: failed to get conn: dial tcp 127.0.0.1:4702: connect: connection refused",
+    ],
+)
+def test_a_leaderless_refusal_is_sent_again_even_for_a_write(
+    fake_nomad: FakeNomad, said: bytes
+) -> None:
     with FakeNomad() as other:
-        fake_nomad.script("PUT", "/v1/job/x", 500, b"No cluster leader")
+        fake_nomad.script("PUT", "/v1/job/x", 500, said)
         two(fake_nomad.address, other.address).register({"ID": "x"}, enforce_index=0)
         assert len(other.requests_to("PUT", "/v1/job/x")) == 1
+        assert len(fake_nomad.requests_to("PUT", "/v1/job/x")) == 1
 
 
 def test_all_servers_down_is_one_line_naming_them(down: str) -> None:
