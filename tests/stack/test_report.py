@@ -16,7 +16,9 @@ from examples.iris.train import train_iris
 from nomadml.adapters import rollout_records
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.cli.main import main
+from nomadml.core.decide import Action
 from nomadml.engine.report_page import ERROR_TITLE, latency_title
+from nomadml.engine.result import RolloutResult
 from nomadml.engine.traffic import Traffic
 from nomadml.errors import ExitCode
 
@@ -134,3 +136,29 @@ def test_a_judged_rollout_reads_as_one_page_that_fetches_nothing(
         assert out == "" and err.startswith(f"nomadml: error: {said}"), err
         assert len(err.strip().splitlines()) == 1
         assert not other.exists()
+
+
+def test_a_threshold_gated_rollout_reads_with_its_windows_and_limits(
+    stable_line: Callable[..., tuple[Path, str]],
+    roll: Callable[..., RolloutResult],
+    ship: Callable[..., str],
+    nomad: NomadAPI,
+    tmp_path: Path,
+) -> None:
+    """The default gates (thresholds over windows): each look's window with its latency,
+    every verdict, and the limits the gates applied."""
+    spec, line = stable_line(gates="fast")
+    with Traffic(nomad, line, rate_per_s=20, max_seconds=240):
+        result = roll(spec, "1.1.0", ship("1.1.0", c=0.5))
+    assert result.action is Action.SUCCEEDED, result.reason
+    page = tmp_path / "thresholds.html"
+    code, out, err = cli("report", line, "--output", str(page))
+    assert code == 0 and "deploy of 1.1.0" in out and "succeeded" in out, out + err
+    text = page.read_text()
+    assert "Threshold gates decided" in text and "max_latency_ms" in text
+    assert "traffic in the gates&#x27; last window" in text  # what a look's numbers cover
+    seen = visit(page)
+    assert seen.outside_requests() == []
+    assert ERROR_TITLE in seen.texts and latency_title(0.95) in seen.texts
+    assert "verdict: pass" in seen.texts
+    assert distinct_colours(seen.screenshot) > 50
