@@ -10,20 +10,61 @@ from nomadml.cli.common import nomad_client, webhook_sink
 
 
 @click.command()
-@click.argument("line")
+@click.argument("line", required=False)
+@click.option("--all", "every", is_flag=True, help="Watch every managed line, until stopped.")
+@click.option("--model", default="", help="With --all or --up: only this model's lines.")
+@click.option(
+    "--up", "register", is_flag=True, help="Register the always-on guard as a Nomad service job."
+)
+@click.option(
+    "--driver",
+    type=click.Choice(["raw_exec", "docker"]),
+    default="raw_exec",
+    show_default=True,
+    help="With --up: how Nomad runs it (raw_exec: nomadml on the client's PATH).",
+)
+@click.option("--image", default="", help="With --up --driver docker: an image holding nomadml.")
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.pass_context
-def guard(ctx: click.Context, line: str, as_json: bool) -> None:
+def guard(
+    ctx: click.Context,
+    line: str | None,
+    every: bool,
+    model: str,
+    register: bool,
+    driver: str,
+    image: str,
+    as_json: bool,
+) -> None:
     """Run (or resume) the bake of LINE (e.g. iris-v1) after its promotion: compare the
     promoted version with stable's numbers from the rollout, and on a regression roll
-    the line back, alert and (if the spec says so) dispatch retraining.
+    the line back, alert and (if the spec says so) dispatch retraining. --all watches
+    every line with a bake in progress until stopped; --up registers that as a Nomad
+    service job.
 
     Exit 0 = no regression within the bake (or the line moved on), 6 = rolled back,
     7 = regressed and not rolled back."""
     from nomadml.cli.progress import Printer
+    from nomadml.errors import BadInput
 
-    printer = Printer("json" if as_json else "auto")
+    if sum((bool(line), every, register)) != 1:
+        raise BadInput("guard: give one of LINE, --all or --up")
     api = nomad_client(ctx)
+    if register:
+        from nomadml.engine.guard_service import up
+
+        job = up(api, model, driver, image)
+        click.echo(f"{job.job_id}: version {job.version}, watching {model or 'every model'}")
+        return
+    printer = Printer("json" if as_json else "auto")
+    if every:
+        from nomadml.cli.common import notifying
+        from nomadml.engine.guard_service import watch_all
+
+        with notifying(printer) as emit:
+            watch_all(api, model or None, emit)
+        return
+    assert line is not None
     result = run_bake(api, line, printer)
     printer.close()
     if not as_json:

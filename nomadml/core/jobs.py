@@ -182,3 +182,30 @@ def router_values(spec: ModelSpec, image: str, count: int = 2) -> dict[str, Any]
 
 def render_router(spec: ModelSpec, image: str, count: int = 2) -> str:
     return render("router.nomad.hcl", router_values(spec, image, count), template_path(spec))
+
+
+def guard_values(
+    job_id: str, model: str, driver: str, image: str, nomad_addr: str
+) -> dict[str, Any]:
+    """Values for the always-on guard's service job (`nomadml guard --up`): every
+    managed line, or one model's (`model`)."""
+    command = ["nomadml", "guard", "--all"] + (["--model", model] if model else [])
+    return {
+        "job": {
+            "id": job_id,
+            "datacenters": ["*"],
+            "namespace": "default",
+            "region": "global",
+            "meta": {
+                "nomadml.managed": "true",
+                "nomadml.model": model,
+                "nomadml.role": "guard",
+                "nomadml.tool_version": __version__,
+            },
+        },
+        "guard": {"driver": driver, "image": image, "command": command, "nomad_addr": nomad_addr},
+    }
+
+
+def render_guard(job_id: str, model: str, driver: str, image: str, nomad_addr: str) -> str:
+    return render("guard.nomad.hcl", guard_values(job_id, model, driver, image, nomad_addr))

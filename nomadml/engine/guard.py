@@ -42,6 +42,9 @@ from nomadml.errors import BadInput, ExitCode, NomadMLError
 from nomadml.events import Emit, Event, discard
 
 FIELD = "guard"  # the rollout record's field the guard owns
+# A claimed regression still "rolling-back" after this long: its guard stopped mid-way
+# (the claim to the rollback's registration takes about a second).
+TAKEOVER_S = 30.0
 FINAL = ("cleared", "rolled-back", "regressed", "rollback-failed", "superseded")
 EXIT_CODES = {
     "cleared": ExitCode.OK,
@@ -211,7 +214,9 @@ def bake(api: NomadAPI, line: str, emit: Emit = discard) -> GuardResult:
     """Run (or resume) the bake of what `line` runs now, in the foreground, to its end."""
     job_version, data, current = armed(api, line)
     version = str(data.get("version", "?"))
-    if data.get("status") == "rolling-back":  # a guard claimed it and stopped mid-way
+    claimed_for = time.time() - float(data.get("detected_at") or 0)
+    if data.get("status") == "rolling-back" and claimed_for > TAKEOVER_S:
+        # The guard that claimed it stopped before finishing: this one finishes it.
         cfg = GuardConfig.from_dict(data.get("config") or {})
         return _act(api, line, job_version, data, cfg, emit)
     if data.get("status") != "baking":  # decided before (by this or another guard)

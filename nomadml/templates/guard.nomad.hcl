@@ -1,0 +1,49 @@
+[#- The always-on post-promotion guard: one allocation running `nomadml guard --all`,
+    which bakes every managed line whose rollout record says "baking". Its state lives
+    in Nomad Variables (the rollout records), so a restarted or rescheduled allocation
+    goes on from the last look, and acting on a regression is a check-and-set claim:
+    two guards never act twice on one regression. -#]
+job [[ job.id | hcl ]] {
+  type        = "service"
+  datacenters = [[ job.datacenters | hcl ]]
+  namespace   = [[ job.namespace | hcl ]]
+  region      = [[ job.region | hcl ]]
+
+  meta = {
+[%- for key, value in job.meta | dictsort %]
+    [[ key | hcl ]] = [[ value | hcl ]]
+[%- endfor %]
+  }
+
+  group "guard" {
+    count = 1
+
+    restart {
+      attempts = 10
+      interval = "5m"
+      delay    = "2s"
+      mode     = "delay"
+    }
+
+    task "guard" {
+      driver = [[ guard.driver | hcl ]]
+      config {
+[%- if guard.driver == "docker" %]
+        image        = [[ guard.image | hcl ]]
+        network_mode = "host"
+[%- endif %]
+        command = [[ guard.command[0] | hcl ]]
+        args    = [[ guard.command[1:] | hcl ]]
+      }
+      env = {
+        NOMAD_ADDR = [[ guard.nomad_addr | hcl ]]
+      }
+      # SIGTERM ends the guard between looks; the next allocation resumes each bake.
+      kill_timeout = "10s"
+      resources {
+        cpu    = 100
+        memory = 128
+      }
+    }
+  }
+}
