@@ -1,0 +1,98 @@
+"""The guard's bookkeeping against the shared fake Nomad (variables with Nomad's
+check-and-set): a regression is claimed once however many guards see it, a decided
+bake is reported and never acted on again, a claim left half-done is finished only
+after it went stale, and a line with nothing to bake is one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from support.fake_nomad import FakeNomad
+
+from nomadml.adapters import rollout_records as history
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.cli.main import main
+from nomadml.core.guard import GuardConfig
+from nomadml.engine import guard
+from nomadml.errors import BadInput
+from nomadml.settings import NomadSettings
+
+LINE = "churn-v1"
+
+
+@pytest.fixture()
+def api(fake_nomad: FakeNomad) -> NomadAPI:
+    fake_nomad.put_job(
+        {
+            "ID": LINE,
+            "Version": 1,
+            "Status": "running",
+            "Meta": {"nomadml.managed": "true", "nomadml.model": "churn"},
+        }
+    )
+    return NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": fake_nomad.address}))
+
+
+def _guard_record(api: NomadAPI, **fields: Any) -> None:
+    data = {
+        "status": "baking",
+        "model": "churn",
+        "version": "1.1.0",
+        "promoted_at": time.time(),
+        "config": GuardConfig(bake_s=60, interval_s=2).as_dict(),
+        "baseline": {"requests": 100, "errors": 0},
+        **fields,
+    }
+    history.record(api, LINE, _version(api), {"guard": data})
+
+
+def _version(api: NomadAPI) -> int:
+    return int((api.job(LINE) or {})["Version"])
+
+
+def test_a_regression_is_claimed_once(api: NomadAPI) -> None:
+    _guard_record(api)
+    version = _version(api)
+    first = guard._claim(api, LINE, version, "rolling-back", {"reason": "regression: errors"})
+    second = guard._claim(api, LINE, version, "rolling-back", {"reason": "regression: errors"})
+    assert first is not None and first["status"] == "rolling-back"
+    assert second is None
+    record, _ = history.read(api, LINE, version)
+    assert record["guard"]["reason"] == "regression: errors"
+
+
+def test_a_decided_bake_is_reported_not_acted_on(api: NomadAPI, fake_nomad: FakeNomad) -> None:
+    _guard_record(api, status="rolled-back", reason="regression: errors 50%")
+    result = guard.bake(api, LINE)
+    assert (result.outcome, result.reason) == ("rolled-back", "regression: errors 50%")
+    assert int(result.exit_code) == 6
+    writes = [
+        fake_nomad.requests_to(method, path)
+        for method in ("POST", "PUT")
+        for path in ("/v1/jobs", f"/v1/job/{LINE}")
+    ]
+    assert writes == [[], [], [], []]  # nothing registered
+
+
+def test_a_fresh_claim_is_left_to_the_guard_that_made_it(api: NomadAPI) -> None:
+    _guard_record(api, status="rolling-back", detected_at=time.time(), reason="regression")
+    result = guard.bake(api, LINE)  # another guard is acting: this one says so, does nothing
+    assert result.outcome == "regressed" and result.reason == "regression"
+
+
+def test_a_line_with_nothing_to_bake_is_one_line(api: NomadAPI) -> None:
+    with pytest.raises(BadInput, match=rf"^{LINE}: job version \d+ \(\?\) has nothing to bake"):
+        guard.bake(api, LINE)
+    run = CliRunner().invoke(main, ["--address", api.settings.address, "guard", LINE])
+    assert run.exit_code == 2, run.output
+    assert run.output.count("\n") == 1 and "nothing to bake" in run.output
+
+
+def test_guard_state_is_json_in_the_record(api: NomadAPI) -> None:
+    _guard_record(api)
+    raw = api.get_variable(f"{history.PREFIX}/{LINE}/{_version(api)}") or {}
+    assert json.loads(raw["Items"]["guard"])["status"] == "baking"
