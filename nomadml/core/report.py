@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from nomadml.core.model_version import ModelVersion
-from nomadml.core.rollout_series import Look, looks_from_gates, looks_from_record
+from nomadml.core.rollout_series import (
+    Look,
+    looks_from_gates,
+    looks_from_record,
+    steps_from_gates,
+    steps_from_record,
+)
 from nomadml.errors import BadInput
 
 __all__ = [
@@ -104,6 +110,7 @@ class RolloutReport:
     counts: str  # "interval": traffic since the previous look; "window": the gates' window
     percentile: float | None
     looks: tuple[Look, ...]
+    steps: tuple[tuple[float, int], ...]  # (seconds, canary's share %) where a step began
     judge: JudgeEvidence | None
     limits: tuple[tuple[str, float], ...]  # the threshold gates' limits (no judge)
     versions: tuple[VersionStory, ...]
@@ -228,6 +235,7 @@ def assemble(
     gates = [g for g in record.get("gates") or [] if isinstance(g, Mapping)]
     series = record.get("series")
     looks = looks_from_record(series) or looks_from_gates(gates)
+    steps = steps_from_record(series) or steps_from_gates(gates)
     stored = series if isinstance(series, Mapping) else {}
     counts = str(
         stored.get("counts") or ("interval" if any("judge" in g for g in gates) else "window")
@@ -261,6 +269,7 @@ def assemble(
         counts=counts,
         percentile=percentile,
         looks=looks,
+        steps=steps,
         judge=_judge(gates),
         limits=() if _judge(gates) else _limits(gates),
         versions=tuple(stories),

@@ -27,6 +27,8 @@ __all__ = [
     "looks_from_gates",
     "looks_from_record",
     "series_record",
+    "steps_from_gates",
+    "steps_from_record",
 ]
 
 CAP = 240  # looks kept: 20 minutes at one look per 5 s before any merging
@@ -91,20 +93,42 @@ def _count(values: Mapping[str, Any], key: str) -> float | None:
     return None if value is None or isinstance(value, bool) else float(value)
 
 
+def _on_one_clock(
+    gates: Sequence[Mapping[str, Any]],
+) -> list[tuple[float, bool, Mapping[str, Any]]]:
+    """(seconds, a new canary step starts here, entry) for every gate entry. Each canary
+    step's gates have their own clock, starting at 0: the steps follow each other."""
+    out = []
+    offset, last_t, last_step = 0.0, None, None
+    for entry in gates:
+        t, step = float(entry.get("t") or 0.0), entry.get("step")
+        restarted = last_t is not None and t < last_t
+        offset += last_t if restarted and last_t is not None else 0.0
+        out.append((round(offset + t, 1), restarted or step != last_step, entry))
+        last_t, last_step = t, step
+    return out
+
+
+def steps_from_gates(gates: Sequence[Mapping[str, Any]]) -> tuple[tuple[float, int], ...]:
+    """(seconds, the canary's share in %) where each canary step began (router steps)."""
+    return tuple(
+        (at, int(entry["step"]))
+        for at, new, entry in _on_one_clock(gates)
+        if new and isinstance(entry.get("step"), int)
+    )
+
+
 def looks_from_gates(gates: Sequence[Mapping[str, Any]]) -> tuple[Look, ...]:
     """The looks of a rollout from its gate entries (what the gates and the judge record
     at every look). Threshold gates record each look's last window; the judge records
     counts since the canaries turned healthy, which become the traffic since the previous
     look. Canary steps restart both the clock and the counts: the steps follow each other."""
     looks: list[Look] = []
-    offset, last_t = 0.0, None
     before: tuple[float, float, float, float] | None = None
-    for entry in gates:
+    for at, new_step, entry in _on_one_clock(gates):
         values = entry.get("values") or {}
-        t = float(entry.get("t") or 0.0)
-        if last_t is not None and t < last_t:  # the next canary step: its own clock
-            offset, before = offset + last_t, None
-        last_t = t
+        if new_step:
+            before = None
         c_req, c_err = _count(values, "canary_requests"), _count(values, "canary_errors")
         s_req, s_err = _count(values, "stable_requests"), _count(values, "stable_errors")
         if c_req is None:
@@ -116,7 +140,7 @@ def looks_from_gates(gates: Sequence[Mapping[str, Any]]) -> tuple[Look, ...]:
             before = now
         looks.append(
             Look(
-                round(offset + t, 1),
+                at,
                 Arm(c_req, c_err or 0.0, _count(values, "canary_latency_ms")),
                 None
                 if s_req is None
@@ -140,6 +164,7 @@ def series_record(gates: Sequence[Mapping[str, Any]], cap: int = CAP) -> dict[st
         "percentile": percentile,
         "columns": list(_COLUMNS),
         "looks": [_row(look) for look in looks],
+        "steps": [list(step) for step in steps_from_gates(gates)],
     }
 
 
@@ -210,6 +235,15 @@ def looks_from_record(data: Any) -> tuple[Look, ...]:
     except (TypeError, ValueError):
         return ()
     return tuple(out)
+
+
+def steps_from_record(data: Any) -> tuple[tuple[float, int], ...]:
+    """Where each canary step began, from a stored series; () when it has none."""
+    rows = data.get("steps") if isinstance(data, Mapping) else None
+    try:
+        return tuple((_float(at), int(share)) for at, share in rows or ())
+    except (TypeError, ValueError):
+        return ()
 
 
 def fit_gates(gates: Sequence[Mapping[str, Any]], budget: int = GATES_BUDGET_BYTES) -> list[Any]:

@@ -73,6 +73,17 @@ def _verdicts(ax: Axes, looks: Sequence[Look]) -> None:
         )  # fmt: skip
 
 
+def _steps(ax: Axes, steps: Sequence[tuple[float, int]]) -> None:
+    """Where each canary step (the canary's share at the router) began."""
+    from matplotlib.transforms import blended_transform_factory
+
+    at_top = blended_transform_factory(ax.transData, ax.transAxes)
+    for n, (at, share) in enumerate(steps):
+        label = "canary step" if n == 0 else None
+        ax.axvline(at, color="#8d6e63", linestyle=":", linewidth=1, label=label)
+        ax.text(at, 0.94, f" canary {share}%", transform=at_top, fontsize=8, color="#5d4037")
+
+
 def _chart(
     title: str,
     ylabel: str,
@@ -80,6 +91,7 @@ def _chart(
     value: Callable[[Arm | None], float | None],
     salt: str,
     decided_at: float | None,
+    steps: Sequence[tuple[float, int]] = (),
 ) -> str:
     """One chart as an inline <svg> element (no XML prolog, ids unique to this chart)."""
     import matplotlib
@@ -93,6 +105,7 @@ def _chart(
     _verdicts(ax, looks)
     if decided_at is not None:
         ax.axvline(decided_at, color="#424242", linestyle="--", linewidth=1, label="decision")
+    _steps(ax, steps)
     if looks:
         first, last = looks[0].at, looks[-1].at
         pad = max(1.0, (last - first) * 0.03)
@@ -242,10 +255,11 @@ def render_page(r: RolloutReport) -> str:
         if r.counts == "interval"
         else "traffic in the gates' last window"
     )
-    error_chart = _chart(ERROR_TITLE, "errors (%)", r.looks, _rate, "errors", decided_at)
+    error_chart = _chart(ERROR_TITLE, "errors (%)", r.looks, _rate, "errors", decided_at, r.steps)
     latency_chart = _chart(
-        latency_title(r.percentile), "latency (ms)", r.looks, _latency, "latency", decided_at
-    )
+        latency_title(r.percentile), "latency (ms)", r.looks, _latency, "latency", decided_at,
+        r.steps,
+    )  # fmt: skip
     title = f"Rollout of {r.model_version} on {r.line}: {r.outcome}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

@@ -41,7 +41,11 @@ class SteppedGates:
         self.rollback_at: float | None = None  # when the canary's weight went to 0
 
     def history(self) -> list[dict[str, Any]]:
-        return self._history + (self.runner.history() if self.runner is not None else [])
+        """Every step's gate entries, each with the canary's share at its step."""
+        return self._history + (self._at_step(self.runner.history()) if self.runner else [])
+
+    def _at_step(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**entry, "step": self.steps[self.index]} for entry in entries]
 
     def _weigh(self, share: int, emit: Emit) -> None:
         major = int(self.line.rpartition("-v")[2])
@@ -52,7 +56,7 @@ class SteppedGates:
 
     def _next_step(self, emit: Emit) -> None:
         if self.runner is not None:
-            self._history += self.runner.history()
+            self._history += self._at_step(self.runner.history())
         self.index += 1
         self._weigh(self.steps[self.index], emit)
         self.runner = self.new_runner()

@@ -228,3 +228,15 @@ def test_without_the_report_extra_one_line_names_the_pip_command(
         " pip install 'nomadml[report]'"
     )
     assert not out.exists()
+
+
+def test_canary_steps_are_marked_on_both_charts() -> None:
+    steps = [{**g, "step": 20 if i < 5 else 100} for i, g in enumerate(GATES)]
+    stepped = [{**g, "t": g["t"] - 10.0} if i >= 5 else g for i, g in enumerate(steps)]
+    result = _result()
+    result.gates = stepped
+    report = assemble("iris-v1", "iris", 1, {"kind": "deploy", **result.as_record()}, [], {}, [])
+    assert report.steps == ((0, 20), (8, 100))
+    page = render_page(report)
+    for share in (20, 100):
+        assert page.count(f"> canary {share}%</text>") == 2  # on both charts

@@ -18,6 +18,8 @@ from nomadml.core.rollout_series import (
     looks_from_gates,
     looks_from_record,
     series_record,
+    steps_from_gates,
+    steps_from_record,
 )
 from nomadml.engine.result import RolloutResult
 
@@ -183,3 +185,20 @@ def test_fit_gates_keeps_at_least_the_last_entry() -> None:
     assert fit_gates(big, budget=100) == [big[-1]]
     assert fit_gates(big, budget=10_000) == big
     assert fit_gates([], budget=100) == []
+
+
+def test_canary_steps_are_kept_where_each_began() -> None:
+    """Router steps: each step's gate entries carry the canary's share; the series keeps
+    where each step began on the joined clock."""
+    entries = [
+        {**judged(0, "inconclusive", (10, 0), (90, 0)), "step": 10},
+        {**judged(4, "pass", (30, 0), (270, 0)), "step": 10},
+        {**judged(0, "inconclusive", (25, 0), (75, 0)), "step": 50},
+        {**judged(2, "pass", (60, 0), (140, 0)), "step": 50},
+        {**judged(0, "pass", (50, 0), (0, 0)), "step": 100},
+    ]
+    assert steps_from_gates(entries) == ((0, 10), (4, 50), (6, 100))
+    record = json.loads(json.dumps(series_record(entries)))
+    assert steps_from_record(record) == ((0, 10), (4, 50), (6, 100))
+    assert steps_from_gates([gate(0, "pass", (20, 0), (20, 0))]) == ()  # no router steps
+    assert steps_from_record({"looks": []}) == ()

@@ -63,3 +63,14 @@ def test_a_failed_gate_routes_the_canary_to_nothing_at_once(
     weights, states = _run(monkeypatch, [["pending", "failed"]])
     assert weights == [20, 0]
     assert states[-1] == ("failed", "at 20%: error rate 50% > max 1%")
+
+
+def test_each_gate_entry_carries_its_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record (and `nomadml report`) can tell where each step began."""
+    monkeypatch.setattr(router, "set_line", lambda api, model, line: None)
+    runners = iter([ScriptedGates(["passed"]), ScriptedGates(["pending"])])
+    api: Any = None
+    gates = SteppedGates(api, "iris", "iris-v1", "1.0.0", "1.1.0", (20, 100), lambda: next(runners))
+    gates.step("iris-v1", ["c1"], lambda event: None)  # step 20 passes: on to 100
+    gates.step("iris-v1", ["c1"], lambda event: None)
+    assert [entry["step"] for entry in gates.history()] == [20, 100]
