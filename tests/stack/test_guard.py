@@ -110,3 +110,38 @@ def test_a_late_regression_is_rolled_back_by_the_guard(
     again = _guard(line, env, timeout_s=60)
     assert again.returncode == int(ExitCode.ROLLED_BACK), again.stdout + again.stderr
     assert int((nomad.job(line) or {})["Version"]) == int(job["Version"])
+
+
+def test_deploy_goes_on_into_the_bake_and_a_good_version_clears_it(
+    nomad: NomadAPI,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    serving_image: str,
+    model_name: str,
+) -> None:
+    """`nomadml deploy` as an operator runs it, threshold gates and a thresholds guard:
+    after the promotion the command watches the bake and exits 0 when it clears."""
+    guard = '[guard]\nbake = "20s"\ncompare = "thresholds"\n\n[validation]'
+    spec, line = make_spec({"[validation]": guard}, gates="fast"), f"{model_name}-v1"
+
+    def deploy(version: str, image: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "nomadml", "deploy", str(spec), "--version", version,
+             "--image", image, "--serving-image", serving_image, "--unregistered"],
+            capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+
+    first = deploy("1.0.0", ship("1.0.0"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    with Traffic(nomad, line, rate_per_s=RATE, max_seconds=300) as traffic:
+        second = deploy("1.1.0", ship("1.1.0", c=0.5))
+    print(f"traffic: {traffic.report.summary()}\n{second.stdout[-2000:]}")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"{line}: guard cleared — no regression within the 20 s bake" in second.stdout
+    assert traffic.report.failed == 0, traffic.report.summary()
+    job = nomad.job(line) or {}
+    record = history.records(nomad, line)[int(job["Version"])]["guard"]
+    assert record["status"] == "cleared" and record["version"] == "1.1.0"
+    assert record["evidence"]["compare"] == "thresholds"
+    assert record["baseline"]["requests"] > 0  # stable's last gate window
+    assert record["state"]["looks"] >= 5
