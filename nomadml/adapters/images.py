@@ -88,7 +88,10 @@ def build_and_push(
     digest = ""
     for line in client.images.push(repository, tag=tag, stream=True, decode=True):
         if "error" in line:
-            raise StackError(f"pushing {repository}:{tag} failed: {line['error']}")
+            problem = str(line["error"])
+            if "auth" in problem.lower() or "unauthorized" in problem.lower():
+                problem += f" (run `docker login {repository.split('/', 1)[0]}`)"
+            raise StackError(f"pushing {repository}:{tag} failed: {problem}")
         digest = line.get("aux", {}).get("Digest", digest)
     if not digest:
         raise StackError(f"pushing {repository}:{tag} returned no digest")

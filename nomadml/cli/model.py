@@ -73,9 +73,14 @@ def model() -> None:
 )
 @click.option(
     "--image-registry",
-    default="127.0.0.1:5000",
-    show_default=True,
-    help="Where the model image is pushed.",
+    help="Where the model image is pushed (default: the spec's [model] registry, "
+    "else 127.0.0.1:5000).",
+)
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The model's spec, whose [model] registry receives the image.",
 )
 @click.pass_context
 def register(
@@ -84,11 +89,17 @@ def register(
     name: str,
     version: str | None,
     bump_part: str | None,
-    image_registry: str,
+    image_registry: str | None,
+    spec_path: Path | None,
 ) -> None:
     """Register MODEL_DIR (model files + metadata.json) as a candidate version."""
     from nomadml.engine.registration import register_model
 
+    if image_registry is None and spec_path is not None:
+        from nomadml.core.spec import load_spec
+
+        image_registry = load_spec(spec_path).model.registry
+    image_registry = image_registry or "127.0.0.1:5000"
     record, created = register_model(
         _registry(ctx),
         model_dir,

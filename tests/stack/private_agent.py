@@ -17,7 +17,8 @@ NOMAD = Path.home() / ".cache" / "nomadml" / "nomad-1.10.5" / "nomad"
 
 
 class Agent:
-    """A Nomad server + client of a test's own; `docker_endpoint` picks a dockerd."""
+    """A Nomad server + client of a test's own; `docker_endpoint` picks a dockerd,
+    `docker_auth_config` the docker config.json its driver pulls with."""
 
     def __init__(
         self,
@@ -25,12 +26,15 @@ class Agent:
         port_base: int = 5746,
         name: str = "restart-test",
         docker_endpoint: str | None = None,
+        docker_auth_config: Path | None = None,
     ) -> None:
         self.tmp = tmp
         self.address = f"http://127.0.0.1:{port_base}"
         (tmp / "models").mkdir()
         self.config = tmp / "agent.hcl"
         endpoint = f'endpoint = "{docker_endpoint}"' if docker_endpoint else ""
+        if docker_auth_config is not None:
+            endpoint += f'\n    auth {{ config = "{docker_auth_config}" }}'
         self.config.write_text(f"""
 data_dir  = "{tmp / "data"}"
 bind_addr = "127.0.0.1"
