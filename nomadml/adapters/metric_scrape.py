@@ -15,8 +15,21 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.core.metrics import MetricNames, MetricsFormatError, Sample, Snapshot, parse, snapshot
-from nomadml.core.router_metrics import ROUTER_METRICS_PATH, per_backend, router_names
+from nomadml.core.metrics import (
+    MetricNames,
+    MetricsFormatError,
+    Sample,
+    Snapshot,
+    merge,
+    parse,
+    snapshot,
+)
+from nomadml.core.router_metrics import (
+    ROUTER_METRICS_PATH,
+    counting_since,
+    per_backend,
+    router_names,
+)
 from nomadml.core.routing import backend_name
 
 SCRAPE_TIMEOUT_S = 2.0
@@ -113,3 +126,34 @@ class RouterMetrics:
                 snap = backends.get(backend, Snapshot())
                 readings.append(Reading(f"{reg.get('AllocID', address)}/{backend}", canary, snap))
         return readings
+
+
+@dataclass(frozen=True)
+class RouterCounts:
+    """What the model's routers counted, summed over them: per backend (version)."""
+
+    backends: dict[str, Snapshot]
+    routers: int  # router allocations that answered
+    since: float | None  # the latest (re)load among them: all counted at least since then
+
+
+def router_counts(api: NomadAPI, model: str, path: str) -> RouterCounts:
+    scraper = MetricScraper(router_names(path))
+    found: dict[str, list[Snapshot]] = {}
+    routers, starts = 0, []
+    for reg in api.service(f"{model}-router"):
+        samples = scraper.samples(f"http://{reg['Address']}:{reg['Port']}{ROUTER_METRICS_PATH}")
+        if samples is None:
+            continue  # a router that does not answer now adds nothing
+        try:
+            backends = per_backend(samples, scraper.names)
+        except MetricsFormatError:
+            continue
+        routers += 1
+        start = counting_since(samples)
+        if start is not None:
+            starts.append(start)
+        for backend, snap in backends.items():
+            found.setdefault(backend, []).append(snap)
+    merged = {backend: merge(snaps) for backend, snaps in found.items()}
+    return RouterCounts(merged, routers, max(starts) if starts else None)

@@ -80,6 +80,42 @@ def weights(ctx: click.Context, model: str, line: str, weights: tuple[str, ...])
 
 @router.command()
 @click.argument("model")
+@click.option(
+    "--split",
+    required=True,
+    help="The arms and their shares, adding to 100: e.g. 1.1.0=50,1.2.0=50 (one major).",
+)
+@click.option("--sticky-header", help="Keep a client on one arm by this header's value.")
+@click.option("--sticky-cookie", help="Keep a client on one arm by this cookie's value.")
+@click.pass_context
+def ab(
+    ctx: click.Context,
+    model: str,
+    split: str,
+    sticky_header: str | None,
+    sticky_cookie: str | None,
+) -> None:
+    """An A/B experiment: split MODEL's line between versions for good, each client kept
+    on one arm by a hash of its header or cookie (no key: the plain split). Per-arm
+    numbers in `nomadml status`; start and end in `nomadml model history`. It ends when
+    the line's weights are set again (`nomadml router weights`)."""
+    from nomadml.core.routing import sticky
+    from nomadml.engine import experiment
+    from nomadml.engine import router as engine
+    from nomadml.errors import BadInput
+
+    if (sticky_header is None) == (sticky_cookie is None):
+        raise BadInput("an A/B split needs one of --sticky-header or --sticky-cookie")
+    if sticky_header is not None:
+        key = sticky("header", sticky_header)
+    else:
+        key = sticky("cookie", str(sticky_cookie))
+    table = experiment.start(nomad_client(ctx), model, split, key)
+    _print(engine.RouterState(model, [], table))
+
+
+@router.command()
+@click.argument("model")
 @click.pass_context
 def down(ctx: click.Context, model: str) -> None:
     """Stop MODEL's router and delete its routing table."""
@@ -98,4 +134,5 @@ def _print(state: RouterState) -> None:
         for line in state.table.lines:
             split = " ".join(f"{s.version}={s.weight}%" for s in line.splits)
             default = " (default)" if line.major == state.table.default_major else ""
-            click.echo(f"{line.job}{default}: {split}")
+            ab = f" (A/B, sticky by {line.sticky})" if line.sticky else ""
+            click.echo(f"{line.job}{default}: {split}{ab}")

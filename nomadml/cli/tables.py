@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
@@ -17,7 +18,17 @@ def format_status(rows: list[dict[str, Any]]) -> list[str]:
             f"{r['job']:<24} {r['version'] or '?':<14} {r['job_version']:>5} "
             f"{r['running']:>7}  {deployment}" + (f"  [{where}]" if where else "")
         )
+        if r.get("experiment"):
+            out.extend(_experiment(r["experiment"]))
     return out
+
+
+def _experiment(ab: dict[str, Any]) -> list[str]:
+    """A running A/B split, its arms as the routers counted them."""
+    since = ab.get("counting_since")
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since)) if since else "(no router)"
+    head = f"  A/B sticky by {ab['sticky']}, {ab['path']} counted by {ab['routers']} router(s)"
+    return [f"{head} since {when}:", *(f"    {arm}" for arm in ab["shown"])]
 
 
 def format_history(job_id: str, rows: list[dict[str, Any]]) -> list[str]:

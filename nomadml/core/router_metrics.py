@@ -10,9 +10,12 @@ allocation. Pure: no I/O."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from nomadml.core.metrics import MetricNames, Sample, Snapshot, snapshot
+from nomadml.core.metrics import MetricNames, Sample, Snapshot, quantile, snapshot
+from nomadml.core.routing import Line, backend_name
 
 ROUTER_METRICS_PATH = "/nomadml-router/metrics"
 BACKEND_LABEL = "backend"
@@ -37,3 +40,63 @@ def per_backend(samples: Iterable[Sample], names: MetricNames) -> dict[str, Snap
         if backend is not None:
             grouped[backend].append(sample)
     return {backend: snapshot(group, names) for backend, group in grouped.items()}
+
+
+COUNTING_SINCE = "nomadml_router_counting_since_seconds"
+LATENCY_PERCENTILE = 0.95  # what an A/B arm's latency is shown at
+
+
+def counting_since(samples: Iterable[Sample]) -> float | None:
+    """When this router process started counting (a reload starts it anew)."""
+    return next((s.value for s in samples if s.name == COUNTING_SINCE), None)
+
+
+@dataclass(frozen=True)
+class ArmNumbers:
+    """One arm of an A/B split as the routers counted it."""
+
+    version: str
+    weight: int
+    requests: int
+    errors: int
+    error_rate: float | None
+    latency_ms: float | None  # at LATENCY_PERCENTILE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "weight": self.weight,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            f"latency_p{LATENCY_PERCENTILE * 100:g}_ms": self.latency_ms,
+        }
+
+    def __str__(self) -> str:
+        rate = "n/a" if self.error_rate is None else f"{100 * self.error_rate:.2f}%"
+        latency = "n/a" if self.latency_ms is None else f"{self.latency_ms:.1f} ms"
+        return (
+            f"{self.version} {self.weight}%: {self.requests} req, {self.errors} errors ({rate}), "
+            f"p{LATENCY_PERCENTILE * 100:g} {latency}"
+        )
+
+
+def arm_numbers(line: Line, counts: Mapping[str, Snapshot]) -> list[ArmNumbers]:
+    """Each arm (a version with a share) of `line` from the routers' merged counts."""
+    arms = []
+    for split in line.splits:
+        if not split.weight:
+            continue
+        snap = counts.get(backend_name(line.job, split.version), Snapshot())
+        latency = quantile(snap.buckets, LATENCY_PERCENTILE)
+        arms.append(
+            ArmNumbers(
+                split.version,
+                split.weight,
+                int(snap.requests),
+                int(snap.errors),
+                snap.errors / snap.requests if snap.requests else None,
+                None if latency is None else latency * 1000.0,
+            )
+        )
+    return arms

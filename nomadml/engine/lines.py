@@ -65,6 +65,9 @@ def status(api: NomadAPI, line: str | None = None) -> list[dict[str, Any]]:
         rows.append(
             status_row(job, api.latest_deployment(stub["ID"]), api.job_allocations(stub["ID"]))
         )
+    from nomadml.engine.experiment import annotate  # it reads the router, which reads lines
+
+    annotate(api, rows)
     return rows
 
 

@@ -84,8 +84,16 @@ def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
             f"(running: {', '.join(sorted(running)) or 'none'})"
         )
     lines = tuple(line if existing.job == line.job else existing for existing in current.lines)
-    table = RoutingTable(model, lines, current.default_major)
+    table = check(RoutingTable(model, lines, current.default_major))
+    ended = known[line.job] if known[line.job].sticky and known[line.job] != line else None
+    if ended is not None:
+        from nomadml.engine import experiment
+
+        # Read before the write: the router's reload starts its counters anew.
+        figures = experiment.arm_figures(api, model, ended)
     write_table(api, table)
+    if ended is not None:
+        experiment.record_end(api, model, ended, figures)
     return table
 
 

@@ -9,6 +9,7 @@ local bounds = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
 local max_paths = 32 -- beyond this many distinct paths, requests count as path "other"
 local series = {}
 local paths, npaths = {}, 0
+local counting_since = os.time() -- this process's counters start here (a reload: anew)
 
 local function path_label(path)
   if paths[path] then return path end
@@ -58,7 +59,11 @@ local function labels(s)
 end
 
 core.register_service("nomadml_metrics", "http", function(applet)
-  local out = { "# TYPE nomadml_router_requests_total counter" }
+  local out = {
+    "# TYPE nomadml_router_counting_since_seconds gauge",
+    string.format("nomadml_router_counting_since_seconds %d", counting_since),
+    "# TYPE nomadml_router_requests_total counter",
+  }
   for _, s in pairs(series) do
     for code, n in pairs(s.codes) do
       table.insert(out, string.format("nomadml_router_requests_total{%s,code=\"%s\"} %d", labels(s), code, n))

@@ -17,25 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
+from support.router import ROWS, cli, router_image
 
-from nomadml import __version__
-from nomadml.adapters.image_registry import resolve_digest
-from nomadml.adapters.images import build_router_image
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.cli.main import main
 from nomadml.core.decide import Action
 from nomadml.engine.result import RolloutResult
-from nomadml.errors import ExitCode, NomadMLError
+from nomadml.errors import ExitCode
 from nomadml.events import Event
-
-ROWS = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
-ROUTER_ROOT = Path.home() / ".cache" / "nomadml" / "router-root"
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def ask(router: str, header: str | None = None, path: str = "/predict") -> tuple[int, str]:
@@ -57,13 +45,6 @@ def ask(router: str, header: str | None = None, path: str = "/predict") -> tuple
         return 0, f"{type(err).__name__}: {err}"
 
 
-def _router_image() -> str:
-    try:
-        return resolve_digest(f"127.0.0.1:5000/nomadml/router:{__version__}")
-    except NomadMLError:
-        return build_router_image(ROUTER_ROOT).pinned
-
-
 def test_the_router_splits_routes_and_refuses(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
@@ -77,7 +58,7 @@ def test_the_router_splits_routes_and_refuses(
     canary = roll(spec, "1.1.0", ship("1.1.0", c=0.5), no_promote=True)
     assert canary.action is Action.AWAIT_PROMOTION, canary.reason  # 1.0.0 x2, 1.1.0 canary
 
-    code, out, err = cli("router", "up", str(spec), "--image", _router_image(), "--count", "1")
+    code, out, err = cli("router", "up", str(spec), "--image", router_image(), "--count", "1")
     assert code == 0, err
     router = out.split()[1]
     assert f"{line} (default): 1.0.0=100% 1.1.0=0%" in out  # the canary: none yet
@@ -170,7 +151,7 @@ def test_canary_steps_go_through_the_router_and_a_bad_canary_loses_its_traffic_a
     spec = make_spec(steps, gates="fast")
     line = f"{model_name}-v1"
     assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
-    code, out, err = cli("router", "up", str(spec), "--image", _router_image(), "--count", "1")
+    code, out, err = cli("router", "up", str(spec), "--image", router_image(), "--count", "1")
     assert code == 0, err
     router = out.split()[1]
 

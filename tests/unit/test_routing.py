@@ -8,7 +8,16 @@ import json
 
 import pytest
 
-from nomadml.core.routing import Line, RoutingTable, Split, check, from_variable, parse_weights
+from nomadml.core.routing import (
+    Line,
+    RoutingTable,
+    Split,
+    Sticky,
+    check,
+    from_variable,
+    parse_weights,
+    sticky,
+)
 from nomadml.errors import BadInput
 
 
@@ -52,6 +61,43 @@ def test_the_variable_lays_the_table_out_for_the_template() -> None:
 def test_a_table_the_router_could_not_serve_is_refused(table: RoutingTable, problem: str) -> None:
     with pytest.raises(BadInput, match=problem):
         check(table)
+
+
+AB = Line("iris-v1", 1, (Split("1.1.0", 50), Split("1.2.0", 50), Split("1.0.0", 0)),
+          Sticky("header", "X-User"))  # fmt: skip
+
+
+def test_a_sticky_split_hashes_the_key_and_falls_back_to_the_counter() -> None:
+    items = check(_table(AB)).as_variable()
+    rules = items["routes"].splitlines()
+    seed = AB.seed
+    assert rules[:2] == [
+        f"  http-request set-var(txn.ab1) req.hdr(X-User),xxh32({seed}),mod(100) "
+        "if { req.hdr(X-User) -m len gt 0 }",
+        "  http-request set-var(txn.ab1) var(txn.roll) unless { var(txn.ab1) -m found }",
+    ]
+    assert "  use_backend iris_v1_1_1_0 if !versioned { var(txn.ab1) -m int lt 50 }" in rules
+    assert "  use_backend iris_v1_1_2_0 if !versioned { var(txn.ab1) -m int lt 100 }" in rules
+    assert not any("txn.roll) -m int" in rule for rule in rules)  # the split follows the key
+    assert from_variable("iris", items) == _table(AB)
+
+
+def test_the_seed_belongs_to_the_experiment_not_to_the_model() -> None:
+    assert AB.seed == Line("other-v1", 1, AB.splits, Sticky("cookie", "uid")).seed
+    moved = Line("iris-v1", 1, (Split("1.1.0", 60), Split("1.2.0", 40)), AB.sticky)
+    assert moved.seed != AB.seed
+    assert 0 <= AB.seed < 2**31
+
+
+def test_a_cookie_key_and_bad_keys() -> None:
+    cookie = Line("iris-v1", 1, AB.splits, sticky("cookie", "uid"))
+    assert "req.cook(uid),xxh32(" in check(_table(cookie)).as_variable()["routes"]
+    with pytest.raises(BadInput, match="the sticky header name is empty"):
+        sticky("header", " ")
+    with pytest.raises(BadInput, match="sticky header 'X User'"):
+        sticky("header", "X User")
+    with pytest.raises(BadInput, match="sticky cookie 'a}b'"):
+        sticky("cookie", "a}b")
 
 
 def test_weights_as_typed() -> None:
