@@ -106,8 +106,13 @@ def arm(
     api: NomadAPI, spec: ModelSpec, result: RolloutResult, emit: Emit = discard
 ) -> dict[str, Any] | None:
     """After a successful rollout of a spec with `[guard] bake`: the guard's record
-    (configuration, baseline, promotion time); None when there is nothing to guard."""
-    if not spec.guard.bake or result.action is not Action.SUCCEEDED or result.job_version is None:
+    (configuration, baseline, promotion time); None when there is nothing to guard.
+    Canaries left for a manual promotion get the record too, "awaiting-promotion":
+    `nomadml promote` starts the bake (`started_by_promotion`)."""
+    waiting = result.action is Action.AWAIT_PROMOTION
+    if not spec.guard.bake or result.job_version is None:
+        return None
+    if result.action is not Action.SUCCEEDED and not waiting:
         return None
     cfg = config_of(spec)
     traffic = baseline_from_gates(result.gates)
@@ -121,10 +126,10 @@ def arm(
             )
         )
     data = {
-        "status": "baking",
+        "status": "awaiting-promotion" if waiting else "baking",
         "model": spec.name,
         "version": result.model_version,
-        "promoted_at": time.time(),
+        "promoted_at": None if waiting else time.time(),
         "config": cfg.as_dict(),
         "baseline": Baseline(traffic or Snapshot()).as_dict(),
         "metrics": {
@@ -140,6 +145,7 @@ def arm(
             "note",
             result.job_id,
             f"guard: {result.model_version} bakes for {spec.guard.bake} "
+            f"{'once promoted ' if waiting else ''}"
             f"(compare = {cfg.compare}, on_regression = {cfg.on_regression})",
         )
     )
@@ -219,6 +225,10 @@ def bake(api: NomadAPI, line: str, emit: Emit = discard) -> GuardResult:
         # The guard that claimed it stopped before finishing: this one finishes it.
         cfg = GuardConfig.from_dict(data.get("config") or {})
         return _act(api, line, job_version, data, cfg, emit)
+    if data.get("status") == "awaiting-promotion":
+        raise BadInput(
+            f"{line}: {version} awaits its promotion (nomadml promote {line}); its bake starts then"
+        )
     if data.get("status") != "baking":  # decided before (by this or another guard)
         return _settled(line, version, data)
     if current != job_version:
@@ -277,15 +287,36 @@ def _save_state(
     history.replace_field(api, line, job_version, FIELD, data, index)
 
 
+def started_by_promotion(api: NomadAPI, line: str, job_version: int, emit: Emit) -> bool:
+    """A manual promotion of canaries whose deploy armed a guard starts their bake."""
+    fields = {"promoted_at": time.time()}
+    started = _claim(api, line, job_version, "baking", fields, expect="awaiting-promotion")
+    if started is not None:
+        emit(
+            Event(
+                "note",
+                line,
+                f"guard: {started.get('version')} bakes from now: "
+                f"nomadml guard {line} (or the always-on guard) watches it",
+            )
+        )
+    return started is not None
+
+
 def _claim(
-    api: NomadAPI, line: str, job_version: int, status: str, fields: dict[str, Any]
+    api: NomadAPI,
+    line: str,
+    job_version: int,
+    status: str,
+    fields: dict[str, Any],
+    expect: str = "baking",
 ) -> dict[str, Any] | None:
-    """Move the guard record from "baking" to `status` with check-and-set; None when
+    """Move the guard record from `expect` to `status` with check-and-set; None when
     another guard moved it first (then that guard acts, not this one)."""
     for _ in range(5):
         record, index = history.read(api, line, job_version)
         data = record.get(FIELD)
-        if not isinstance(data, dict) or data.get("status") != "baking":
+        if not isinstance(data, dict) or data.get("status") != expect:
             return None
         new = {**data, **fields, "status": status}
         if history.replace_field(api, line, job_version, FIELD, new, index):

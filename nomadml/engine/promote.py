@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.decide import Action
 from nomadml.engine.result import RolloutResult
 from nomadml.engine.revert import promote_deployment
 from nomadml.engine.watch import WatchOptions, watch
@@ -25,6 +26,11 @@ def promote(
     promote_deployment(api, line, dep["ID"], emit)
     model_version = str((job.get("Meta") or {}).get("nomadml.version"))
     options = WatchOptions(timeout_s=timeout_s, operation="promote")
-    return watch(
+    result = watch(
         api, line, int(dep["JobVersion"]), model_version, options, None, emit, started=started
     )
+    if result.action is Action.SUCCEEDED:
+        from nomadml.engine.guard import started_by_promotion
+
+        started_by_promotion(api, line, int(dep["JobVersion"]), emit)
+    return result

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from nomadml.adapters import rollout_records as history
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
@@ -145,3 +147,31 @@ def test_deploy_goes_on_into_the_bake_and_a_good_version_clears_it(
     assert record["evidence"]["compare"] == "thresholds"
     assert record["baseline"]["requests"] > 0  # stable's last gate window
     assert record["state"]["looks"] >= 5
+
+
+def test_a_manual_promotion_starts_the_bake(
+    roll: Callable[..., RolloutResult],
+    nomad: NomadAPI,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    model_name: str,
+) -> None:
+    """deploy --no-promote leaves the canaries waiting; the bake starts with
+    `nomadml promote`, not before (guard says so), and then runs to its end."""
+    from nomadml.engine.guard import bake
+    from nomadml.engine.promote import promote
+    from nomadml.errors import BadInput
+
+    guard = '[guard]\nbake = "6s"\ncompare = "thresholds"\n\n[validation]'
+    spec, line = make_spec({"[validation]": guard}, gates="health"), f"{model_name}-v1"
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    waiting = roll(spec, "1.1.0", ship("1.1.0", c=0.5), no_promote=True)
+    assert waiting.action is Action.AWAIT_PROMOTION, waiting.reason
+    record = history.records(nomad, line)[int(waiting.job_version or 0)]["guard"]
+    assert record["status"] == "awaiting-promotion"
+    with pytest.raises(BadInput, match="awaits its promotion"):
+        bake(nomad, line)
+    assert promote(nomad, line, timeout_s=240).action is Action.SUCCEEDED
+    record = history.records(nomad, line)[int(waiting.job_version or 0)]["guard"]
+    assert record["status"] == "baking" and record["promoted_at"] > 0
+    assert bake(nomad, line).outcome == "cleared"

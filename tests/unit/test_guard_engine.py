@@ -19,6 +19,7 @@ from nomadml.cli.main import main
 from nomadml.core.guard import GuardConfig
 from nomadml.engine import guard
 from nomadml.errors import BadInput
+from nomadml.events import discard
 from nomadml.settings import NomadSettings
 
 LINE = "churn-v1"
@@ -96,3 +97,14 @@ def test_guard_state_is_json_in_the_record(api: NomadAPI) -> None:
     _guard_record(api)
     raw = api.get_variable(f"{history.PREFIX}/{LINE}/{_version(api)}") or {}
     assert json.loads(raw["Items"]["guard"])["status"] == "baking"
+
+
+def test_a_manual_promotion_starts_the_bake(api: NomadAPI) -> None:
+    _guard_record(api, status="awaiting-promotion", promoted_at=None)
+    with pytest.raises(BadInput, match=rf"^{LINE}: 1.1.0 awaits its promotion \(nomadml promote"):
+        guard.bake(api, LINE)
+    assert guard.started_by_promotion(api, LINE, _version(api), discard)
+    assert not guard.started_by_promotion(api, LINE, _version(api), discard)  # once
+    record, _ = history.read(api, LINE, _version(api))
+    assert record["guard"]["status"] == "baking"
+    assert time.time() - record["guard"]["promoted_at"] < 60
