@@ -6,18 +6,12 @@ nomadml did not run, a model instead of a line, a line Nomad does not have."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-import urllib.error
-import urllib.request
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
 from support.browser import distinct_colours, visit
-from support.router import ROWS, router_image
+from support.router import RouterLoad, router_image
 from support.router import cli as router_cli
 
 from examples.iris.train import train_iris
@@ -172,39 +166,6 @@ def test_a_threshold_gated_rollout_reads_with_its_windows_and_limits(
     assert distinct_colours(seen.screenshot) > 50
 
 
-class _ThroughTheRouter:
-    """Predictions sent to the router from a thread while a rollout runs (bounded: 240 s)."""
-
-    def __init__(self, router: str) -> None:
-        self.router, self.answers = router, Counter[int]()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> _ThroughTheRouter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 240
-        body = json.dumps(ROWS).encode()
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            ask = urllib.request.Request(
-                f"{self.router}/predict", data=body, headers={"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(ask, timeout=5) as answer:
-                    self.answers[answer.status] += 1
-            except urllib.error.HTTPError as err:
-                self.answers[err.code] += 1
-            except OSError:
-                self.answers[0] += 1
-            self._stop.wait(0.03)
-
-
 def test_canary_steps_through_the_router_are_marked_on_the_page(
     roll: Callable[..., RolloutResult],
     make_spec: Callable[..., Path],
@@ -219,10 +180,10 @@ def test_canary_steps_through_the_router_are_marked_on_the_page(
         "router", "up", str(spec), "--image", router_image(), "--count", "1"
     )
     assert code == 0, err
-    with _ThroughTheRouter(out.split()[1]) as load:
+    with RouterLoad(out.split()[1]) as load:
         result = roll(spec, "1.1.0", ship("1.1.0", c=0.5))
     assert result.action is Action.SUCCEEDED, result.reason
-    assert set(load.answers) == {200}, load.answers
+    assert {status for status, _ in load.answers} == {200}, load.answers
     page = tmp_path / "steps.html"
     code, out, err = cli("report", line, "--output", str(page))
     assert code == 0, out + err

@@ -10,39 +10,18 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support.router import ROWS, cli, router_image
+from support.router import RouterLoad, ask, cli, router_image
 
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
 from nomadml.engine.result import RolloutResult
 from nomadml.errors import ExitCode
 from nomadml.events import Event
-
-
-def ask(router: str, header: str | None = None, path: str = "/predict") -> tuple[int, str]:
-    """One prediction through the router: (status, the answering version or the error)."""
-    request = urllib.request.Request(
-        router + path,
-        data=json.dumps(ROWS).encode(),
-        headers={
-            "Content-Type": "application/json",
-            **({"X-Model-Version": header} if header else {}),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, str(json.load(response).get("version"))
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-    except OSError as err:  # a connection the router closed: never expected
-        return 0, f"{type(err).__name__}: {err}"
 
 
 def test_the_router_splits_routes_and_refuses(
@@ -105,32 +84,6 @@ def test_the_router_splits_routes_and_refuses(
     code, out, err = cli("router", "down", model_name)
     assert code == 0, err
     assert nomad.get_variable(f"nomadml/routes/{model_name}") is None
-
-
-class RouterLoad:
-    """Predictions sent through the router from a thread while a rollout runs:
-    answers counted per version, failures kept."""
-
-    def __init__(self, router: str) -> None:
-        import threading
-
-        self.router, self.answers = router, Counter[tuple[int, str]]()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> RouterLoad:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 240
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            self.answers[ask(self.router)] += 1
-            time.sleep(0.03)
 
 
 def _gates_from_the_router(events: list[Event]) -> list[dict[str, Any]]:

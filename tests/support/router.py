@@ -1,8 +1,15 @@
 """What the router's stack tests share: the CLI runner, the router image (the local
-stack's, or built from the unpacked HAProxy), and one prediction's rows."""
+stack's, or built from the unpacked HAProxy), one prediction's rows, one prediction
+through the router, and predictions sent through it while a rollout runs."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -27,3 +34,46 @@ def router_image() -> str:
         return resolve_digest(f"127.0.0.1:5000/nomadml/router:{__version__}")
     except NomadMLError:
         return build_router_image(ROUTER_ROOT).pinned
+
+
+def ask(router: str, header: str | None = None, path: str = "/predict") -> tuple[int, str]:
+    """One prediction through the router: (status, the answering version or the error)."""
+    request = urllib.request.Request(
+        router + path,
+        data=json.dumps(ROWS).encode(),
+        headers={
+            "Content-Type": "application/json",
+            **({"X-Model-Version": header} if header else {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, str(json.load(response).get("version"))
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError as err:  # a connection the router closed: never expected
+        return 0, f"{type(err).__name__}: {err}"
+
+
+class RouterLoad:
+    """Predictions sent through the router from a thread while a rollout runs:
+    answers counted per version, failures kept."""
+
+    def __init__(self, router: str) -> None:
+        self.router, self.answers = router, Counter[tuple[int, str]]()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RouterLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 240
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            self.answers[ask(self.router)] += 1
+            self._stop.wait(0.03)
