@@ -165,6 +165,18 @@ def test_a_threshold_gated_rollout_reads_with_its_windows_and_limits(
     assert "verdict: pass" in seen.texts
     assert distinct_colours(seen.screenshot) > 50
 
+    # Without nomadml's rollout records (deleted by hand) the line has no rollout to report.
+    for var in nomad.list_variables(f"nomadml/rollouts/{line}/"):
+        nomad.request("DELETE", f"var/{var['Path']}")
+    gone = tmp_path / "gone.html"
+    code, out, err = cli("report", line, "--output", str(gone))
+    assert code == int(ExitCode.BAD_INPUT) and out == "", out + err
+    assert (
+        err
+        == f"nomadml: error: {line}: nomadml has run no rollout on this line (no rollout record)\n"
+    )
+    assert not gone.exists()
+
 
 def test_canary_steps_through_the_router_are_marked_on_the_page(
     roll: Callable[..., RolloutResult],
