@@ -32,6 +32,7 @@ __all__ = [
     "VersionStory",
     "assemble",
     "choose_rollout",
+    "versions_involved",
 ]
 
 # The threshold gates' limits, as recorded with every window, in the order shown.
@@ -43,6 +44,14 @@ LIMITS = (
     "max_latency_ms",
     "max_latency_ratio",
 )
+
+
+# What the two versions were to the rollout: (the one it brought, the one that ran before).
+ROLES = {
+    "deploy": ("canary", "stable"),
+    "promote": ("canary", "stable"),
+    "rollback": ("rolled back to", "rolled back from"),
+}
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,7 @@ class VersionStory:
     """A model version in the rollout: its role, its registry stage now, its audit entries."""
 
     version: str
-    role: str  # "canary" (what the rollout brought) or "stable" (what ran before)
+    role: str  # what the version was to the rollout (ROLES)
     stage: str | None  # None: not in the registry (deployed with --unregistered)
     stage_changed_at: str
     audit: tuple[AuditEntry, ...]
@@ -195,6 +204,18 @@ def previous_version(job_versions: Sequence[Mapping[str, Any]], job_version: int
     return None if found is None else str(found)
 
 
+def versions_involved(
+    job_version: int, record: Mapping[str, Any], job_versions: Sequence[Mapping[str, Any]]
+) -> tuple[str, str | None]:
+    """(the version the rollout brought, the one that ran before it or None): the versions
+    whose registry records and audit entries the report shows."""
+    version = str(record.get("model_version") or "")
+    before = previous_version(job_versions, job_version)
+    if before is None and record.get("from"):
+        before = str(record["from"])  # a rollback's record names where it came from
+    return version, before if before != version else None
+
+
 def _story(
     version: str,
     role: str,
@@ -246,22 +267,21 @@ def assemble(
             (p for g in gates if (p := _number((g.get("values") or {}).get("latency_percentile")))),
             None,
         )
-    version = str(record.get("model_version") or "")
-    before = previous_version(job_versions, job_version)
-    if before is None and record.get("from"):
-        before = str(record["from"])
-    stories = [_story(version, "canary", registered.get(version), audit)]
-    if before and before != version:
-        stories.append(_story(before, "stable", registered.get(before), audit))
+    version, before = versions_involved(job_version, record, job_versions)
+    operation = str(record.get("operation") or record.get("kind") or "deploy")
+    new, old = ROLES.get(operation, ROLES["deploy"])
+    stories = [_story(version, new, registered.get(version), audit)]
+    if before is not None:
+        stories.append(_story(before, old, registered.get(before), audit))
     seconds = _number(record.get("seconds"))
     return RolloutReport(
         line=line,
         model=model,
         job_version=job_version,
         deployment=str(record.get("deployment") or ""),
-        operation=str(record.get("operation") or record.get("kind") or "deploy"),
+        operation=operation,
         model_version=version,
-        previous_version=before if before != version else None,
+        previous_version=before,
         outcome=str(record.get("outcome") or "unknown"),
         reason=str(record.get("reason") or ""),
         seconds=seconds,

@@ -15,7 +15,7 @@ from nomadml.adapters import rollout_records as history
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.model_version import ModelVersion
-from nomadml.core.report import RolloutReport, assemble, choose_rollout
+from nomadml.core.report import RolloutReport, assemble, choose_rollout, versions_involved
 from nomadml.engine.lines import managed_jobs
 from nomadml.errors import BadInput
 
@@ -31,12 +31,12 @@ def gather(api: NomadAPI, line: str, deployment: str | None = None) -> RolloutRe
         raise BadInput(f"{line}: no model line nomadml manages in Nomad")
     job_version, record = choose_rollout(line, history.records(api, line), deployment)
     model = str(meta.get("nomadml.model") or line.rpartition("-v")[0])
+    job_versions = api.job_versions(line)
     registry = ModelRegistry(api)
-    report = assemble(line, model, job_version, record, api.job_versions(line), {}, [])
-    wanted = [v.version for v in report.versions]
+    wanted = [v for v in versions_involved(job_version, record, job_versions) if v]
     registered: dict[str, ModelVersion | None] = {v: registry.get(model, v) for v in wanted}
     audit = registry.audit_log(model) if any(registered.values()) else []
-    return assemble(line, model, job_version, record, api.job_versions(line), registered, audit)
+    return assemble(line, model, job_version, record, job_versions, registered, audit)
 
 
 def write_atomically(path: Path, text: str) -> None:

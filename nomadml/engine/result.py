@@ -57,7 +57,11 @@ class RolloutResult:
     def as_record(self) -> dict[str, Any]:
         """What the rollout record keeps: the same, with every look of the gates as a
         compact series (what `nomadml report` draws) and only the newest gate entries,
-        so that one record stays well under Nomad's 64 KiB per variable."""
+        so that one record stays well under Nomad's 64 KiB per variable. A watch without
+        gate looks (a manual promotion of waiting canaries) leaves the looks recorded by
+        the deploy before it as they are."""
+        if not self.gates:
+            return {k: v for k, v in self.as_dict().items() if k != "gates"}
         kept = fit_gates(self.gates)
         return {
             **self.as_dict(),

@@ -177,3 +177,16 @@ def test_a_health_only_rollout_has_no_looks() -> None:
     record = {"deployment": DEP_A, "model_version": "1.0.0", "outcome": "succeeded", "gates": []}
     report = assemble("iris-v1", "iris", 0, record, [], {}, [])
     assert report.looks == () and report.judge is None and report.limits == ()
+
+
+def test_a_rollback_names_the_versions_by_what_they_were_to_it() -> None:
+    """`nomadml rollback` records where it came from; with Nomad's job versions gone
+    (Nomad keeps only the newest), that record still names the version before."""
+    record = {"kind": "rollback", "operation": "rollback", "from": "1.2.0",
+              "deployment": DEP_C, "model_version": "1.0.0", "outcome": "succeeded"}  # fmt: skip
+    report = assemble("iris-v1", "iris", 4, record, [], {}, [])
+    assert report.operation == "rollback" and report.previous_version == "1.2.0"
+    assert [(v.version, v.role) for v in report.versions] == [
+        ("1.0.0", "rolled back to"),
+        ("1.2.0", "rolled back from"),
+    ]

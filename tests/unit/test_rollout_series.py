@@ -202,3 +202,13 @@ def test_canary_steps_are_kept_where_each_began() -> None:
     assert steps_from_record(record) == ((0, 10), (4, 50), (6, 100))
     assert steps_from_gates([gate(0, "pass", (20, 0), (20, 0))]) == ()  # no router steps
     assert steps_from_record({"looks": []}) == ()
+
+
+def test_a_watch_without_looks_keeps_the_deploys_looks_in_the_record() -> None:
+    """`nomadml promote` follows the same job version's deployment with no gates: its
+    record update must not erase the looks the deploy recorded."""
+    promoted = RolloutResult(Action.SUCCEEDED, "iris-v1", "1.1.0", "promoted", 4, "d" * 36)
+    promoted.operation = "promote"
+    record = promoted.as_record()
+    assert "gates" not in record and "series" not in record and "gates_kept" not in record
+    assert record["outcome"] == "succeeded" and record["operation"] == "promote"
