@@ -65,7 +65,10 @@ def next_try(
         return Retry((server + 1) % servers, _backoff(attempt, backoff_s))
     if not read and outcome is not Outcome.NOT_SENT:
         return None  # a write that may have been applied is never repeated blindly
-    if attempt >= attempts_per_server * servers:
+    # A refused connection costs nothing: every server gets its tries. An answer that
+    # was lost may have cost a whole timeout: the tries are shared, as with one server.
+    budget = attempts_per_server * (servers if outcome is Outcome.NOT_SENT else 1)
+    if attempt >= budget:
         return None
     nxt = (server + 1) % servers
     # Straight on to the next server; wait only once every server has been tried.

@@ -7,6 +7,7 @@ missing cluster into a failure instead of a skip."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 from support.cluster import CLUSTER_DIR, ROOT, Cli, Node, Servers
 
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.errors import NomadMLError
+from nomadml.errors import NomadMLError, NomadUnreachable
 from nomadml.settings import NomadSettings
 
 
@@ -95,7 +96,23 @@ def policy_token(nomad: NomadAPI) -> Iterator[Callable[[str], str]]:
         }
         answer = nomad.request("PUT", "acl/token", body=body).body
         made.append(answer["AccessorID"])
-        return str(answer["SecretID"])
+        secret = str(answer["SecretID"])
+        # Each server resolves tokens from its own copy of the state: a server that
+        # restarted moments ago may not have applied this one yet. Use it once all have.
+        for address in nomad.settings.addresses:
+            one = dataclasses.replace(nomad.settings, address=address, fallbacks=(), token=secret)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    # stale: answered from that server's own state, not the leader's
+                    NomadAPI(one).request("GET", "acl/token/self", params={"stale": "true"})
+                    break
+                except NomadUnreachable:
+                    break  # a server that is down serves nothing, this token included
+                except NomadMLError:
+                    assert time.monotonic() < deadline, f"{address} never knew the new token"
+                    time.sleep(0.1)
+        return secret
 
     yield token
     for accessor in made:

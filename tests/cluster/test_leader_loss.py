@@ -29,6 +29,7 @@ def test_the_leader_killed_mid_watch_and_the_rollout_ends_right(
     cli: Cli,
 ) -> None:
     spec, job_id = stable_line(gates="fast")
+    viewer = policy_token("viewer")
     victim = servers.leader()
     # The leader is the server the CLI asks first: its loss is a dead connection (the
     # event stream and every call after it), not only a forwarded request that fails.
@@ -83,7 +84,7 @@ def test_the_leader_killed_mid_watch_and_the_rollout_ends_right(
     assert (dep.get("JobVersion"), dep.get("Status")) == (1, "successful"), dep
     running = allocations(nomad, job_id)
     assert {a["JobVersion"] for a in running} == {1} and len(running) == 2, running
-    status = cli("status", token=policy_token("viewer"))
+    status = cli("status", token=viewer)
     row = next(r for r in status.stdout.splitlines() if r.startswith(job_id))
     assert "1.1.0" in row and "successful" in row, row
     assert traffic.report.by_version["1.1.0"] > 0  # the gates judged real traffic

@@ -55,6 +55,20 @@ class Servers:
         )
 
 
+def kill_client(node: Node) -> None:
+    """A client host crashing: its Nomad client SIGKILLed and its task containers with
+    it (they would die with the host). Only what the cluster profile started."""
+    import docker
+
+    pid = int((RUN_DIR / f"cluster-{node.name.removeprefix('nomadml-')}.pid").read_text())
+    os.kill(pid, 9)
+    client = docker.from_env()
+    for container in client.containers.list(
+        filters={"label": f"com.hashicorp.nomad.node_id={node.id}"}
+    ):
+        container.kill()
+
+
 def allocations(api: NomadAPI, job_id: str) -> list[dict[str, Any]]:
     """The job's allocations that are running, with their node and version."""
     return [a for a in api.job_allocations(job_id) if a["ClientStatus"] == "running"]

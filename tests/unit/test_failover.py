@@ -80,6 +80,9 @@ def test_the_flag_is_named_when_it_is_the_flag_that_is_wrong() -> None:
         (Outcome.LOST, True, 1, 0, Retry(1, 0.0)),
         (Outcome.LOST, False, 1, 0, None),
         (Outcome.TRANSIENT, True, 1, 2, Retry(0, 0.0)),
+        # A lost answer may have cost a timeout: three tries in all, not three per server.
+        (Outcome.LOST, True, 3, 2, None),
+        (Outcome.TRANSIENT, True, 3, 2, None),
         (Outcome.TRANSIENT, False, 1, 0, None),
         # No leader: Nomad refused before applying; anything waits for the election.
         (Outcome.LEADERLESS, False, 1, 0, Retry(1, 0.25)),
