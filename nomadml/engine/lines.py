@@ -17,7 +17,7 @@ def managed_jobs(api: NomadAPI, model: str | None = None) -> list[dict[str, Any]
         j
         for j in jobs
         if (j.get("Meta") or {}).get("nomadml.managed") == "true"
-        and (j.get("Meta") or {}).get("nomadml.role") != "retraining"
+        and (j.get("Meta") or {}).get("nomadml.role") not in ("retraining", "guard")
         and (model is None or j["Meta"].get("nomadml.model") == model or j["ID"] == model)
     ]
     return sorted(out, key=lambda j: j["ID"])

@@ -21,7 +21,10 @@ def retire_old_majors(
     lines = {
         j["ID"]: int(j["Meta"].get("nomadml.major", 0))
         for j in managed_jobs(api, model)
-        if j["Meta"].get("nomadml.model") == model and j.get("Status") != "dead"
+        if j["Meta"].get("nomadml.model") == model
+        and j.get("Status") != "dead"
+        # A model's router and guard carry its name but are no line: never retired.
+        and j["Meta"].get("nomadml.role", "model") == "model"
     }
     retired = to_retire(lines, deployed, policy.keep_majors)
     for job_id in retired:

@@ -17,7 +17,9 @@ from nomadml.adapters import rollout_records as history
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.cli.main import main
 from nomadml.core.guard import GuardConfig
+from nomadml.core.spec import Lifecycle
 from nomadml.engine import guard
+from nomadml.engine.majors import retire_old_majors
 from nomadml.errors import BadInput
 from nomadml.events import discard
 from nomadml.settings import NomadSettings
@@ -108,3 +110,26 @@ def test_a_manual_promotion_starts_the_bake(api: NomadAPI) -> None:
     record, _ = history.read(api, LINE, _version(api))
     assert record["guard"]["status"] == "baking"
     assert time.time() - record["guard"]["promoted_at"] < 60
+
+
+def test_a_models_guard_and_router_are_never_retired_as_lines(
+    api: NomadAPI, fake_nomad: FakeNomad
+) -> None:
+    """Keeping two majors, a model with lines v1 and v2 keeps both, and its guard and
+    router jobs (same model, no major) are no lines to retire."""
+    jobs = [
+        {
+            "ID": job_id,
+            "Status": "running",
+            "Meta": {"nomadml.managed": "true", "nomadml.model": "churn", **meta},
+        }
+        for job_id, meta in [
+            ("churn-v1", {"nomadml.major": "1"}),
+            ("churn-v2", {"nomadml.major": "2"}),
+            ("churn-guard", {"nomadml.role": "guard"}),
+            ("churn-router", {"nomadml.role": "router"}),
+        ]
+    ]
+    fake_nomad.script("GET", "/v1/jobs", 200, jobs)  # the fake does not model the list
+    retired = retire_old_majors(api, "churn", "churn-v2", Lifecycle(2, False, ""), discard)
+    assert retired == []
