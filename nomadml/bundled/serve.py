@@ -488,6 +488,7 @@ class Metrics:
         self._sum = 0.0
         self._count = 0
         self._in_flight = 0
+        self._predicted: dict[str, int] = {}
 
     def predict_started(self) -> None:
         with self._lock:
@@ -496,6 +497,12 @@ class Metrics:
     def predict_finished(self) -> None:
         with self._lock:
             self._in_flight -= 1
+
+    def predicted(self, labels: list[str]) -> None:
+        """Count answered predictions by predicted label (the prediction gate's input)."""
+        with self._lock:
+            for label in labels:
+                self._predicted[label] = self._predicted.get(label, 0) + 1
 
     def record(self, path: str, code: int, duration: float | None) -> None:
         """Count one answered request; ``duration`` only for /predict calls."""
@@ -515,6 +522,7 @@ class Metrics:
             requests = sorted(self._requests.items())
             buckets, total, count = list(self._buckets), self._sum, self._count
             in_flight = self._in_flight
+            predicted = sorted(self._predicted.items())
         lines = [
             "# HELP nomadml_requests_total HTTP requests answered, by path and status code.",
             "# TYPE nomadml_requests_total counter",
@@ -535,6 +543,9 @@ class Metrics:
             f'nomadml_request_duration_seconds_bucket{{le="+Inf"}} {count}',
             f"nomadml_request_duration_seconds_sum {total!r}",
             f"nomadml_request_duration_seconds_count {count}",
+            "# HELP nomadml_predictions_total Predictions answered, by predicted label.",
+            "# TYPE nomadml_predictions_total counter",
+            *(f'nomadml_predictions_total{{label="{_label(k)}"}} {n}' for k, n in predicted),
             "# HELP nomadml_predict_in_flight POST /predict requests being answered right now.",
             "# TYPE nomadml_predict_in_flight gauge",
             f"nomadml_predict_in_flight {in_flight}",
@@ -689,6 +700,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             rows = parse_instances(body, state.model.features)
             predictions = predict(state.model, rows)
+            state.metrics.predicted([str(p["label"]) for p in predictions])
         except BadRequest as exc:
             self._send_json(400, {"error": str(exc)})
             return

@@ -8,11 +8,12 @@ Part of the pure core: no I/O, standard library only. Each window's scrapes (see
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from nomadml.core.metrics import MetricNames, Snapshot, quantile
+from nomadml.core.prediction_shift import PredictionCheck, ShiftResult, compare
 from nomadml.core.schema import seconds
 from nomadml.core.spec import Gates
 from nomadml.core.spec_schema import schema_default
@@ -30,12 +31,19 @@ __all__ = [
 
 Verdict = Literal["pass", "fail", "insufficient"]
 Outcome = Literal["pending", "passed", "failed"]
-Values = dict[str, float | int | None]
+Values = dict[str, float | int | str | None]
 
 # Thresholds are written in decimal and compared with computed floats (1/100 vs 0.01, a sum of
 # two rates, an interpolated latency); a value one rounding error above its limit is at the limit.
 _REL_TOLERANCE = 1e-9
 _ABS_TOLERANCE = 1e-12
+_NO_PREDICTION_CHECK = PredictionCheck(
+    enabled=False,
+    test=schema_default("gates.predictions.test"),
+    alpha=schema_default("gates.predictions.alpha"),
+    max_psi=schema_default("gates.predictions.max_psi"),
+    min_predictions=schema_default("gates.predictions.min_predictions"),
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class GateConfig:
     max_latency_ms: float = schema_default("gates.max_latency_ms")
     max_latency_ratio: float = schema_default("gates.max_latency_ratio")
     metrics: MetricNames = field(default_factory=MetricNames)
+    predictions: PredictionCheck = field(default_factory=lambda: _NO_PREDICTION_CHECK)
     fail_after: int = 2
 
     def __post_init__(self) -> None:
@@ -81,6 +90,7 @@ class GateConfig:
             max_latency_ms=gates.max_latency_ms,
             max_latency_ratio=gates.max_latency_ratio,
             metrics=gates.metrics,
+            predictions=gates.predictions,
             fail_after=fail_after,
         )
 
@@ -93,6 +103,7 @@ class WindowStats:
     errors: float
     error_rate: float | None  # None without requests: no rate, rather than a perfect one
     latency_ms: float | None  # at the configured percentile; None without observations
+    predictions: Mapping[str, float] = field(default_factory=dict)  # by predicted label
 
 
 def stats(snapshot: Snapshot, percentile: float) -> WindowStats:
@@ -103,6 +114,7 @@ def stats(snapshot: Snapshot, percentile: float) -> WindowStats:
         errors=snapshot.errors,
         error_rate=snapshot.errors / snapshot.requests if snapshot.requests > 0 else None,
         latency_ms=latency * 1000.0 if latency is not None else None,
+        predictions=dict(snapshot.predictions),
     )
 
 
@@ -257,7 +269,30 @@ def evaluate(canary: WindowStats, stable: WindowStats | None, cfg: GateConfig) -
     reasons = _absolute_checks(canary, cfg)
     if baseline is not None:
         reasons += _relative_checks(canary, baseline, cfg)
+    if cfg.predictions.enabled:
+        shift = compare(canary.predictions, stable.predictions if stable else {}, cfg.predictions)
+        values.update(_shift_values(shift))
+        if shift.shifted:
+            reasons.append(shift.describe(cfg.predictions))
+        elif not shift.enough and not reasons:
+            # Errors and latency pass, but the model-level check could not look: no verdict.
+            why = (
+                f"{shift.canary_n:.0f} canary and {shift.stable_n:.0f} stable predictions by label "
+                f"in the window, need {cfg.predictions.min_predictions} each "
+                f"({cfg.metrics.predictions_total}{{{cfg.metrics.prediction_label}}})"
+            )
+            return GateResult("insufficient", values, (why,))
     return GateResult("fail" if reasons else "pass", values, tuple(reasons))
+
+
+def _shift_values(shift: ShiftResult) -> Values:
+    return {
+        "prediction_test": shift.test,
+        "prediction_statistic": _json_number(round(shift.statistic, 6)),
+        "prediction_p_value": _json_number(shift.p_value),
+        "canary_predictions": _json_number(shift.canary_n),
+        "stable_predictions": _json_number(shift.stable_n),
+    }
 
 
 # --------------------------------------------------------------------------- decision

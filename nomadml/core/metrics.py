@@ -28,6 +28,7 @@ __all__ = [
 
 Labels = tuple[tuple[str, str], ...]
 Buckets = tuple[tuple[float, float], ...]
+Labelled = tuple[tuple[str, float], ...]
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -205,6 +206,9 @@ class MetricNames:
     path_label: str = "path"
     path: str = "/predict"
     code_label: str = "code"
+    # Optional in the serving contract: predictions by predicted label (the prediction gate).
+    predictions_total: str = "nomadml_predictions_total"
+    prediction_label: str = "label"
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,7 @@ class Snapshot:
     buckets: Buckets = ()
     count: float = 0.0
     sum: float = 0.0
+    predictions: Labelled = ()  # (label, count) sorted by label; () when not exposed
 
 
 def _on_path(samples: list[Sample], names: MetricNames) -> list[Sample]:
@@ -267,12 +272,18 @@ def snapshot(samples: Iterable[Sample], names: MetricNames) -> Snapshot:
     errors = [s for s in requests if (s.label(names.code_label) or "").startswith("5")]
     base = names.duration_seconds
     count = sum(s.value for s in _family(samples, f"{base}_count", names))
+    predicted: dict[str, float] = {}
+    for s in samples:
+        if s.name == names.predictions_total and not math.isnan(s.value):
+            label = s.label(names.prediction_label) or ""
+            predicted[label] = predicted.get(label, 0.0) + s.value
     return Snapshot(
         requests=sum(s.value for s in requests),
         errors=sum(s.value for s in errors),
         buckets=_histogram(_family(samples, f"{base}_bucket", names), count),
         count=count,
         sum=sum(s.value for s in _family(samples, f"{base}_sum", names)),
+        predictions=tuple(sorted(predicted.items())),
     )
 
 
@@ -302,7 +313,10 @@ def _restarted(before: Snapshot, after: Snapshot) -> bool:
     if before.buckets and [b for b, _ in before.buckets] != [b for b, _ in after.buckets]:
         return True
     earlier = dict(before.buckets)
-    return any(n < earlier.get(b, 0.0) for b, n in after.buckets)
+    if any(n < earlier.get(b, 0.0) for b, n in after.buckets):
+        return True
+    predicted = dict(before.predictions)
+    return any(n < predicted.get(label, 0.0) for label, n in after.predictions)
 
 
 def delta(before: Snapshot, after: Snapshot) -> Snapshot:
@@ -317,12 +331,14 @@ def delta(before: Snapshot, after: Snapshot) -> Snapshot:
         return after
     # Equal layouts (or none yet before): bucket counts subtract bound by bound.
     earlier = dict(before.buckets)
+    predicted = dict(before.predictions)
     return Snapshot(
         requests=after.requests - before.requests,
         errors=after.errors - before.errors,
         buckets=tuple((b, n - earlier.get(b, 0.0)) for b, n in after.buckets),
         count=after.count - before.count,
         sum=after.sum - before.sum,
+        predictions=tuple((k, n - predicted.get(k, 0.0)) for k, n in after.predictions),
     )
 
 
@@ -340,7 +356,16 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
         buckets=tuple((b, sum(_cumulative_at(p.buckets, b) for p in parts)) for b in bounds),
         count=sum(p.count for p in parts),
         sum=sum(p.sum for p in parts),
+        predictions=_add_labelled(p.predictions for p in parts),
     )
+
+
+def _add_labelled(parts: Iterable[Labelled]) -> Labelled:
+    total: dict[str, float] = {}
+    for part in parts:
+        for label, n in part:
+            total[label] = total.get(label, 0.0) + n
+    return tuple(sorted(total.items()))
 
 
 def _monotonic(counts: list[float]) -> list[float]:

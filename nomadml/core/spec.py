@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar, get_type_hints
 
 from nomadml.core.metrics import MetricNames
+from nomadml.core.prediction_shift import PredictionCheck
 from nomadml.core.schema import check
 from nomadml.core.spec_schema import NAME, SCHEMA, cross_checks
 from nomadml.errors import BadInput, SpecError
@@ -133,6 +134,7 @@ class Gates:
     max_latency_ms: float
     max_latency_ratio: float
     judge: JudgeSpec
+    predictions: PredictionCheck
     metrics: MetricNames
 
 

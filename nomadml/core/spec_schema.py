@@ -157,6 +157,16 @@ SCHEMA: Schema = {
             # decides), fail, or promote (only when written down here).
             "on_inconclusive": Field("str", "await", (one_of("await", "fail", "promote"),)),
         },
+        # A model-level signal: canary vs stable predicted-label distributions, from the
+        # serving contract's nomadml_predictions_total{label} counter, by a chi-squared
+        # test (p < alpha fails) or the population stability index (PSI > max_psi fails).
+        "predictions": {
+            "enabled": Field("bool", False),
+            "test": Field("str", "chi2", (one_of("chi2", "psi"),)),
+            "alpha": Field("float", 0.001, (between(0.000001, 0.4999),)),
+            "max_psi": Field("float", 0.25, (between(0.0001, 100),)),
+            "min_predictions": Field("int", 50, (between(1, 1_000_000),)),
+        },
         "metrics": {
             # The reference server's names (MetricNames' defaults).
             "requests_total": Field(
@@ -168,6 +178,12 @@ SCHEMA: Schema = {
             "path_label": Field("str", MetricNames.path_label, (matches(IDENT, "a label name"),)),
             "path": Field("str", MetricNames.path),
             "code_label": Field("str", MetricNames.code_label, (matches(IDENT, "a label name"),)),
+            "predictions_total": Field(
+                "str", MetricNames.predictions_total, (matches(IDENT, "a metric name"),)
+            ),
+            "prediction_label": Field(
+                "str", MetricNames.prediction_label, (matches(IDENT, "a label name"),)
+            ),
         },
     },
     "validation": {
@@ -283,6 +299,19 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
     gates = data["gates"]
     if seconds(gates["interval"]) > seconds(gates["window"]):
         problems.append(("gates.interval", "must not be longer than gates.window"))
+    if gates["predictions"]["enabled"]:
+        if gates["judge"]["enabled"]:
+            problems.append(
+                ("gates.predictions", "applies to the threshold gates; not with gates.judge yet")
+            )
+        if gates["source"] != "direct":
+            problems.append(
+                (
+                    "gates.predictions",
+                    'reads the servers\' own prediction counters: set gates.source = "direct" '
+                    "(a router counts requests, not predictions)",
+                )
+            )
     bake = data["guard"]["bake"]
     if bake and seconds(bake) < seconds(gates["interval"]):
         problems.append(

@@ -361,6 +361,7 @@ def test_metrics_count_requests_and_time_predictions(base: str) -> None:
         ("nomadml_requests_total", "counter"),
         ("nomadml_request_duration_seconds", "histogram"),
         ("nomadml_model_info", "gauge"),
+        ("nomadml_predictions_total", "counter"),
     ]:
         assert f"# HELP {name} " in text
         assert f"# TYPE {name} {kind}\n" in text
@@ -379,6 +380,9 @@ def test_metrics_count_requests_and_time_predictions(base: str) -> None:
     assert 0 < samples["nomadml_request_duration_seconds_sum"] < 0.4
     assert samples[f'nomadml_model_info{{model="{NAME}",version="{VERSION}"}}'] == 1
     assert samples["nomadml_predict_in_flight"] == 0
+    # Three answered predictions of one row each, by predicted label; none for the 400.
+    predicted = {k: v for k, v in samples.items() if k.startswith("nomadml_predictions_total{")}
+    assert sum(predicted.values()) == 3 and len(predicted) == 1
 
     # The scrape itself is counted under its own path, and only once it has been answered.
     assert requests_total(samples, "/metrics", 200) == 0
