@@ -3,17 +3,10 @@
     in Nomad Variables (the rollout records), so a restarted or rescheduled allocation
     goes on from the last look, and acting on a regression is a check-and-set claim:
     two guards never act twice on one regression. -#]
+[% import "nomadml/_job.hcl" as job_meta -%]
 job [[ job.id | hcl ]] {
   type        = "service"
-  datacenters = [[ job.datacenters | hcl ]]
-  namespace   = [[ job.namespace | hcl ]]
-  region      = [[ job.region | hcl ]]
-
-  meta = {
-[%- for key, value in job.meta | dictsort %]
-    [[ key | hcl ]] = [[ value | hcl ]]
-[%- endfor %]
-  }
+[[ job_meta.placement_and_meta(job) ]]
 
   group "guard" {
     count = 1

@@ -4,18 +4,10 @@
     HCL's dollar-brace interpolation pass through untouched.
     Extension points for operators' templates ([% extends %]): job_extra,
     group_extra, bootstrap_extra, serve_extra, serve_config_extra. -#]
+[% import "nomadml/_job.hcl" as job_meta -%]
 job [[ job.id | hcl ]] {
   type        = "service"
-  datacenters = [[ job.datacenters | hcl ]]
-  namespace   = [[ job.namespace | hcl ]]
-  region      = [[ job.region | hcl ]]
-
-  # Ownership and provenance: nomadml refuses to overwrite a job without these.
-  meta = {
-[%- for key, value in job.meta | dictsort %]
-    [[ key | hcl ]] = [[ value | hcl ]]
-[%- endfor %]
-  }
+[[ job_meta.placement_and_meta(job, "Ownership and provenance: nomadml refuses to overwrite a job without these.") ]]
 
   update {
     max_parallel      = [[ update.max_parallel ]]

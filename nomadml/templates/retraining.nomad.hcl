@@ -2,17 +2,10 @@
     new candidate, registers it and runs the validation gates. prohibit_overlap
     keeps one run in flight per model line. With `dispatch`, the same job as a
     parameterized one the post-promotion guard dispatches. Extension point: train_extra. -#]
+[% import "nomadml/_job.hcl" as job_meta -%]
 job [[ job.id | hcl ]] {
   type        = "batch"
-  datacenters = [[ job.datacenters | hcl ]]
-  namespace   = [[ job.namespace | hcl ]]
-  region      = [[ job.region | hcl ]]
-
-  meta = {
-[%- for key, value in job.meta | dictsort %]
-    [[ key | hcl ]] = [[ value | hcl ]]
-[%- endfor %]
-  }
+[[ job_meta.placement_and_meta(job) ]]
 
 [%- if dispatch %]
 

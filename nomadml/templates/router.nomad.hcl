@@ -4,17 +4,10 @@
     nomadml writes; a change re-renders it and SIGUSR2 reloads HAProxy gracefully
     (master-worker: old connections finish on the old process). Two allocations, so
     that one restarting never leaves the model without a router. -#]
+[% import "nomadml/_job.hcl" as job_meta -%]
 job [[ job.id | hcl ]] {
   type        = "service"
-  datacenters = [[ job.datacenters | hcl ]]
-  namespace   = [[ job.namespace | hcl ]]
-  region      = [[ job.region | hcl ]]
-
-  meta = {
-[%- for key, value in job.meta | dictsort %]
-    [[ key | hcl ]] = [[ value | hcl ]]
-[%- endfor %]
-  }
+[[ job_meta.placement_and_meta(job) ]]
 
   update {
     max_parallel     = 1

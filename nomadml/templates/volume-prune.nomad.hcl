@@ -2,17 +2,10 @@
     the line's host volume and removes the installed versions of the line's major
     that nomadml no longer keeps (`nomadml volume prune`). It runs the bootstrap
     program from the line's own model image, so it needs nothing else on the node. -#]
+[% import "nomadml/_job.hcl" as job_meta -%]
 job [[ job.id | hcl ]] {
   type        = "sysbatch"
-  datacenters = [[ job.datacenters | hcl ]]
-  namespace   = [[ job.namespace | hcl ]]
-  region      = [[ job.region | hcl ]]
-
-  meta = {
-[%- for key, value in job.meta | dictsort %]
-    [[ key | hcl ]] = [[ value | hcl ]]
-[%- endfor %]
-  }
+[[ job_meta.placement_and_meta(job) ]]
 
   group "prune" {
     volume "models" {
