@@ -185,6 +185,8 @@ class NomadAPI:
                 return failure, Outcome.FINAL
             if _leaderless(failure.message):
                 return failure, Outcome.LEADERLESS
+            if failure.status == 403 and "token not found" in failure.message.lower():
+                return failure, Outcome.UNKNOWN_TOKEN
             if failure.status in (500, 502, 503, 504):
                 return failure, Outcome.TRANSIENT
             return failure, Outcome.FINAL
@@ -220,7 +222,10 @@ class NomadAPI:
             hint = (
                 f": it needs {need}; `nomadml policy` prints policies that have it" if need else ""
             )
-            text = f"permission denied (check NOMAD_TOKEN and its policy{hint}): {text}"
+            if "token not found" in text.lower():
+                text = f"NOMAD_TOKEN is not a token Nomad knows (expired or revoked?): {text}"
+            else:
+                text = f"permission denied (check NOMAD_TOKEN and its policy{hint}): {text}"
         return NomadAPIError(method.upper(), "/v1/" + path, resp.status_code, text)
 
     # -- cluster -------------------------------------------------------------------

@@ -10,6 +10,9 @@ do a thing twice:
 - the cluster had no leader ("No cluster leader", or the server asked could not even
   connect to the old leader: "failed to get conn ... connection refused"): nothing was
   applied, so any call waits for an election (bounded) and goes again;
+- the server did not know the token ("ACL token not found": each server resolves tokens
+  from its own copy of the state, and one that restarted moments ago may lag): nothing
+  was applied; each other server is asked once;
 - the request was sent and the answer lost (read timeout, connection reset, a 5xx
   from a follower whose leader went away): a read goes again, to the next server;
   a write does not — it may have been applied. nomadml's writes are check-and-set
@@ -33,6 +36,7 @@ class Outcome(enum.Enum):
     LOST = "lost"  # sent; the answer never came (timeout, reset)
     LEADERLESS = "leaderless"  # Nomad refused it: the cluster has no leader right now
     TRANSIENT = "transient"  # a 5xx that is not a refusal (follower lost its leader...)
+    UNKNOWN_TOKEN = "unknown token"  # 403 "ACL token not found" from this server
     FINAL = "final"  # an answer that another try would not change (4xx, a lost race)
 
 
@@ -59,6 +63,8 @@ def next_try(
     `servers` failed with `outcome`; None: give up and report the failure."""
     if outcome is Outcome.FINAL:
         return None
+    if outcome is Outcome.UNKNOWN_TOKEN:
+        return Retry((server + 1) % servers, 0.0) if attempt < servers else None
     if outcome is Outcome.LEADERLESS:
         if elapsed_s >= LEADERLESS_WAIT_S:
             return None

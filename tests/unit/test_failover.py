@@ -87,6 +87,10 @@ def test_the_flag_is_named_when_it_is_the_flag_that_is_wrong() -> None:
         # No leader: Nomad refused before applying; anything waits for the election.
         (Outcome.LEADERLESS, False, 1, 0, Retry(1, 0.25)),
         (Outcome.LEADERLESS, True, 5, 1, Retry(2, 2.0)),
+        # A server that does not know the token: each other server once, no more.
+        (Outcome.UNKNOWN_TOKEN, False, 1, 2, Retry(0, 0.0)),
+        (Outcome.UNKNOWN_TOKEN, True, 2, 0, Retry(1, 0.0)),
+        (Outcome.UNKNOWN_TOKEN, True, 3, 1, None),
         # An answer another try would not change.
         (Outcome.FINAL, True, 1, 0, None),
     ],
@@ -172,6 +176,20 @@ def test_a_leaderless_refusal_is_sent_again_even_for_a_write(
         two(fake_nomad.address, other.address).register({"ID": "x"}, enforce_index=0)
         assert len(other.requests_to("PUT", "/v1/job/x")) == 1
         assert len(fake_nomad.requests_to("PUT", "/v1/job/x")) == 1
+
+
+def test_a_server_that_does_not_know_the_token_yet_is_passed_over(
+    fake_nomad: FakeNomad,
+) -> None:
+    with FakeNomad() as other:
+        fake_nomad.script("PUT", "/v1/job/x", 403, b"ACL token not found")
+        two(fake_nomad.address, other.address).register({"ID": "x"}, enforce_index=0)
+        assert len(other.requests_to("PUT", "/v1/job/x")) == 1
+        # Alone, or unknown everywhere: one line saying what is wrong with the token.
+        other.script("GET", "/v1/status/leader", 403, b"ACL token not found")
+        with pytest.raises(NomadAPIError, match="NOMAD_TOKEN is not a token Nomad knows"):
+            NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": other.address})).leader()
+        assert len(other.requests_to("GET", "/v1/status/leader")) == 1
 
 
 def test_all_servers_down_is_one_line_naming_them(down: str) -> None:
