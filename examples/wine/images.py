@@ -17,12 +17,8 @@ imports; a build that fails that check is never pushed.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +28,7 @@ from nomadml.adapters.images import (
     ImageRef,
     build_and_push,
 )
+from nomadml.adapters.wheels import unpack_wheels
 from nomadml.errors import BadInput, StackError
 
 HERE = Path(__file__).resolve().parent
@@ -148,38 +145,6 @@ def download_wheels(cache: Path = DEFAULT_CACHE, *, fetch: bool = False) -> list
             raise StackError(f"pip download left no wheel for {requirement} in {cache}")
         wheels.append(found[-1])
     return wheels
-
-
-def unpack_wheels(wheels: list[Path], target: Path) -> Path:
-    """Unzip wheels into one site-packages folder, as pip would install them: a
-    wheel's `<name>.data/purelib|platlib` go to the top, its scripts and headers are
-    left out (the image runs no console scripts). Built once per tag, atomically."""
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
-    try:
-        for wheel in wheels:
-            with zipfile.ZipFile(wheel) as archive:
-                for member in archive.infolist():
-                    parts = Path(member.filename).parts
-                    if member.is_dir() or ".." in parts or Path(member.filename).is_absolute():
-                        continue
-                    if parts[0].endswith(".data"):
-                        if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
-                            continue
-                        parts = parts[2:]
-                    dest = staging.joinpath(*parts)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(member) as src, dest.open("wb") as out:
-                        shutil.copyfileobj(src, out)
-        os.rename(staging, target)  # another process may have won: keep its copy
-    except OSError:
-        if not target.is_dir():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def _context(site_packages: Path, base_image: str) -> Iterator[tuple[str, Path | bytes]]:

@@ -40,15 +40,33 @@ def schedule_retraining(ctx: click.Context, spec: Path) -> None:
     default=None,
     help="Canary-deploy a validated candidate (default: retraining.auto_deploy).",
 )
+@click.option(
+    "--trained",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Do not train: take what the trainer's own task wrote into DIRECTORY.",
+)
+@click.option(
+    "--trainer-task",
+    default="",
+    help="With --trained: the task of this allocation ($NOMAD_ALLOC_ID) that ran the "
+    "trainer; anything but exit 0 registers nothing.",
+)
 @click.pass_context
-def retrain(ctx: click.Context, spec_path: Path | None, auto_deploy: bool | None) -> None:
+def retrain(
+    ctx: click.Context,
+    spec_path: Path | None,
+    auto_deploy: bool | None,
+    trained: Path | None,
+    trainer_task: str,
+) -> None:
     """Run one retraining now: trainer -> register -> validation gates -> deploy.
 
     This is what the periodic retraining job runs; each step is logged as a
-    `retrain: ...` line."""
+    `retrain: ...` line. With --trained, the trainer already ran in its own task
+    (the operator's training image) and nomadml's steps start from its output."""
     from nomadml.cli.common import webhook_sink
     from nomadml.core.spec import load_spec, parse_spec
-    from nomadml.engine.retraining import run
+    from nomadml.engine.retraining import Trained, run
     from nomadml.errors import BadInput
     from nomadml.events import discard
 
@@ -69,7 +87,15 @@ def retrain(ctx: click.Context, spec_path: Path | None, auto_deploy: bool | None
     try:
         base = Path(os.environ.get("NOMADML_SPEC_DIR") or spec.directory)
         api = nomad_client(ctx)
-        outcome = run(api, spec, auto_deploy, log, emit=webhook or discard, data_base=base)
+        output = None
+        if trained is not None:
+            alloc = os.environ.get("NOMAD_ALLOC_ID", "") if trainer_task else ""
+            if trainer_task and not alloc:
+                raise BadInput("retrain: --trainer-task needs $NOMAD_ALLOC_ID (run in Nomad)")
+            output = Trained(trained, alloc, trainer_task)
+        outcome = run(
+            api, spec, auto_deploy, log, emit=webhook or discard, data_base=base, trained=output
+        )
     finally:
         if webhook is not None:
             webhook.close()

@@ -164,6 +164,8 @@ class Retraining:
     command: tuple[str, ...]
     trainer: tuple[str, ...]
     args: tuple[str, ...]
+    nomadml_image: str
+    docker_socket: str
     resources: Resources
 
 

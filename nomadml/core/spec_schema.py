@@ -213,6 +213,14 @@ SCHEMA: Schema = {
         # The operator's trainer: writes model files + metadata.json to $NOMADML_OUTPUT_DIR.
         "trainer": Field("list[str]", []),
         "args": Field("list[str]", []),
+        # driver = "docker" only. "": `image` runs `command` (one task; the image holds
+        # nomadml and the trainer). "nomadml": the project's nomadml image (built and
+        # pushed by schedule-retraining when missing, pinned by digest) runs nomadml's
+        # steps after the trainer's own task in `image`; or your build of it, by digest.
+        "nomadml_image": Field("str", ""),
+        # The Docker engine's socket on the client: the nomadml task builds model images
+        # and runs serving images for the same-data evaluation through it.
+        "docker_socket": Field("str", "/var/run/docker.sock", (non_empty,)),
         "resources": {
             "cpu": Field("int", 500, (between(10, 100_000),)),
             "memory": Field("int", 512, (between(16, 1_000_000),)),
@@ -343,6 +351,15 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
             (
                 "retraining.trainer",
                 "required when retraining.enabled is true (your training command)",
+            )
+        )
+    training = data["retraining"]
+    if training["nomadml_image"] and training["driver"] != "docker":
+        problems.append(
+            (
+                "retraining.nomadml_image",
+                f'needs retraining.driver = "docker" (not {training["driver"]!r}): '
+                "the trainer and nomadml's steps run in two images",
             )
         )
     return problems

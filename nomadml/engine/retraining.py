@@ -14,8 +14,11 @@ import contextlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
@@ -30,6 +33,7 @@ from nomadml.events import Emit, Event, discard
 
 Log = Callable[[str], None]
 TRAINER_TIMEOUT_S = 6 * 3600
+TRAINER_STATE_WAIT_S = 60.0
 
 
 def train(spec: ModelSpec, out_dir: Path, log: Log, data_env: dict[str, str] | None = None) -> None:
@@ -63,6 +67,69 @@ def train(spec: ModelSpec, out_dir: Path, log: Log, data_env: dict[str, str] | N
         )
 
 
+@dataclass(frozen=True)
+class Trained:
+    """A trainer that already ran in its own task (the retraining job's `train` task in
+    the operator's training image): its output directory, and where Nomad tells how it
+    ended (the allocation and task), if nomadml runs in the same allocation."""
+
+    directory: Path
+    alloc_id: str = ""
+    task: str = ""
+
+
+def check_trained(api: NomadAPI, trained: Trained, log: Log) -> None:
+    """The trainer's own task ended with exit 0 and left metadata.json, or BadInput."""
+    if trained.alloc_id and trained.task:
+        state = _ended_task(api, trained)
+        if not state:
+            raise BadInput(
+                f"trainer task {trained.task!r} is not in allocation {trained.alloc_id[:8]}: "
+                "nothing registered"
+            )
+        code = trainer_exit_code(state)
+        if state.get("Failed") or code:
+            raise BadInput(
+                f"trainer task {trained.task!r} exited {code if code is not None else '?'}"
+                f" ({last_event(state)}): nothing registered"
+            )
+        log(f"trainer task {trained.task!r} exited 0")
+    if not (trained.directory / "metadata.json").is_file():
+        raise BadInput(
+            f"trainer wrote no metadata.json into {trained.directory}: nothing registered"
+        )
+
+
+def _ended_task(api: NomadAPI, trained: Trained) -> dict[str, Any] | None:
+    """The trainer task's state once the servers know it ended: the client reports task
+    states in batches, so this task may start before they hear of the trainer's end."""
+    deadline, index = time.monotonic() + TRAINER_STATE_WAIT_S, 0
+    state: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        answer = api.get(f"allocation/{trained.alloc_id}", index, wait=5)
+        state = ((answer.body or {}).get("TaskStates") or {}).get(trained.task)
+        if state and state.get("State") == "dead":
+            return dict(state)
+        index = answer.index
+    return state
+
+
+def trainer_exit_code(state: dict[str, Any]) -> int | None:
+    """The exit code of a finished task, from its Terminated event."""
+    for event in reversed(state.get("Events") or []):
+        if event.get("Type") == "Terminated":
+            return int(event.get("ExitCode") or 0)
+    return None
+
+
+def last_event(state: dict[str, Any]) -> str:
+    events = state.get("Events") or []
+    if not events:
+        return "no events"
+    last = events[-1]
+    return str(last.get("DisplayMessage") or last.get("Type") or "?")
+
+
 def in_flight(api: NomadAPI, job_id: str) -> bool:
     dep = api.latest_deployment(job_id) if api.job(job_id) else None
     return bool(dep) and dep.get("Status") in ("running", "paused")  # type: ignore[union-attr]
@@ -79,12 +146,15 @@ def run(
     log: Log,
     emit: Emit = discard,
     data_base: Path | None = None,
+    trained: Trained | None = None,
 ) -> str:
     """One retraining run; returns what happened (unchanged, rejected, validated,
     skipped-in-flight, deployed:<outcome>) and says it as a `retrain` event, also
     when a step fails (outcome failed, with the reason) before the error goes on."""
     try:
-        outcome, version = _run(api, spec, auto_deploy, log, emit, data_base or spec.directory)
+        outcome, version = _run(
+            api, spec, auto_deploy, log, emit, data_base or spec.directory, trained
+        )
     except NomadMLError as err:
         if not isinstance(err, DataCheckFailed):  # that one is audited already
             with contextlib.suppress(NomadMLError):  # Nomad may be what failed
@@ -104,7 +174,13 @@ def run(
 
 
 def _run(
-    api: NomadAPI, spec: ModelSpec, auto_deploy: bool, log: Log, emit: Emit, data_base: Path
+    api: NomadAPI,
+    spec: ModelSpec,
+    auto_deploy: bool,
+    log: Log,
+    emit: Emit,
+    data_base: Path,
+    trained: Trained | None,
 ) -> tuple[str, str | None]:
     registry = ModelRegistry(api)
     # Reach the registry before the (long) training: an unreachable or refusing
@@ -137,10 +213,7 @@ def _run(
     if data.files:
         log(f"data checks passed: {', '.join(str(p) for p in data.files.values())}")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / "model"
-        train(spec, model_dir, log, data.env())
-        log(f"trained {spec.name}")
+    with _model_dir(api, spec, trained, log, data.env()) as model_dir:
         version = next_version(versions, read_metadata(model_dir)["signature"])
         record, created = register_model(
             registry,
@@ -182,6 +255,22 @@ def _run(
     return f"deployed:{result.action.value}", version
 
 
+@contextlib.contextmanager
+def _model_dir(
+    api: NomadAPI, spec: ModelSpec, trained: Trained | None, log: Log, data_env: dict[str, str]
+) -> Iterator[Path]:
+    """What the trainer wrote: its own task's output (checked), or a run of it here."""
+    if trained is not None:
+        check_trained(api, trained, log)
+        yield trained.directory
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "model"
+        train(spec, model_dir, log, data_env)
+        log(f"trained {spec.name}")
+        yield model_dir
+
+
 def schedule(api: NomadAPI, spec: ModelSpec) -> tuple[str, int]:
     """Register (or update) the model line's periodic retraining job; (job id, version).
     With `[guard] retrain = true` its parameterized twin too, which the guard dispatches
@@ -197,7 +286,16 @@ def _register_retraining(api: NomadAPI, spec: ModelSpec, dispatch: bool) -> tupl
     from nomadml.core.plan import check_owner
     from nomadml.engine.prepare import parse_and_validate
 
-    hcl = render_retraining(spec, dispatch=dispatch)
+    image, addr = "", ""
+    if spec.retraining.driver == "docker" and spec.retraining.nomadml_image:
+        from nomadml.adapters.nomadml_image import nomadml_image
+
+        # The job's nomadml task reaches Nomad where schedule-retraining did.
+        image, addr = (
+            nomadml_image(spec.retraining.nomadml_image, spec.model.registry),
+            (api.settings.address),
+        )
+    hcl = render_retraining(spec, dispatch=dispatch, nomadml_image=image, nomad_addr=addr)
     job = parse_and_validate(api, hcl, spec.source)
     api = api.scoped(job.get("Namespace"))
     existing = api.job(job["ID"])

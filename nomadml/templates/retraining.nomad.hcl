@@ -36,6 +36,63 @@ job [[ job.id | hcl ]] {
       unlimited = false
     }
 
+[%- if retraining.driver == "docker" and retraining.nomadml_image %]
+
+    # The operator's trainer, in its own image: model files + metadata.json into the
+    # allocation's data directory (shared by the group's tasks), exit 0.
+    task "train" {
+      driver = "docker"
+      config {
+        image        = [[ retraining.image | hcl ]]
+        network_mode = "host"
+        command = [[ retraining.trainer[0] | hcl ]]
+        args    = [[ retraining.trainer[1:] | hcl ]]
+      }
+      env = {
+        NOMADML_MODEL_NAME = [[ model.name | hcl ]]
+        NOMADML_OUTPUT_DIR = [[ "${NOMAD_ALLOC_DIR}/data" | hcl ]]
+      }
+      resources {
+        cpu    = [[ retraining.resources.cpu ]]
+        memory = [[ retraining.resources.memory ]]
+      }
+    }
+
+    # nomadml's own steps, in the nomadml image, once the trainer has ended however it
+    # ended: the trainer's exit as Nomad saw it, then data checks -> register ->
+    # evaluation -> validation gates -> optional canary deploy.
+    task "nomadml" {
+      lifecycle {
+        hook = "poststop"
+      }
+      driver = "docker"
+      config {
+        image        = [[ retraining.nomadml_image | hcl ]]
+        network_mode = "host"
+        command = "nomadml"
+        args    = [[ ["retrain", "--trained", "${NOMAD_ALLOC_DIR}/data", "--trainer-task", "train"] | hcl ]]
+        # The Docker engine builds the model image and runs the serving images of the
+        # evaluation; they mount scratch directories by the same path on the host.
+        volumes = [[ [retraining.docker_socket ~ ":/var/run/docker.sock", "/var/tmp/nomadml-retraining:/var/tmp/nomadml-retraining"] | hcl ]]
+      }
+      env = {
+[%- if retraining.nomad_addr %]
+        NOMAD_ADDR          = [[ retraining.nomad_addr | hcl ]]
+[%- endif %]
+        TMPDIR              = "/var/tmp/nomadml-retraining"
+        NOMADML_MODEL_NAME  = [[ model.name | hcl ]]
+        NOMADML_AUTO_DEPLOY = [[ (retraining.auto_deploy | string | lower) | hcl ]]
+        NOMADML_SPEC_TOML   = [[ model.spec_text | hcl ]]
+        NOMADML_SPEC_DIR    = [[ model.spec_dir | hcl ]]
+      }
+      resources {
+        cpu    = 200
+        memory = 256
+      }
+[% block nomadml_extra %][% endblock %]
+    }
+[%- else %]
+
     task "train" {
       driver = [[ retraining.driver | hcl ]]
       config {
@@ -60,5 +117,6 @@ job [[ job.id | hcl ]] {
       }
 [% block train_extra %][% endblock %]
     }
+[%- endif %]
   }
 }

@@ -27,6 +27,7 @@ class Agent:
         name: str = "restart-test",
         docker_endpoint: str | None = None,
         docker_auth_config: Path | None = None,
+        docker_volumes: bool = False,
     ) -> None:
         self.tmp = tmp
         self.address = f"http://127.0.0.1:{port_base}"
@@ -35,6 +36,8 @@ class Agent:
         endpoint = f'endpoint = "{docker_endpoint}"' if docker_endpoint else ""
         if docker_auth_config is not None:
             endpoint += f'\n    auth {{ config = "{docker_auth_config}" }}'
+        if docker_volumes:  # host paths in task configs (the engine's socket, scratch)
+            endpoint += "\n    volumes { enabled = true }"
         self.config.write_text(f"""
 data_dir  = "{tmp / "data"}"
 bind_addr = "127.0.0.1"

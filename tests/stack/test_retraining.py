@@ -4,11 +4,11 @@ run with the same artifact registers nothing new."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
+from support.periodic import force_and_wait
 
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
@@ -21,21 +21,7 @@ def _force_and_wait(nomad: NomadAPI, job_id: str, status: str = "complete") -> s
     """Launch the periodic job now; return the child's stdout + stderr once it is done
     (its allocation must end `status`)."""
 
-    def children() -> set[str]:
-        jobs = nomad.request("GET", "jobs", params={"prefix": f"{job_id}/periodic-"}).body
-        return {j["ID"] for j in jobs or []}
-
-    before = children()
-    nomad.request("PUT", f"job/{job_id}/periodic/force")
-    launched = children() - before
-    assert len(launched) == 1, launched
-    child = launched.pop()
-    deadline, index = time.monotonic() + 240, 0
-    while time.monotonic() < deadline:
-        answer = nomad.get(f"job/{child}", index, wait=10)  # wakes when the job changes
-        if (answer.body or {}).get("Status") == "dead":
-            break
-        index = answer.index
+    child = force_and_wait(nomad, job_id)
     allocs = nomad.job_allocations(child)
     assert allocs, f"{child} never ran"
     logs = nomad.task_log_tail(allocs[0]["ID"], "train", "stdout", size=20000)

@@ -1,0 +1,85 @@
+job "churn-retrain" {
+  type        = "batch"
+  datacenters = ["*"]
+  namespace   = "default"
+  region      = "global"
+
+  meta = {
+    "nomadml.managed" = "true"
+    "nomadml.model" = "churn"
+    "nomadml.role" = "retraining"
+    "nomadml.spec_hash" = "<spec-hash>"
+    "nomadml.tool_version" = "<tool-version>"
+  }
+
+  periodic {
+    crons            = ["0 3 * * *"]
+    time_zone        = "UTC"
+    prohibit_overlap = true
+  }
+
+  group "train" {
+    count = 1
+
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    # The operator's trainer, in its own image: model files + metadata.json into the
+    # allocation's data directory (shared by the group's tasks), exit 0.
+    task "train" {
+      driver = "docker"
+      config {
+        image        = "registry.example.com/team/churn-trainer@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+        network_mode = "host"
+        command = "python3"
+        args    = ["/opt/train.py", "--rows", "$${NOMAD_ALLOC_DIR}"]
+      }
+      env = {
+        NOMADML_MODEL_NAME = "churn"
+        NOMADML_OUTPUT_DIR = "$${NOMAD_ALLOC_DIR}/data"
+      }
+      resources {
+        cpu    = 500
+        memory = 512
+      }
+    }
+
+    # nomadml's own steps, in the nomadml image, once the trainer has ended however it
+    # ended: the trainer's exit as Nomad saw it, then data checks -> register ->
+    # evaluation -> validation gates -> optional canary deploy.
+    task "nomadml" {
+      lifecycle {
+        hook = "poststop"
+      }
+      driver = "docker"
+      config {
+        image        = "127.0.0.1:5000/nomadml/nomadml@sha256:2222222222222222222222222222222222222222222222222222222222222222"
+        network_mode = "host"
+        command = "nomadml"
+        args    = ["retrain", "--trained", "$${NOMAD_ALLOC_DIR}/data", "--trainer-task", "train"]
+        # The Docker engine builds the model image and runs the serving images of the
+        # evaluation; they mount scratch directories by the same path on the host.
+        volumes = ["/run/docker.sock:/var/run/docker.sock", "/var/tmp/nomadml-retraining:/var/tmp/nomadml-retraining"]
+      }
+      env = {
+        TMPDIR              = "/var/tmp/nomadml-retraining"
+        NOMADML_MODEL_NAME  = "churn"
+        NOMADML_AUTO_DEPLOY = "false"
+        NOMADML_SPEC_TOML   = "# The operator's trainer in its own image; nomadml's steps in the nomadml image.\n[model]\nname = \"churn\"\nregistry = \"127.0.0.1:5000\"\n\n[retraining]\nenabled = true\ndriver = \"docker\"\nimage = \"registry.example.com/team/churn-trainer@sha256:1111111111111111111111111111111111111111111111111111111111111111\"\ntrainer = [\"python3\", \"/opt/train.py\", \"--rows\", \"$${NOMAD_ALLOC_DIR}\"]\nnomadml_image = \"127.0.0.1:5000/nomadml/nomadml@sha256:2222222222222222222222222222222222222222222222222222222222222222\"\ndocker_socket = \"/run/docker.sock\"\n"
+        NOMADML_SPEC_DIR    = "<spec-dir>"
+      }
+      resources {
+        cpu    = 200
+        memory = 256
+      }
+
+    }
+  }
+}

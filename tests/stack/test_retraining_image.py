@@ -1,0 +1,167 @@
+"""The operator's trainer in its own image, nomadml's steps in the nomadml image: the
+periodic retraining job with `retraining.nomadml_image = "nomadml"`, forced through
+Nomad on an agent of the test's own (its docker driver may mount host paths: the
+engine's socket). A run registers and validates a new version; a trainer that exits
+non-zero in its image registers nothing, says so in the job's log and the audit trail."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from private_agent import Agent
+from support.periodic import force_and_wait
+
+from examples.iris.train import train_iris
+from nomadml.adapters.images import DEFAULT_BASE_IMAGE, DEFAULT_REGISTRY, build_and_push
+from nomadml.adapters.model_store import ModelRegistry
+from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.cli.main import main
+from nomadml.settings import NomadSettings
+
+PORT_BASE = 6046
+
+# The operator's trainer: stdlib only, in an image of its own. It ships a model fitted
+# beforehand and stamps each run into the training-data provenance (new data, new
+# artifact); with an argument it fails the way a trainer does on bad data.
+TRAINER = b"""\
+import json, os, shutil, sys
+if len(sys.argv) > 1:
+    print("trainer: the input data is unusable, giving up", file=sys.stderr)
+    sys.exit(int(sys.argv[1]))
+out = os.environ["NOMADML_OUTPUT_DIR"]
+shutil.copy("/opt/trainer/model.json", out)
+with open("/opt/trainer/metadata.json") as f:
+    meta = json.load(f)
+meta["training_data"].update(run=os.environ["NOMAD_ALLOC_ID"], uid=os.getuid())
+with open(os.path.join(out, "metadata.json"), "w") as f:
+    json.dump(meta, f)
+print("trainer: wrote", sorted(os.listdir(out)))
+"""
+
+SPEC = """\
+[model]
+name = "{name}"
+registry = "{registry}"
+
+[validation]
+min_metrics = {{ accuracy = 0.5 }}
+
+[retraining]
+enabled = true
+driver = "docker"
+image = "{image}"
+trainer = {trainer}
+nomadml_image = "nomadml"
+"""
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory, docker_client: object) -> Iterator[Agent]:
+    a = Agent(tmp_path_factory.mktemp("agent"), PORT_BASE, "trainer-image", docker_volumes=True)
+    a.start()
+    try:
+        yield a
+    finally:
+        a.shut_down()
+
+
+@pytest.fixture(scope="module")
+def training_image(tmp_path_factory: pytest.TempPathFactory, docker_client: object) -> str:
+    """An operator's training image on the base image, running as a non-root user."""
+    model = tmp_path_factory.mktemp("model")
+    train_iris(model)
+    dockerfile = (
+        f"FROM {DEFAULT_BASE_IMAGE}\nCOPY trainer/ /opt/trainer/\nUSER 10001:10001\n"
+    ).encode()
+    files: list[tuple[str, Path | bytes]] = [
+        ("Dockerfile", dockerfile),
+        ("trainer/train.py", TRAINER),
+        ("trainer/model.json", model / "model.json"),
+        ("trainer/metadata.json", model / "metadata.json"),
+    ]
+    ref = build_and_push(
+        iter(files),
+        f"{DEFAULT_REGISTRY}/tests/trainer",
+        uuid.uuid4().hex[:8],
+        {"io.nomadml.test": "1"},
+    )
+    return ref.pinned
+
+
+def _schedule(agent: Agent, spec: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["schedule-retraining", str(spec)], env={"NOMAD_ADDR": agent.address}
+    )
+    assert result.exit_code == 0, (result.output, result.stderr)
+
+
+def _force_and_wait(api: NomadAPI, job_id: str) -> tuple[str, str, dict[str, str]]:
+    """Launch the periodic job now and wait (blocking queries) until the child and both
+    its tasks are dead; (the allocation's client status, its id, each task's stdout +
+    stderr: the trainer's may be empty, Nomad lost a container's output that exited at once)."""
+    child = force_and_wait(api, job_id, timeout_s=300)
+    deadline = time.monotonic() + 120
+    (alloc,) = api.job_allocations(child)
+    # The job is dead as soon as the trainer failed; nomadml's poststop task runs after.
+    index = 0
+    while time.monotonic() < deadline:
+        answer = api.get(f"allocation/{alloc['ID']}", index, wait=10)
+        alloc, index = answer.body or {}, answer.index
+        states = (alloc.get("TaskStates") or {}).values()
+        if len(states) == 2 and all(s["State"] == "dead" for s in states):
+            break
+    logs = {
+        task: api.task_log_tail(alloc["ID"], task, "stdout", size=20000)
+        + api.task_log_tail(alloc["ID"], task, "stderr", size=5000)
+        for task in ("train", "nomadml")
+    }
+    return str(alloc["ClientStatus"]), alloc["ID"], logs
+
+
+def test_trainer_image_then_nomadml_image_registers_or_registers_nothing(
+    agent: Agent, training_image: str, model_name: str, tmp_path: Path
+) -> None:
+    api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": agent.address}))
+    registry = ModelRegistry(api)
+    spec = tmp_path / "spec.toml"
+    trainer = ["python3", "/opt/trainer/train.py"]
+    values = {"name": model_name, "registry": DEFAULT_REGISTRY, "image": training_image}
+    spec.write_text(SPEC.format(**values, trainer=json.dumps(trainer)))
+    _schedule(agent, spec)
+    job = api.job(f"{model_name}-retrain")
+    assert job is not None
+    (group,) = job["TaskGroups"]
+    tasks = {t["Name"]: t for t in group["Tasks"]}
+    assert tasks["train"]["Config"]["image"] == training_image
+    nomadml_image = tasks["nomadml"]["Config"]["image"]
+    assert "/nomadml/nomadml@sha256:" in nomadml_image
+    assert tasks["nomadml"]["Lifecycle"]["Hook"] == "poststop"
+
+    status, alloc_id, logs = _force_and_wait(api, f"{model_name}-retrain")
+    assert status == "complete", logs
+    assert "trainer task 'train' exited 0" in logs["nomadml"], logs
+    assert f"{model_name} 1.0.0: validated" in logs["nomadml"], logs
+    (record,) = registry.versions(model_name)
+    assert (record.version, record.stage) == ("1.0.0", "validated")
+    assert record.image.startswith(f"{DEFAULT_REGISTRY}/nomadml/models/{model_name}@sha256:")
+    # What this run's trainer wrote, in its image, as its image's non-root user.
+    assert record.record["training_data"]["run"] == alloc_id
+    assert record.record["training_data"]["uid"] == 10001
+
+    # The trainer fails in its image: nothing registered; the job's log and the audit
+    # trail say which task exited how.
+    spec.write_text(SPEC.format(**values, trainer=json.dumps([*trainer, "3"])))
+    _schedule(agent, spec)
+    status, _, logs = _force_and_wait(api, f"{model_name}-retrain")
+    assert status == "failed", logs
+    line = "trainer task 'train' exited 3"
+    assert [x for x in logs["nomadml"].splitlines() if line in x], logs
+    assert [r.version for r in registry.versions(model_name)] == ["1.0.0"]
+    audit = [e for e in registry.audit_log(model_name) if e["action"] == "retrain-failed"]
+    assert len(audit) == 1 and line in audit[0]["details"]["reason"], audit
