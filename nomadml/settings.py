@@ -91,6 +91,8 @@ def parse_addresses(text: str, source: str = "NOMAD_ADDR") -> tuple[str, ...]:
 def _address_problem(entry: str) -> str:
     if not entry:
         return "is empty"
+    if entry.startswith("unix://"):  # a task's own agent: the Task API's socket
+        return "" if entry.startswith("unix:///") else "names no absolute socket path"
     try:
         parts = urlsplit(entry)
         port = parts.port

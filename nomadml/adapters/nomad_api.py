@@ -69,13 +69,20 @@ class NomadAPI:
             import requests
             from nomad.api.base import Requester
 
+            from nomadml.adapters.unix_socket import URL, UnixSocketAdapter, socket_path
+
             s = self.settings
             cert = (s.client_cert, s.client_key) if s.client_cert and s.client_key else ()
             if self._session is None:
                 self._session = requests.Session()
+            url = address
+            path = socket_path(address)
+            if path is not None:  # the Task API: a task's own agent, on a unix socket
+                self._session.mount(URL, UnixSocketAdapter(path))
+                url = URL
             kind = type(f"Endpoint_{first_segment}", (Requester,), {"ENDPOINT": first_segment})
             requester = kind(
-                address=address,
+                address=url,
                 namespace=s.namespace,
                 token=s.token,
                 region=s.region,

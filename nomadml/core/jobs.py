@@ -129,18 +129,17 @@ def render_service(spec: ModelSpec, release: Release, extra_templates: Sequence[
 
 
 def retraining_values(
-    spec: ModelSpec, dispatch: bool = False, nomadml_image: str = "", nomad_addr: str = ""
+    spec: ModelSpec, dispatch: bool = False, nomadml_image: str = ""
 ) -> dict[str, Any]:
     """Values for the periodic retraining job of a model line (`dispatch`: its
     parameterized twin, `<model>-retrain-dispatch`, that the guard dispatches).
-    `nomadml_image` (pinned) and `nomad_addr` are what the engine resolved for a spec
-    with retraining.nomadml_image: the trainer's task, then nomadml's in that image."""
+    `nomadml_image` is what the engine resolved (pinned) for a spec with
+    retraining.nomadml_image: the trainer's task, then nomadml's in that image."""
     d = spec.table  # the templates read the checked table itself
     training = dict(d["retraining"])
     if spec.retraining.image == REFERENCE_SERVER:
         training["image"] = f"{spec.model.registry}/nomadml/trainer:{reference_serving_tag()}"
     training["nomadml_image"] = nomadml_image or spec.retraining.nomadml_image
-    training["nomad_addr"] = nomad_addr
     return {
         "job": job_header(
             spec,
@@ -159,11 +158,10 @@ def render_retraining(
     extra_templates: Sequence[Path] = (),
     dispatch: bool = False,
     nomadml_image: str = "",
-    nomad_addr: str = "",
 ) -> str:
     return render(
         spec.templates.retraining,
-        retraining_values(spec, dispatch, nomadml_image, nomad_addr),
+        retraining_values(spec, dispatch, nomadml_image),
         template_path(spec, extra_templates),
     )
 

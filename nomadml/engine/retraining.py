@@ -286,16 +286,12 @@ def _register_retraining(api: NomadAPI, spec: ModelSpec, dispatch: bool) -> tupl
     from nomadml.core.plan import check_owner
     from nomadml.engine.prepare import parse_and_validate
 
-    image, addr = "", ""
+    image = ""
     if spec.retraining.driver == "docker" and spec.retraining.nomadml_image:
         from nomadml.adapters.nomadml_image import nomadml_image
 
-        # The job's nomadml task reaches Nomad where schedule-retraining did.
-        image, addr = (
-            nomadml_image(spec.retraining.nomadml_image, spec.model.registry),
-            (api.settings.address),
-        )
-    hcl = render_retraining(spec, dispatch=dispatch, nomadml_image=image, nomad_addr=addr)
+        image = nomadml_image(spec.retraining.nomadml_image, spec.model.registry)
+    hcl = render_retraining(spec, dispatch=dispatch, nomadml_image=image)
     job = parse_and_validate(api, hcl, spec.source)
     api = api.scoped(job.get("Namespace"))
     existing = api.job(job["ID"])

@@ -65,6 +65,9 @@ job [[ job.id | hcl ]] {
       lifecycle {
         hook = "poststop"
       }
+      identity {
+        env = true
+      }
       driver = "docker"
       config {
         image        = [[ retraining.nomadml_image | hcl ]]
@@ -76,9 +79,9 @@ job [[ job.id | hcl ]] {
         volumes = [[ [retraining.docker_socket ~ ":/var/run/docker.sock", "/var/tmp/nomadml-retraining:/var/tmp/nomadml-retraining"] | hcl ]]
       }
       env = {
-[%- if retraining.nomad_addr %]
-        NOMAD_ADDR          = [[ retraining.nomad_addr | hcl ]]
-[%- endif %]
+        # Nomad's Task API with the task's workload identity: no token in the job, no
+        # address or CA of the cluster's (ACL rights: the policy bound to this job).
+        NOMAD_ADDR          = [[ "unix://${NOMAD_SECRETS_DIR}/api.sock" | hcl ]]
         TMPDIR              = "/var/tmp/nomadml-retraining"
         NOMADML_MODEL_NAME  = [[ model.name | hcl ]]
         NOMADML_AUTO_DEPLOY = [[ (retraining.auto_deploy | string | lower) | hcl ]]

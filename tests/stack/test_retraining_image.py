@@ -142,6 +142,10 @@ def test_trainer_image_then_nomadml_image_registers_or_registers_nothing(
     nomadml_image = tasks["nomadml"]["Config"]["image"]
     assert "/nomadml/nomadml@sha256:" in nomadml_image
     assert tasks["nomadml"]["Lifecycle"]["Hook"] == "poststop"
+    # Nomad's Task API with the task's workload identity: no token, no address in the job.
+    assert tasks["nomadml"]["Env"]["NOMAD_ADDR"] == "unix://${NOMAD_SECRETS_DIR}/api.sock"
+    assert tasks["nomadml"]["Identity"]["Env"] is True
+    assert not [t for t in tasks.values() if "NOMAD_TOKEN" in (t["Env"] or {})]
 
     status, alloc_id, logs = _force_and_wait(api, f"{model_name}-retrain")
     assert status == "complete", logs

@@ -58,6 +58,9 @@ job "churn-retrain" {
       lifecycle {
         hook = "poststop"
       }
+      identity {
+        env = true
+      }
       driver = "docker"
       config {
         image        = "127.0.0.1:5000/nomadml/nomadml@sha256:2222222222222222222222222222222222222222222222222222222222222222"
@@ -69,6 +72,9 @@ job "churn-retrain" {
         volumes = ["/run/docker.sock:/var/run/docker.sock", "/var/tmp/nomadml-retraining:/var/tmp/nomadml-retraining"]
       }
       env = {
+        # Nomad's Task API with the task's workload identity: no token in the job, no
+        # address or CA of the cluster's (ACL rights: the policy bound to this job).
+        NOMAD_ADDR          = "unix://$${NOMAD_SECRETS_DIR}/api.sock"
         TMPDIR              = "/var/tmp/nomadml-retraining"
         NOMADML_MODEL_NAME  = "churn"
         NOMADML_AUTO_DEPLOY = "false"
