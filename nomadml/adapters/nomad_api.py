@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nomadml.core.failover import Outcome, next_try
-from nomadml.errors import Conflict, NomadAPIError, NomadUnreachable
+from nomadml.errors import Conflict, NomadAPIError, NomadMLError, NomadUnreachable
 from nomadml.settings import NomadSettings
 
 Json = Any
@@ -229,11 +229,25 @@ class NomadAPI:
             hint = (
                 f": it needs {need}; `nomadml policy` prints policies that have it" if need else ""
             )
-            if "token not found" in text.lower():
+            if "token not found" in text.lower() or self._token_refused(path):
                 text = f"NOMAD_TOKEN is not a token Nomad knows (expired or revoked?): {text}"
             else:
                 text = f"permission denied (check NOMAD_TOKEN and its policy{hint}): {text}"
         return NomadAPIError(method.upper(), "/v1/" + path, resp.status_code, text)
+
+    def _token_refused(self, path: str) -> bool:
+        """After a 403: is the token itself refused (unknown, expired, revoked)? Nomad
+        then says only "Permission denied" on most paths; its own token is readable by
+        any valid token, so asking for it tells the two apart."""
+        if not self.settings.token or path == "acl/token/self":
+            return False
+        try:
+            self.request("GET", "acl/token/self")
+        except NomadAPIError as err:
+            return err.status == 403
+        except NomadMLError:
+            return False
+        return False
 
     # -- cluster -------------------------------------------------------------------
 

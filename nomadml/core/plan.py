@@ -68,7 +68,17 @@ def _diff_lines(diff: dict[str, Any], indent: str = "  ") -> list[str]:
     return out
 
 
-def summarize(job_id: str, plan: dict[str, Any]) -> PlanSummary:
+def _host_volumes(job: dict[str, Any] | None, group: str) -> list[str]:
+    for tg in (job or {}).get("TaskGroups") or []:
+        if tg.get("Name") == group:
+            volumes = (tg.get("Volumes") or {}).values()
+            return sorted(str(v.get("Source")) for v in volumes if v.get("Type") == "host")
+    return []
+
+
+def summarize(job_id: str, plan: dict[str, Any], job: dict[str, Any] | None = None) -> PlanSummary:
+    """Nomad's plan in a few numbers and lines; `job` (the planned one) lets a placement
+    failure name what the group asked for (Nomad counts nodes, it names no volume)."""
     diff = plan.get("Diff") or {}
     updates = ((plan.get("Annotations") or {}).get("DesiredTGUpdates")) or {}
     groups = {name: {k: int(v.get(k, 0) or 0) for k in COUNTS} for name, v in updates.items()}
@@ -76,6 +86,10 @@ def summarize(job_id: str, plan: dict[str, Any]) -> PlanSummary:
     for group, metric in (plan.get("FailedTGAllocs") or {}).items():
         reasons = [f"{k} ({v})" for k, v in (metric.get("DimensionExhausted") or {}).items()]
         reasons += [f"{k} ({v})" for k, v in (metric.get("ConstraintFiltered") or {}).items()]
+        volumes = _host_volumes(job, group)
+        if volumes and any("host volume" in r for r in reasons):
+            named = ", ".join(repr(v) for v in volumes)
+            reasons.append(f"no eligible node has the host volume {named} the group mounts")
         failures[group] = "; ".join(reasons) or f"{metric.get('NodesEvaluated', 0)} nodes evaluated"
     return PlanSummary(
         job_id=job_id,

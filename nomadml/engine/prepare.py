@@ -217,4 +217,4 @@ def plan(api: NomadAPI, prepared: Prepared) -> tuple[dict[str, Any], PlanSummary
     job = parse_and_validate(api, prepared.hcl, prepared.spec.source)
     api = api.scoped(job.get("Namespace"))
     check_owner(job["ID"], api.job(job["ID"]), prepared.spec.name)
-    return job, summarize(job["ID"], api.plan(job))
+    return job, summarize(job["ID"], api.plan(job), job)

@@ -53,7 +53,8 @@ def test_settings_the_cluster_refuses_are_one_line_each(
         "nomadml: error: NOMAD_ADDR entry 2 of 2: 'https//127.0.0.1:4711' has no http:// or "
         "https:// scheme (want http[s]://host[:port])",
     ]
-    # A revoked token: one line pointing at NOMAD_TOKEN (Nomad says only "Permission denied").
+    # A revoked token: one line saying so (Nomad says only "Permission denied"; nomadml
+    # asks Nomad for the token itself, which any valid token may read).
     made = nomad.request(
         "PUT",
         "acl/token",
@@ -62,7 +63,7 @@ def test_settings_the_cluster_refuses_are_one_line_each(
     nomad.request("DELETE", f"acl/token/{made['AccessorID']}")
     code, *lines = refused({}, token=made["SecretID"])
     assert code == str(int(ExitCode.NOMAD_ERROR)) and len(lines) == 1, lines
-    assert "permission denied (check NOMAD_TOKEN" in lines[0]
+    assert "NOMAD_TOKEN is not a token Nomad knows (expired or revoked?)" in lines[0], lines
 
     # A dead server first in the list: the next one answers.
     alive = refused({"NOMAD_ADDR": "https://127.0.0.1:4799," + cluster_env["NOMAD_ADDR"]})
