@@ -95,8 +95,16 @@ def report(
     )
 
 
+def cli_env() -> dict[str, str]:
+    """The nomad CLI's environment: it takes one address where nomadml takes a list
+    (the cluster profile's NOMAD_ADDR lists all servers), so it gets the first."""
+    return {**os.environ, "NOMAD_ADDR": os.environ.get("NOMAD_ADDR", "").split(",")[0]}
+
+
 def run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env()
+    )
 
 
 # -- 1. CLI start ----------------------------------------------------------------------
@@ -631,6 +639,7 @@ def bench_fleet(sizes: list[int], workers: int) -> None:
                         [str(NOMAD), "job", "plan", str(path)],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
+                        env=cli_env(),
                     )
                     run(str(NOMAD), "job", "run", "-detach", str(path))
 
@@ -641,8 +650,10 @@ def bench_fleet(sizes: list[int], workers: int) -> None:
             for s in specs:
                 with contextlib.suppress(Exception):
                     api.stop_job(f"{s.name}-v1", purge=True)
+        servers = len(os.environ.get("NOMAD_ADDR", "x").split(","))
+        where = f", {servers}-server cluster, mTLS + ACL" if servers > 1 else ""
         report(
-            f"Fleet: plan + submit {n} model lines ({workers} at a time)",
+            f"Fleet: plan + submit {n} model lines ({workers} at a time{where})",
             t_ours,
             t_cli,
             "sequential nomad job plan + job run -detach",
