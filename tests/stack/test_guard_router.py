@@ -74,6 +74,8 @@ def test_the_guard_rolls_back_through_the_router(
 ) -> None:
     edits = {
         "auto_revert = true": "auto_revert = true\nsteps = [50, 100]",
+        # A few-millisecond p95 under load is noise at 1.5x: this test is about the guard.
+        "max_latency_ratio = 1.5": "max_latency_ratio = 20.0",
         "[validation]": '[guard]\nbake = "4m"\n\n[validation]',
     }
     spec, line = make_spec(edits, gates="fast"), f"{model_name}-v1"
