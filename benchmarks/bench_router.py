@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -128,12 +129,27 @@ def bench_router(root: Path, repeat: int, report: Any) -> None:
         router.set_line(api, name, Line(line, 1, (Split("1.0.0", 50), Split("1.1.0", 50))))
         while _ask(url) != "1.1.0":
             pass
+        # Requests flow from a thread all along: set_line returns only once the router
+        # serves the new table, so answers are timed while it runs, not after.
+        answers: list[tuple[float, str]] = []
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                version = _ask(url)
+                answers.append((time.perf_counter(), version))
+
+        flowing = threading.Thread(target=client, daemon=True)
+        flowing.start()
+        while not any(v == "1.1.0" for _, v in answers):
+            pass
         t = time.perf_counter()
         router.set_line(api, name, Line(line, 1, (Split("1.0.0", 100), Split("1.1.0", 0))))
-        last = 0.0
         while time.perf_counter() - t < 5:
-            if _ask(url) == "1.1.0":
-                last = time.perf_counter() - t
+            stop.wait(0.1)
+        stop.set()
+        flowing.join()
+        last = max((at - t for at, v in answers if v == "1.1.0" and at > t), default=0.0)
         canary = next(
             f"http://{r['Address']}:{r['Port']}"
             for r in api.job_services(line)

@@ -8,6 +8,7 @@ nomadml writes (ownership meta, check-and-set under the job lock)."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -19,9 +20,12 @@ from nomadml.core.routing import Line, RoutingTable, Split, check, from_variable
 from nomadml.core.spec import ModelSpec, parse_version
 from nomadml.engine.lines import managed_jobs
 from nomadml.engine.prepare import parse_and_validate
-from nomadml.errors import BadInput, NomadMLError
+from nomadml.errors import BadInput, NomadMLError, OperationTimeout
 
 READY_S = 90.0
+CONFIRM_S = 10.0  # a written table reaches every router within this, or set_line says so
+RESEND_S = 1.5  # a router not on the new table by then is given it again
+POLL_S = 0.02  # how often a router is asked which table it serves
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,44 @@ def read_table(api: NomadAPI, model: str) -> RoutingTable | None:
     return from_variable(model, var.get("Items") or {})
 
 
-def write_table(api: NomadAPI, table: RoutingTable) -> None:
-    """Check, then write: a table the router could not serve is never written."""
-    api.put_variable(routes_variable(table.model), check(table).as_variable())
+def write_table(api: NomadAPI, table: RoutingTable) -> str:
+    """Check, then write: a table the router could not serve is never written. Returns
+    what a router that serves this write answers at /nomadml-router/table."""
+    items = check(table).as_variable()
+    items["written"] = secrets.token_hex(8)
+    api.put_variable(routes_variable(table.model), items)
+    return f"{items['check']} {items['written']}"
+
+
+def confirm(api: NomadAPI, table: RoutingTable, serving: str) -> list[str]:
+    """Wait until every router answers with the table `serving` names (a write reaches
+    traffic in about 0.2 s: render, reload). HAProxy loses a reload signal that comes
+    while it is still reloading; a router still on an older table after RESEND_S is
+    given the same table again (a new write renders a new file, and a new signal).
+    A router that does not answer at all is left out: it renders the newest table when
+    it starts. Returns the routers still on an older table after CONFIRM_S."""
+    deadline = time.monotonic() + CONFIRM_S
+    resend = time.monotonic() + RESEND_S
+    waiting = [f"http://{r['Address']}:{r['Port']}" for r in api.service(f"{table.model}-router")]
+    while True:
+        answers = {address: _serves(address) for address in waiting}
+        waiting = [a for a, said in answers.items() if said is not None and said != serving]
+        if not waiting or time.monotonic() > deadline:
+            return waiting
+        if time.monotonic() >= resend:
+            serving = write_table(api, table)
+            resend = time.monotonic() + RESEND_S
+        time.sleep(POLL_S)
+
+
+def _serves(address: str) -> str | None:
+    """What the router at `address` serves (None: it does not answer)."""
+    from nomadml.adapters.serving_http import call
+
+    status, body = call(f"{address}/nomadml-router/table", timeout_s=1)
+    if status is None:
+        return None
+    return body.decode(errors="replace").strip() if status == 200 else ""
 
 
 def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
@@ -91,9 +130,14 @@ def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
 
         # Read before the write: the router's reload starts its counters anew.
         figures = experiment.arm_figures(api, model, ended)
-    write_table(api, table)
+    stale = confirm(api, table, write_table(api, table))
     if ended is not None:
         experiment.record_end(api, model, ended, figures)
+    if stale:
+        raise OperationTimeout(
+            f"{model}: the routing table is written, but router(s) {', '.join(stale)} still "
+            f"serve an older one after {CONFIRM_S:.0f} s (see `nomadml router show {model}`)"
+        )
     return table
 
 

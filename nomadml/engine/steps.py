@@ -15,6 +15,7 @@ from typing import Any
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.routing import Line, Split
 from nomadml.engine import router
+from nomadml.errors import OperationTimeout
 from nomadml.events import Emit, Event
 
 Runner = Any  # a GateRunner or JudgeRunner: active, next_sample, step(), history()
@@ -50,7 +51,10 @@ class SteppedGates:
     def _weigh(self, share: int, emit: Emit) -> None:
         major = int(self.line.rpartition("-v")[2])
         splits = (Split(self.stable, 100 - share), Split(self.canary, share))
-        router.set_line(self.api, self.model, Line(self.line, major, splits))
+        try:
+            router.set_line(self.api, self.model, Line(self.line, major, splits))
+        except OperationTimeout as err:  # written, but a router has not taken it: say so, go on
+            emit(Event("note", self.line, f"router: {err}"))
         said = f"router: {self.canary} takes {share}% of {self.line}, {self.stable} {100 - share}%"
         emit(Event("note", self.line, said, {"step": share}))
 

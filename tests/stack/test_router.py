@@ -54,6 +54,16 @@ def test_the_router_splits_routes_and_refuses(
     assert answers[(200, "1.0.0")] + answers[(200, "1.1.0")] == 1000
     assert 18 <= share <= 22, answers
 
+    # Changes back to back: `weights` returns once the router serves the new table, even
+    # when HAProxy drops a reload signal that comes while it is still reloading (then the
+    # table is written again). Each is in force at once, for every request after it.
+    for flip in range(4):
+        now_on = ("1.1.0", "1.0.0")[flip % 2]
+        other = ("1.0.0", "1.1.0")[flip % 2]
+        code, _, err = cli("router", "weights", model_name, line, f"{now_on}=100", f"{other}=0")
+        assert code == 0, err
+        assert {ask(router) for _ in range(10)} == {(200, now_on)}, flip
+
     # Version routing: an exact version, a major, a path prefix; unknown ones are 404s.
     assert {ask(router, "1.0.0") for _ in range(10)} == {(200, "1.0.0")}
     assert {ask(router, "1.1.0") for _ in range(10)} == {(200, "1.1.0")}
@@ -100,7 +110,14 @@ def test_canary_steps_go_through_the_router_and_a_bad_canary_loses_its_traffic_a
     ship: Callable[..., str],
     model_name: str,
 ) -> None:
-    steps = {"auto_revert = true": "auto_revert = true\nsteps = [20, 100]"}
+    steps = {
+        "auto_revert = true": "auto_revert = true\nsteps = [20, 100]",
+        # At the router a request's latency includes the trip to the server: a few ms
+        # with jitter, so a p95 of ~20 canary requests is one request; the shipped 1.5 x
+        # stable failed a good canary once in seven runs (10 ms vs 4 ms). This test is
+        # about errors counted at the router.
+        "max_latency_ratio = 1.5": "max_latency_ratio = 3.0",
+    }
     spec = make_spec(steps, gates="fast")
     line = f"{model_name}-v1"
     assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
@@ -119,7 +136,7 @@ def test_canary_steps_go_through_the_router_and_a_bad_canary_loses_its_traffic_a
 
     with RouterLoad(router) as load:
         good = roll(spec, "1.1.0", ship("1.1.0", c=0.5), emit=keep)
-    assert good.action is Action.SUCCEEDED, good.reason
+    assert good.action is Action.SUCCEEDED, (good.reason, events)
     assert f"router: 1.1.0 takes 20% of {line}, 1.0.0 80%" in events
     assert f"router: 1.1.0 takes 100% of {line}, 1.0.0 0%" in events
     assert f"router: 1.1.0 takes all of {line}" in events
