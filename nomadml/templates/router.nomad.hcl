@@ -144,7 +144,12 @@ nomadml-routing-table-is-invalid
 EOT
       }
 
-      kill_timeout = "10s"
+      # Stopping or restarting: leave the catalog first (clients that look there move
+      # to the other router), then SIGUSR1: HAProxy's soft stop (it stops listening and
+      # finishes the requests in flight) instead of Nomad's default SIGINT (a hard stop).
+      shutdown_delay = "1s"
+      kill_signal    = "SIGUSR1"
+      kill_timeout   = "10s"
 
       resources {
         cpu    = [[ router.resources.cpu ]]
