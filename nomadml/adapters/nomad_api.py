@@ -19,6 +19,7 @@ from nomadml.errors import Conflict, NomadAPIError, NomadMLError, NomadUnreachab
 from nomadml.settings import NomadSettings
 
 Json = Any
+SOCKET_FAILURE = "cannot connect to unix socket"
 
 # Blocking queries: Nomad adds up to wait/16 of jitter, so the HTTP timeout must
 # comfortably exceed the wait we ask for.
@@ -455,6 +456,9 @@ def _never_sent(err: object) -> bool:
 
 def _reason(err: object) -> str:
     text = str(err)
+    socket_failure = text.find(SOCKET_FAILURE)  # the Task API's socket (unix_socket.py)
+    if socket_failure >= 0:
+        return text[socket_failure:].split('"', 1)[0].split("')", 1)[0]
     if "Connection refused" in text:
         return "connection refused (is the agent running? check NOMAD_ADDR)"
     if "CERTIFICATE_VERIFY_FAILED" in text and "match" in text:

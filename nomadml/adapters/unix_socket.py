@@ -38,7 +38,7 @@ class _Connection(urllib3.connection.HTTPConnection):
         except OSError as err:
             sock.close()
             raise urllib3.exceptions.NewConnectionError(
-                self, f"cannot connect to {self._socket_path}: {err}"
+                self, f"cannot connect to unix socket {self._socket_path}: {err}"
             ) from err
         return sock
 

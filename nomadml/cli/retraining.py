@@ -92,7 +92,8 @@ def retrain(
             alloc = os.environ.get("NOMAD_ALLOC_ID", "") if trainer_task else ""
             if trainer_task and not alloc:
                 raise BadInput("retrain: --trainer-task needs $NOMAD_ALLOC_ID (run in Nomad)")
-            output = Trained(trained, alloc, trainer_task)
+            job = os.environ.get("NOMAD_JOB_PARENT_ID") or os.environ.get("NOMAD_JOB_ID", "")
+            output = Trained(trained, alloc, trainer_task, job)
         outcome = run(
             api, spec, auto_deploy, log, emit=webhook or discard, data_base=base, trained=output
         )

@@ -28,7 +28,7 @@ from nomadml.engine.data_checks import check_data
 from nomadml.engine.evaluation import measurer
 from nomadml.engine.registration import read_metadata, register_model
 from nomadml.engine.stages import validate_version
-from nomadml.errors import BadInput, NomadMLError
+from nomadml.errors import BadInput, NomadAPIError, NomadMLError
 from nomadml.events import Emit, Event, discard
 
 Log = Callable[[str], None]
@@ -76,12 +76,23 @@ class Trained:
     directory: Path
     alloc_id: str = ""
     task: str = ""
+    job: str = ""  # the retraining job (a periodic run's parent), for the operator's hint
 
 
 def check_trained(api: NomadAPI, trained: Trained, log: Log) -> None:
     """The trainer's own task ended with exit 0 and left metadata.json, or BadInput."""
     if trained.alloc_id and trained.task:
-        state = _ended_task(api, trained)
+        try:
+            state = _ended_task(api, trained)
+        except NomadAPIError as err:
+            if err.status not in (403, 500):  # ACLs: Nomad says "Unknown allocation"
+                raise
+            job = trained.job or "<model>-retrain"
+            raise BadInput(
+                f"cannot read this allocation ({err.message}): is the retraining policy bound "
+                f"to job {job}? (nomadml policy retraining | nomad acl policy apply -job "
+                f"{job} nomadml-retraining-{job} -); nothing registered"
+            ) from None
         if not state:
             raise BadInput(
                 f"trainer task {trained.task!r} is not in allocation {trained.alloc_id[:8]}: "

@@ -28,6 +28,7 @@ class Agent:
         docker_endpoint: str | None = None,
         docker_auth_config: Path | None = None,
         docker_volumes: bool = False,
+        acl: bool = False,
     ) -> None:
         self.tmp = tmp
         self.address = f"http://127.0.0.1:{port_base}"
@@ -38,7 +39,9 @@ class Agent:
             endpoint += f'\n    auth {{ config = "{docker_auth_config}" }}'
         if docker_volumes:  # host paths in task configs (the engine's socket, scratch)
             endpoint += "\n    volumes { enabled = true }"
+        acl_block = "acl {\n  enabled = true\n}" if acl else ""
         self.config.write_text(f"""
+{acl_block}
 data_dir  = "{tmp / "data"}"
 bind_addr = "127.0.0.1"
 name      = "{name}"
@@ -83,6 +86,13 @@ plugin "docker" {{
 """)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: IO[bytes] | None = None
+        self.acl = acl
+        self.token = ""  # with `acl`: the bootstrap (management) token
+
+    def api(self) -> NomadAPI:
+        """A client of this agent (with the management token when ACLs are on)."""
+        env = {"NOMAD_ADDR": self.address, "NOMAD_TOKEN": self.token}
+        return NomadAPI(NomadSettings.from_env(env))
 
     def start(self) -> None:
         self.log = open(self.tmp / "agent.log", "ab")  # noqa: SIM115 - closed in stop()
@@ -92,12 +102,13 @@ plugin "docker" {{
             stderr=subprocess.STDOUT,
             env={**os.environ, "CHECKPOINT_DISABLE": "1"},
         )
-        api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": self.address}))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (self.tmp / "agent.log").read_text()[-2000:]
             try:
-                nodes = api.request("GET", "nodes").body or []
+                if self.acl and not self.token:  # once there is a leader
+                    self.token = self.api().request("PUT", "acl/bootstrap").body["SecretID"]
+                nodes = self.api().request("GET", "nodes").body or []
                 if any(
                     n["Status"] == "ready" and n["Drivers"].get("docker", {}).get("Healthy")
                     for n in nodes
@@ -111,7 +122,7 @@ plugin "docker" {{
     def shut_down(self) -> None:
         """Purge every job (so the client stops its containers), stop, unmount."""
         if self.proc and self.proc.poll() is None:
-            api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": self.address}))
+            api = self.api()
             for job in api.request("GET", "jobs").body or []:
                 api.stop_job(job["ID"], purge=True)
             deadline = time.monotonic() + 30

@@ -6,7 +6,11 @@ non-zero in its image registers nothing, says so in the job's log and the audit 
 
 from __future__ import annotations
 
+import contextlib
+import importlib.resources
 import json
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,9 +26,9 @@ from nomadml.adapters.images import DEFAULT_BASE_IMAGE, DEFAULT_REGISTRY, build_
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.cli.main import main
-from nomadml.settings import NomadSettings
 
 PORT_BASE = 6046
+ACL_PORT_BASE = 6146
 
 # The operator's trainer: stdlib only, in an image of its own. It ships a model fitted
 # beforehand and stamps each run into the training-data provenance (new data, new
@@ -61,14 +65,25 @@ nomadml_image = "nomadml"
 """
 
 
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory, docker_client: object) -> Iterator[Agent]:
-    a = Agent(tmp_path_factory.mktemp("agent"), PORT_BASE, "trainer-image", docker_volumes=True)
-    a.start()
+@contextlib.contextmanager
+def _agent(port_base: int, name: str, acl: bool = False) -> Iterator[Agent]:
+    """An agent of the test's own under a short folder: Nomad creates a task's Task API
+    socket only if <alloc dir>/<alloc id>/<task>/secrets/api.sock fits a unix socket
+    path (108 bytes); under pytest's deep tmp folders it silently does not."""
+    where = Path(tempfile.mkdtemp(prefix="ti-"))
+    a = Agent(where, port_base, name, docker_volumes=True, acl=acl)
     try:
+        a.start()
         yield a
     finally:
         a.shut_down()
+        shutil.rmtree(where, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def agent(docker_client: object) -> Iterator[Agent]:
+    with _agent(PORT_BASE, "trainer-image") as a:
+        yield a
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +109,17 @@ def training_image(tmp_path_factory: pytest.TempPathFactory, docker_client: obje
     return ref.pinned
 
 
+@pytest.fixture(scope="module")
+def acl_agent(docker_client: object) -> Iterator[Agent]:
+    with _agent(ACL_PORT_BASE, "trainer-image-acl", acl=True) as a:
+        yield a
+
+
 def _schedule(agent: Agent, spec: Path) -> None:
     result = CliRunner().invoke(
-        main, ["schedule-retraining", str(spec)], env={"NOMAD_ADDR": agent.address}
+        main,
+        ["schedule-retraining", str(spec)],
+        env={"NOMAD_ADDR": agent.address, "NOMAD_TOKEN": agent.token},
     )
     assert result.exit_code == 0, (result.output, result.stderr)
 
@@ -127,7 +150,7 @@ def _force_and_wait(api: NomadAPI, job_id: str) -> tuple[str, str, dict[str, str
 def test_trainer_image_then_nomadml_image_registers_or_registers_nothing(
     agent: Agent, training_image: str, model_name: str, tmp_path: Path
 ) -> None:
-    api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": agent.address}))
+    api = agent.api()
     registry = ModelRegistry(api)
     spec = tmp_path / "spec.toml"
     trainer = ["python3", "/opt/trainer/train.py"]
@@ -169,3 +192,34 @@ def test_trainer_image_then_nomadml_image_registers_or_registers_nothing(
     assert [r.version for r in registry.versions(model_name)] == ["1.0.0"]
     audit = [e for e in registry.audit_log(model_name) if e["action"] == "retrain-failed"]
     assert len(audit) == 1 and line in audit[0]["details"]["reason"], audit
+
+
+def test_on_an_acl_cluster_the_job_has_the_rights_of_the_policy_bound_to_it(
+    acl_agent: Agent, training_image: str, model_name: str, tmp_path: Path
+) -> None:
+    api = acl_agent.api()
+    registry = ModelRegistry(api)
+    job_id = f"{model_name}-retrain"
+    spec = tmp_path / "spec.toml"
+    trainer = ["python3", "/opt/trainer/train.py"]
+    values = {"name": model_name, "registry": DEFAULT_REGISTRY, "image": training_image}
+    spec.write_text(SPEC.format(**values, trainer=json.dumps(trainer)))
+    _schedule(acl_agent, spec)
+
+    # No policy bound to the job: its workload identity may do nothing of nomadml's.
+    status, _, logs = _force_and_wait(api, job_id)
+    assert status == "failed", logs
+    hint = f"is the retraining policy bound to job {job_id}?"
+    assert [x for x in logs["nomadml"].splitlines() if hint in x], logs
+    assert registry.versions(model_name) == []
+
+    # The shipped retraining policy bound to the job (what `nomad acl policy apply -job`
+    # does): the periodic run's identity gets exactly its rights, and registers.
+    rules = (importlib.resources.files("nomadml") / "policies" / "retraining.hcl").read_text()
+    name = f"nomadml-retraining-{model_name}"
+    binding = {"Namespace": "default", "JobID": job_id}
+    api.request("PUT", f"acl/policy/{name}", body={"Name": name, "Rules": rules, "JobACL": binding})
+    status, _, logs = _force_and_wait(api, job_id)
+    assert status == "complete", logs
+    assert f"{model_name} 1.0.0: validated" in logs["nomadml"], logs
+    assert [(r.version, r.stage) for r in registry.versions(model_name)] == [("1.0.0", "validated")]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.errors import BadInput
+from nomadml.errors import BadInput, NomadUnreachable
 from nomadml.settings import NomadSettings, parse_addresses
 
 SEEN: list[tuple[str, str | None]] = []  # (path, token) of each request the agent got
@@ -70,3 +70,14 @@ def test_a_socket_address_must_be_absolute() -> None:
     assert parse_addresses("unix:///secrets/api.sock") == ("unix:///secrets/api.sock",)
     with pytest.raises(BadInput, match="names no absolute socket path"):
         parse_addresses("unix://secrets/api.sock")
+
+
+def test_a_missing_socket_is_one_line_naming_it(tmp_path: Path) -> None:
+    gone = tmp_path / "api.sock"
+    api = NomadAPI(NomadSettings.from_env({"NOMAD_ADDR": f"unix://{gone}"}))
+    with pytest.raises(NomadUnreachable) as err:
+        api.request("GET", "allocation/alloc-1")
+    assert str(err.value) == (
+        f"cannot reach Nomad at unix://{gone}: "
+        f"cannot connect to unix socket {gone}: [Errno 2] No such file or directory"
+    )
