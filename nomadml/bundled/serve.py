@@ -40,6 +40,8 @@ DEFAULT_BIND = "127.0.0.1"
 DEFAULT_SHUTDOWN_GRACE = 5.0
 
 MANIFEST_FORMAT = 1
+# nomadml's probe requests (sample requests sent when real traffic is short) carry it.
+PROBE_HEADER = "X-Nomadml-Probe"
 MODEL_KIND = "linear-softmax"
 MAX_EXTRA_LATENCY_MS = 60_000.0
 
@@ -489,6 +491,7 @@ class Metrics:
         self._count = 0
         self._in_flight = 0
         self._predicted: dict[str, int] = {}
+        self._probes: dict[tuple[str, int], int] = {}
 
     def predict_started(self) -> None:
         with self._lock:
@@ -504,11 +507,15 @@ class Metrics:
             for label in labels:
                 self._predicted[label] = self._predicted.get(label, 0) + 1
 
-    def record(self, path: str, code: int, duration: float | None) -> None:
-        """Count one answered request; ``duration`` only for /predict calls."""
+    def record(self, path: str, code: int, duration: float | None, probe: bool = False) -> None:
+        """Count one answered request; ``duration`` only for /predict calls. A probe
+        (nomadml's own sample request, header X-Nomadml-Probe) is counted as any request
+        and, apart, in nomadml_probe_requests_total."""
         with self._lock:
             key = (path, code)
             self._requests[key] = self._requests.get(key, 0) + 1
+            if probe:
+                self._probes[key] = self._probes.get(key, 0) + 1
             if duration is None:
                 return
             self._sum += duration
@@ -523,6 +530,7 @@ class Metrics:
             buckets, total, count = list(self._buckets), self._sum, self._count
             in_flight = self._in_flight
             predicted = sorted(self._predicted.items())
+            probes = sorted(self._probes.items())
         lines = [
             "# HELP nomadml_requests_total HTTP requests answered, by path and status code.",
             "# TYPE nomadml_requests_total counter",
@@ -543,6 +551,13 @@ class Metrics:
             f'nomadml_request_duration_seconds_bucket{{le="+Inf"}} {count}',
             f"nomadml_request_duration_seconds_sum {total!r}",
             f"nomadml_request_duration_seconds_count {count}",
+            "# HELP nomadml_probe_requests_total Requests that were nomadml's probes, by path and "
+            "status code (also counted in nomadml_requests_total).",
+            "# TYPE nomadml_probe_requests_total counter",
+            *(
+                f'nomadml_probe_requests_total{{path="{_label(p)}",code="{c}"}} {n}'
+                for (p, c), n in probes
+            ),
             "# HELP nomadml_predictions_total Predictions answered, by predicted label.",
             "# TYPE nomadml_predictions_total counter",
             *(f'nomadml_predictions_total{{label="{_label(k)}"}} {n}' for k, n in predicted),
@@ -648,6 +663,7 @@ class Handler(BaseHTTPRequestHandler):
             path if self._route_known else "other",
             self._status,
             time.perf_counter() - self._started if timed else None,
+            probe=bool(self.headers.get(PROBE_HEADER)),
         )
 
     def _answer(self, path: str, route: Route | None) -> None:

@@ -104,6 +104,7 @@ class WindowStats:
     error_rate: float | None  # None without requests: no rate, rather than a perfect one
     latency_ms: float | None  # at the configured percentile; None without observations
     predictions: Mapping[str, float] = field(default_factory=dict)  # by predicted label
+    probes: float = 0.0  # of `requests`, nomadml's own probes
 
 
 def stats(snapshot: Snapshot, percentile: float) -> WindowStats:
@@ -115,6 +116,7 @@ def stats(snapshot: Snapshot, percentile: float) -> WindowStats:
         error_rate=snapshot.errors / snapshot.requests if snapshot.requests > 0 else None,
         latency_ms=latency * 1000.0 if latency is not None else None,
         predictions=dict(snapshot.predictions),
+        probes=snapshot.probes,
     )
 
 
@@ -262,6 +264,10 @@ def evaluate(canary: WindowStats, stable: WindowStats | None, cfg: GateConfig) -
     """
     baseline = _baseline(stable, cfg)
     values = _values(canary, stable, baseline, cfg)
+    if canary.probes or (stable and stable.probes):
+        # How much of the evidence was nomadml's own probes (quiet hours).
+        values["canary_probe_requests"] = _json_number(canary.probes)
+        values["stable_probe_requests"] = _json_number(stable.probes if stable else None)
     if canary.requests < cfg.min_requests:
         shown = _json_number(canary.requests)
         why = f"{shown} canary requests in the window, need at least {cfg.min_requests}"

@@ -209,6 +209,8 @@ class MetricNames:
     # Optional in the serving contract: predictions by predicted label (the prediction gate).
     predictions_total: str = "nomadml_predictions_total"
     prediction_label: str = "label"
+    # Optional: nomadml's probe requests counted apart (they are in requests_total too).
+    probe_requests_total: str = "nomadml_probe_requests_total"
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ class Snapshot:
     count: float = 0.0
     sum: float = 0.0
     predictions: Labelled = ()  # (label, count) sorted by label; () when not exposed
+    probes: float = 0.0  # of `requests`, how many were nomadml's probes
 
 
 def _on_path(samples: list[Sample], names: MetricNames) -> list[Sample]:
@@ -284,6 +287,7 @@ def snapshot(samples: Iterable[Sample], names: MetricNames) -> Snapshot:
         count=count,
         sum=sum(s.value for s in _family(samples, f"{base}_sum", names)),
         predictions=tuple(sorted(predicted.items())),
+        probes=sum(s.value for s in _family(samples, names.probe_requests_total, names)),
     )
 
 
@@ -307,6 +311,7 @@ def _restarted(before: Snapshot, after: Snapshot) -> bool:
         or after.errors < before.errors
         or after.count < before.count
         or after.sum < before.sum
+        or after.probes < before.probes
     ):
         return True
     # Bucket bounds are fixed for a process's lifetime, so a new layout is a new process.
@@ -339,6 +344,7 @@ def delta(before: Snapshot, after: Snapshot) -> Snapshot:
         count=after.count - before.count,
         sum=after.sum - before.sum,
         predictions=tuple((k, n - predicted.get(k, 0.0)) for k, n in after.predictions),
+        probes=after.probes - before.probes,
     )
 
 
@@ -357,6 +363,7 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
         count=sum(p.count for p in parts),
         sum=sum(p.sum for p in parts),
         predictions=_add_labelled(p.predictions for p in parts),
+        probes=sum(p.probes for p in parts),
     )
 
 

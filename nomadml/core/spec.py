@@ -120,6 +120,13 @@ class JudgeSpec:
 
 
 @dataclass(frozen=True)
+class ProbeSpec:
+    enabled: bool
+    instances: str  # a JSON file of sample instances, relative to the spec file
+    rate_per_s: float
+
+
+@dataclass(frozen=True)
 class Gates:
     health: bool
     analysis: bool
@@ -135,6 +142,7 @@ class Gates:
     max_latency_ratio: float
     judge: JudgeSpec
     predictions: PredictionCheck
+    probe: ProbeSpec
     metrics: MetricNames
 
 

@@ -167,6 +167,16 @@ SCHEMA: Schema = {
             "max_psi": Field("float", 0.25, (between(0.0001, 100),)),
             "min_predictions": Field("int", 50, (between(1, 1_000_000),)),
         },
+        # Quiet hours: sample requests (a JSON file of instances, relative to the spec)
+        # that deploy sends to the canary and to stable, rate_per_s to each, while the
+        # gates judge them, so a lack of real traffic does not leave them without
+        # evidence. Servers that count the X-Nomadml-Probe header apart show how much of
+        # the evidence was probes. With the allocations' own metrics (gates.source direct).
+        "probe": {
+            "enabled": Field("bool", False),
+            "instances": Field("str", ""),
+            "rate_per_s": Field("float", 5.0, (between(0.1, 200),)),
+        },
         "metrics": {
             # The reference server's names (MetricNames' defaults).
             "requests_total": Field(
@@ -183,6 +193,9 @@ SCHEMA: Schema = {
             ),
             "prediction_label": Field(
                 "str", MetricNames.prediction_label, (matches(IDENT, "a label name"),)
+            ),
+            "probe_requests_total": Field(
+                "str", MetricNames.probe_requests_total, (matches(IDENT, "a metric name"),)
             ),
         },
     },
@@ -307,6 +320,10 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
     gates = data["gates"]
     if seconds(gates["interval"]) > seconds(gates["window"]):
         problems.append(("gates.interval", "must not be longer than gates.window"))
+    if gates["probe"]["enabled"] and not gates["probe"]["instances"]:
+        problems.append(
+            ("gates.probe.instances", "name a JSON file of sample instances to send as probes")
+        )
     if gates["predictions"]["enabled"]:
         if gates["judge"]["enabled"]:
             problems.append(

@@ -147,6 +147,10 @@ def gate_runner(prepared: Prepared, api: NomadAPI, emit: Emit = discard) -> Any:
     spec = prepared.spec
     if not spec.gates.analysis or spec.update.canary == 0:
         return None
+    if spec.gates.probe.enabled:  # a bad probe file is one line before anything is sent
+        from nomadml.engine.probes import load_instances
+
+        load_instances(spec)
     if spec.update.steps:
         stepped = _stepped(prepared, api, emit)
         if stepped is not None:
@@ -189,12 +193,23 @@ def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | No
 
 def _runner(prepared: Prepared, api: NomadAPI, source: MetricSource | None = None) -> Any:
     spec = prepared.spec
+    direct = source is None
     if source is None:  # no router routes the line, or the spec asks for the fallback
         source = DirectScrape(api, spec.gates.metrics, spec.serving.metrics_path)
+    runner: Any
     if spec.gates.judge.enabled:
         from nomadml.engine.judge_runner import JudgeRunner
 
-        return JudgeRunner(spec.gates, source)
-    from nomadml.engine.gate_runner import GateRunner
+        runner = JudgeRunner(spec.gates, source)
+    else:
+        from nomadml.engine.gate_runner import GateRunner
 
-    return GateRunner(spec.gates, source)
+        runner = GateRunner(spec.gates, source)
+    if spec.gates.probe.enabled and direct:
+        from nomadml.engine.probes import Prober, ProbingGates, load_instances
+
+        body = load_instances(spec)
+        runner = ProbingGates(
+            runner, Prober(api, prepared.job_id, body, spec.gates.probe.rate_per_s)
+        )
+    return runner

@@ -108,10 +108,15 @@ class GateRunner:
         def ms(v: Any) -> str:
             return "n/a" if v is None else f"{v:.0f} ms"
 
+        def probes(side: str) -> str:
+            n = values.get(f"{side}_probe_requests")
+            return f" ({n} probes)" if n else ""
+
         text = (
-            f"gate {verdict}: canary {values.get('canary_requests', 0)} req, errors "
+            f"gate {verdict}: canary {values.get('canary_requests', 0)} req{probes('canary')},"
+            " errors "
             f"{pct(values.get('canary_error_rate'))}, latency {ms(values.get('canary_latency_ms'))}"
-            f" | stable {values.get('stable_requests', 0)} req, errors "
+            f" | stable {values.get('stable_requests', 0)} req{probes('stable')}, errors "
             f"{pct(values.get('stable_error_rate'))}, latency {ms(values.get('stable_latency_ms'))}"
         )
         return text + (f" — {'; '.join(reasons)}" if reasons and verdict != "pass" else "")

@@ -71,6 +71,7 @@ ERROR_KINDS: dict[str, tuple[type[NomadMLError], str]] = {
     "bad-cron": (SpecError, r": retraining\.schedule: '.*' is not a cron expression"),
     "bake-below-interval": (SpecError, r": guard\.bake: \w+ is shorter than one evaluation"),
     "prediction-gate-source": (SpecError, r": gates\.predictions: reads the servers' own"),
+    "probe-without-instances": (SpecError, r": gates\.probe\.instances: name a JSON file"),
     "template-syntax": (TemplateError, r"^<case>/\S+\.hcl:\d+: .+ \(in: .+\)$"),
     "template-undefined": (TemplateError, r"^<case>/\S+\.hcl:\d+: .*undefined.* \(in: .+\)$"),
     "template-sandbox": (TemplateError, r"^<case>/\S+\.hcl:\d+: .* is unsafe\. \(in: .+\)$"),

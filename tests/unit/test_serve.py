@@ -391,6 +391,17 @@ def test_metrics_count_requests_and_time_predictions(base: str) -> None:
     assert again["nomadml_request_duration_seconds_count"] == 4
 
 
+def test_probes_are_counted_and_counted_apart(base: str) -> None:
+    body = json.dumps({"instances": [OK_ROW]}).encode()
+    probe = {"Content-Type": "application/json", "X-Nomadml-Probe": "1"}
+    for _ in range(2):
+        assert call(f"{base}/predict", "POST", body, probe).status == 200
+    assert post_predict(base, {"instances": [OK_ROW]}).status == 200
+    samples = scrape(base)
+    assert requests_total(samples, "/predict", 200) == 3  # probes are requests too
+    assert samples['nomadml_probe_requests_total{path="/predict",code="200"}'] == 2
+
+
 def test_metrics_counters_survive_concurrent_requests(base: str) -> None:
     def work(i: int) -> int:
         if i % 2:
