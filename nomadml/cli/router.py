@@ -127,7 +127,8 @@ def down(ctx: click.Context, model: str) -> None:
 
 def _print(state: RouterState) -> None:
     for address in state.addresses:
-        click.echo(f"router {address}")
+        older = " (serves an older table: the last good one)" if address in state.stale else ""
+        click.echo(f"router {address}{older}")
     if state.problem:
         click.echo(f"routing table: INVALID: {state.problem} (the router keeps its last good one)")
     if state.table is not None:

@@ -34,6 +34,7 @@ class RouterState:
     addresses: list[str]  # http://host:port of each healthy router allocation
     table: RoutingTable | None
     problem: str = ""  # the routing variable, when it is not a valid table
+    stale: tuple[str, ...] = ()  # routers serving an older write than the variable's
 
 
 def running_lines(api: NomadAPI, model: str) -> RoutingTable:
@@ -191,10 +192,13 @@ def show(api: NomadAPI, model: str) -> RouterState:
     for reg in api.service(f"{model}-router"):
         addresses.append(f"http://{reg['Address']}:{reg['Port']}")
     healthy = _healthy(api, model, addresses)
+    items = (api.get_variable(routes_variable(model)) or {}).get("Items") or {}
+    written = f"{items.get('check')} {items.get('written')}"
+    stale = tuple(a for a in healthy if _serves(a) != written)
     try:
-        return RouterState(model, healthy, read_table(api, model))
+        return RouterState(model, healthy, read_table(api, model), stale=stale)
     except BadInput as err:
-        return RouterState(model, healthy, None, str(err))
+        return RouterState(model, healthy, None, str(err), stale)
 
 
 def _healthy(api: NomadAPI, model: str, addresses: list[str]) -> list[str]:

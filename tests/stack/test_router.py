@@ -63,6 +63,8 @@ def test_the_router_splits_routes_and_refuses(
         code, _, err = cli("router", "weights", model_name, line, f"{now_on}=100", f"{other}=0")
         assert code == 0, err
         assert {ask(router) for _ in range(10)} == {(200, now_on)}, flip
+    code, out, _ = cli("router", "show", model_name)
+    assert code == 0 and f"router {router}\n" in out and "older table" not in out, out
 
     # Version routing: an exact version, a major, a path prefix; unknown ones are 404s.
     assert {ask(router, "1.0.0") for _ in range(10)} == {(200, "1.0.0")}
@@ -87,6 +89,7 @@ def test_the_router_splits_routes_and_refuses(
     nomad.put_variable(f"nomadml/routes/{model_name}", {"table": "{not json", "known": "1"})
     code, out, _ = cli("router", "show", model_name)
     assert code == 7 and "routing table: INVALID" in out
+    assert f"router {router} (serves an older table: the last good one)" in out, out
     window = time.monotonic() + 5  # measured over the time a re-render would take
     while time.monotonic() < window:
         assert ask(router, "1.0.0") == (200, "1.0.0")
