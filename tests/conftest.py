@@ -82,13 +82,18 @@ def models_volume(nomad: NomadAPI) -> Path:
 @pytest.fixture()
 def model_name(nomad: NomadAPI) -> Iterator[str]:
     """A unique model name; after the test, every job of that model is purged and its
-    variables (registry records, rollout history, register locks) deleted."""
+    variables (registry records, rollout history, register locks, routing table) deleted."""
     name = f"t{uuid.uuid4().hex[:8]}"
     yield name
     for job in nomad.request("GET", "jobs", params={"prefix": name}).body or []:
         with contextlib.suppress(NomadMLError):
             nomad.stop_job(job["ID"], purge=True)
-    for prefix in (f"nomadml/models/{name}/", f"nomadml/rollouts/{name}", f"nomadml/locks/{name}"):
+    for prefix in (
+        f"nomadml/models/{name}/",
+        f"nomadml/rollouts/{name}",
+        f"nomadml/locks/{name}",
+        f"nomadml/routes/{name}",
+    ):
         for var in nomad.list_variables(prefix):
             with contextlib.suppress(NomadMLError):
                 nomad.request("DELETE", f"var/{var['Path']}")
