@@ -75,7 +75,8 @@ def guard(
 def run_bake(api: Any, line: str, printer: Any) -> Any:
     """The bake with the webhook the deploy recorded (env beats record)."""
     from nomadml.core.spec import Notify
-    from nomadml.engine.guard import armed, bake
+    from nomadml.engine.guard import bake
+    from nomadml.engine.guard_record import armed
     from nomadml.events import fanout
 
     _, data, _ = armed(api, line)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from nomadml.adapters import rollout_records as history
@@ -37,50 +36,20 @@ from nomadml.core.judge import JudgeConfig
 from nomadml.core.metrics import MetricNames, Snapshot, delta, merge
 from nomadml.core.schema import seconds
 from nomadml.core.spec import ModelSpec
+from nomadml.engine.guard_record import (
+    FIELD,
+    TAKEOVER_S,
+    GuardResult,
+    armed,
+    claim,
+    record_of,
+    save_state,
+    settled,
+    write_outcome,
+)
 from nomadml.engine.result import RolloutResult
-from nomadml.errors import BadInput, ExitCode, NomadMLError
+from nomadml.errors import BadInput, NomadMLError
 from nomadml.events import Emit, Event, discard
-
-FIELD = "guard"  # the rollout record's field the guard owns
-# A claimed regression still "rolling-back" after this long: its guard stopped mid-way
-# (the claim to the rollback's registration takes about a second).
-TAKEOVER_S = 30.0
-FINAL = ("cleared", "rolled-back", "regressed", "rollback-failed", "superseded")
-EXIT_CODES = {
-    "cleared": ExitCode.OK,
-    "superseded": ExitCode.OK,
-    "rolled-back": ExitCode.ROLLED_BACK,
-    "regressed": ExitCode.FAILED,
-    "rollback-failed": ExitCode.FAILED,
-}
-
-
-@dataclass
-class GuardResult:
-    line: str
-    version: str
-    outcome: str  # one of FINAL
-    reason: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    rollback: RolloutResult | None = None
-    retraining: str | None = None  # the dispatched retraining job
-    looks: int = 0
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return EXIT_CODES[self.outcome]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "line": self.line,
-            "version": self.version,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "evidence": self.evidence,
-            "looks": self.looks,
-            "rollback": self.rollback.as_dict() if self.rollback else None,
-            "retraining": self.retraining,
-        }
 
 
 def config_of(spec: ModelSpec) -> GuardConfig:
@@ -155,34 +124,6 @@ def arm(
 _METRIC_FIELDS = ("requests_total", "duration_seconds", "path_label", "path", "code_label")
 
 
-def armed(api: NomadAPI, line: str) -> tuple[int, dict[str, Any], int]:
-    """(the job version whose bake this is, its guard record, the job version the line
-    runs now): the newest record with a guard; BadInput when there is none."""
-    job = api.job(line)
-    if job is None:
-        raise BadInput(f"no job {line} in Nomad")
-    if (job.get("Meta") or {}).get("nomadml.managed") != "true":
-        raise BadInput(f"{line} is not a model line nomadml manages")
-    current = int(job["Version"])
-    record, _ = history.read(api, line, current)
-    if isinstance(record.get(FIELD), dict):
-        return current, record[FIELD], current
-    for job_version, older in sorted(history.records(api, line).items(), reverse=True):
-        if isinstance(older.get(FIELD), dict):
-            return job_version, older[FIELD], current
-    version = (job.get("Meta") or {}).get("nomadml.version", "?")
-    raise BadInput(
-        f"{line}: job version {current} ({version}) has nothing to bake: it was not "
-        "promoted by a deploy whose spec sets [guard] bake"
-    )
-
-
-def _record_of(api: NomadAPI, line: str, job_version: int) -> dict[str, Any]:
-    record, _ = history.read(api, line, job_version)
-    data = record.get(FIELD)
-    return data if isinstance(data, dict) else {}
-
-
 class _Observer:
     """The promoted version's traffic, look by look: each allocation's first scrape is
     its zero; a block is the sum of every allocation's change since the previous look."""
@@ -230,7 +171,7 @@ def bake(api: NomadAPI, line: str, emit: Emit = discard) -> GuardResult:
             f"{line}: {version} awaits its promotion (nomadml promote {line}); its bake starts then"
         )
     if data.get("status") != "baking":  # decided before (by this or another guard)
-        return _settled(line, version, data)
+        return settled(line, version, data)
     if current != job_version:
         return _superseded(api, line, job_version, data, current, emit)
     cfg = GuardConfig.from_dict(data.get("config") or {})
@@ -248,21 +189,24 @@ def bake(api: NomadAPI, line: str, emit: Emit = discard) -> GuardResult:
         )
     )
     observer.block(cfg.gates.window)  # every allocation's zero
-    index = 0
+    index, next_look = 0, time.monotonic() + cfg.interval_s
     while True:
-        # Wakes at once when the job changes (a new deploy, a rollback by hand);
-        # otherwise this is the evaluation interval.
-        answer = api.get(f"job/{line}", index, wait=cfg.interval_s)
+        # Wakes at once when the job changes (a new deploy, a rollback by hand), but
+        # looks once per evaluation interval: the detector's bound counts the looks.
+        answer = api.get(f"job/{line}", index, wait=max(0.5, next_look - time.monotonic()))
         index = max(answer.index, 1)
         job = answer.body or {}
         if int(job.get("Version", -1)) != job_version:
             return _superseded(api, line, job_version, data, job.get("Version"), emit)
+        if time.monotonic() < next_look:
+            continue
+        next_look = time.monotonic() + cfg.interval_s
         block, window = observer.block(cfg.gates.window)
         decision = decide(Look(time.time() - started, block, window), baseline, state, cfg)
         state = decision.state
         if decision.action == "watch":
             with contextlib.suppress(NomadMLError):  # the state is for a resume; the bake goes on
-                _save_state(api, line, job_version, state, decision)
+                save_state(api, line, job_version, state, decision)
             continue
         return _conclude(api, line, job_version, data, decision, cfg, emit)
 
@@ -274,54 +218,6 @@ def _superseded(
     by hand): that change is the operator's; the bake ends without acting."""
     reason = f"{line} moved on to job version {now}"
     return _finish(api, line, job_version, data, "superseded", reason, {}, emit)
-
-
-def _save_state(
-    api: NomadAPI, line: str, job_version: int, state: GuardState, decision: GuardDecision
-) -> None:
-    record, index = history.read(api, line, job_version)
-    data = record.get(FIELD)
-    if not isinstance(data, dict) or data.get("status") != "baking":
-        return
-    data = {**data, "state": state.as_dict(), "evidence": decision.evidence}
-    history.replace_field(api, line, job_version, FIELD, data, index)
-
-
-def started_by_promotion(api: NomadAPI, line: str, job_version: int, emit: Emit) -> bool:
-    """A manual promotion of canaries whose deploy armed a guard starts their bake."""
-    fields = {"promoted_at": time.time()}
-    started = _claim(api, line, job_version, "baking", fields, expect="awaiting-promotion")
-    if started is not None:
-        emit(
-            Event(
-                "note",
-                line,
-                f"guard: {started.get('version')} bakes from now: "
-                f"nomadml guard {line} (or the always-on guard) watches it",
-            )
-        )
-    return started is not None
-
-
-def _claim(
-    api: NomadAPI,
-    line: str,
-    job_version: int,
-    status: str,
-    fields: dict[str, Any],
-    expect: str = "baking",
-) -> dict[str, Any] | None:
-    """Move the guard record from `expect` to `status` with check-and-set; None when
-    another guard moved it first (then that guard acts, not this one)."""
-    for _ in range(5):
-        record, index = history.read(api, line, job_version)
-        data = record.get(FIELD)
-        if not isinstance(data, dict) or data.get("status") != expect:
-            return None
-        new = {**data, **fields, "status": status}
-        if history.replace_field(api, line, job_version, FIELD, new, index):
-            return new
-    return None
 
 
 def _conclude(
@@ -353,9 +249,9 @@ def _conclude(
         "state": decision.state.as_dict(),
         "detected_at": time.time(),
     }
-    claimed = _claim(api, line, job_version, acting, fields)
+    claimed = claim(api, line, job_version, acting, fields)
     if claimed is None:
-        return _settled(line, version, _record_of(api, line, job_version))
+        return settled(line, version, record_of(api, line, job_version))
     emit(
         Event(
             "regression",
@@ -402,7 +298,7 @@ def _act(
         from nomadml.engine.guard_actions import dispatch_retraining
 
         result.retraining = dispatch_retraining(api, str(claimed.get("model")), line, version, emit)
-    _write_outcome(api, line, job_version, claimed, result)
+    write_outcome(api, line, job_version, claimed, result)
     emit(Event("guard", line, f"guard: {result.outcome}: {result.reason}", result.as_dict()))
     return result
 
@@ -426,21 +322,6 @@ def _audit(
         )
 
 
-def _write_outcome(
-    api: NomadAPI, line: str, job_version: int, data: dict[str, Any], result: GuardResult
-) -> None:
-    final = {
-        **data,
-        "status": result.outcome,
-        "reason": result.reason,
-        "finished_at": time.time(),
-        "rollback": result.rollback.as_dict() if result.rollback else None,
-        "retraining": result.retraining,
-    }
-    with contextlib.suppress(NomadMLError):  # the line is back; the record follows it
-        history.record(api, line, job_version, {FIELD: final})
-
-
 def _finish(
     api: NomadAPI,
     line: str,
@@ -455,28 +336,12 @@ def _finish(
     fields: dict[str, Any] = {"reason": reason, "evidence": evidence, "finished_at": time.time()}
     if state is not None:
         fields["state"] = state.as_dict()
-    claimed = _claim(api, line, job_version, outcome, fields)
+    claimed = claim(api, line, job_version, outcome, fields)
     version = str(data.get("version", "?"))
     if claimed is None:
-        return _settled(line, version, _record_of(api, line, job_version))
+        return settled(line, version, record_of(api, line, job_version))
     result = GuardResult(
         line, version, outcome, reason, evidence, looks=state.looks if state else 0
     )
     emit(Event("guard", line, f"guard: {outcome}: {reason}", result.as_dict()))
     return result
-
-
-def _settled(line: str, version: str, data: dict[str, Any]) -> GuardResult:
-    """What an earlier look (or another guard) decided, read from the record."""
-    status = str(data.get("status"))
-    # "rolling-back": another guard claimed the regression and acts on it.
-    outcome = status if status in FINAL else "regressed"
-    looks = int((data.get("state") or {}).get("looks", 0))
-    return GuardResult(
-        line,
-        version,
-        outcome,
-        str(data.get("reason", status)),
-        dict(data.get("evidence") or {}),
-        looks=looks,
-    )

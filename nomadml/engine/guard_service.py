@@ -17,7 +17,8 @@ from typing import Any
 from nomadml.adapters.job_lock import register_exclusively
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.jobs import render_guard
-from nomadml.engine.guard import armed, bake
+from nomadml.engine.guard import bake
+from nomadml.engine.guard_record import armed
 from nomadml.engine.lines import managed_jobs
 from nomadml.engine.prepare import parse_and_validate
 from nomadml.errors import BadInput, NomadMLError, NotOwned

@@ -30,7 +30,7 @@ def promote(
         api, line, int(dep["JobVersion"]), model_version, options, None, emit, started=started
     )
     if result.action is Action.SUCCEEDED:
-        from nomadml.engine.guard import started_by_promotion
+        from nomadml.engine.guard_record import started_by_promotion
 
         started_by_promotion(api, line, int(dep["JobVersion"]), emit)
     return result

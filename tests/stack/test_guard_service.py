@@ -21,7 +21,7 @@ from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.cli.main import main
 from nomadml.core.decide import Action
-from nomadml.engine.guard import FINAL
+from nomadml.engine.guard_record import FINAL
 from nomadml.engine.result import RolloutResult
 from nomadml.engine.traffic import Traffic
 

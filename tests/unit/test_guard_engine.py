@@ -18,7 +18,7 @@ from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.cli.main import main
 from nomadml.core.guard import GuardConfig
 from nomadml.core.spec import Lifecycle
-from nomadml.engine import guard
+from nomadml.engine import guard, guard_record
 from nomadml.engine.majors import retire_old_majors
 from nomadml.errors import BadInput
 from nomadml.events import discard
@@ -60,8 +60,10 @@ def _version(api: NomadAPI) -> int:
 def test_a_regression_is_claimed_once(api: NomadAPI) -> None:
     _guard_record(api)
     version = _version(api)
-    first = guard._claim(api, LINE, version, "rolling-back", {"reason": "regression: errors"})
-    second = guard._claim(api, LINE, version, "rolling-back", {"reason": "regression: errors"})
+    first = guard_record.claim(api, LINE, version, "rolling-back", {"reason": "regression: errors"})
+    second = guard_record.claim(
+        api, LINE, version, "rolling-back", {"reason": "regression: errors"}
+    )
     assert first is not None and first["status"] == "rolling-back"
     assert second is None
     record, _ = history.read(api, LINE, version)
@@ -105,8 +107,8 @@ def test_a_manual_promotion_starts_the_bake(api: NomadAPI) -> None:
     _guard_record(api, status="awaiting-promotion", promoted_at=None)
     with pytest.raises(BadInput, match=rf"^{LINE}: 1.1.0 awaits its promotion \(nomadml promote"):
         guard.bake(api, LINE)
-    assert guard.started_by_promotion(api, LINE, _version(api), discard)
-    assert not guard.started_by_promotion(api, LINE, _version(api), discard)  # once
+    assert guard_record.started_by_promotion(api, LINE, _version(api), discard)
+    assert not guard_record.started_by_promotion(api, LINE, _version(api), discard)  # once
     record, _ = history.read(api, LINE, _version(api))
     assert record["guard"]["status"] == "baking"
     assert time.time() - record["guard"]["promoted_at"] < 60
