@@ -135,3 +135,10 @@ def test_a_models_guard_and_router_are_never_retired_as_lines(
     fake_nomad.script("GET", "/v1/jobs", 200, jobs)  # the fake does not model the list
     retired = retire_old_majors(api, "churn", "churn-v2", Lifecycle(2, False, ""), discard)
     assert retired == []
+
+
+@pytest.mark.parametrize("args", [[], [LINE, "--all"], ["--all", "--up"]])
+def test_guard_takes_one_of_a_line_all_or_up(args: list[str]) -> None:
+    run = CliRunner().invoke(main, ["--address", "http://127.0.0.1:9", "guard", *args])
+    assert run.exit_code == 2, run.output
+    assert run.output.strip() == "nomadml: error: guard: give one of LINE, --all or --up"
