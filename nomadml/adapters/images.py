@@ -11,7 +11,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nomadml import __version__
@@ -169,9 +169,22 @@ def export_model(image: str, dest: Path) -> None:
                 members = [m for m in tar.getmembers() if m.name.startswith("model/")]
                 for member in members:
                     member.name = member.name.removeprefix("model/")
-                tar.extractall(dest, members=members, filter="data")
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(dest, members=members, filter="data")
+                else:  # Python before 3.11.4 (bookworm's 3.11.2: the nomadml image)
+                    tar.extractall(dest, members=[_plain(m, image) for m in members])
     finally:
         container.remove(force=True)
+
+
+def _plain(member: tarfile.TarInfo, image: str) -> tarfile.TarInfo:
+    """What tarfile's "data" filter lets through from a model image: files and folders
+    inside the destination, without set-id bits; anything else is refused."""
+    parts = PurePosixPath(member.name).parts
+    if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in parts:
+        raise StackError(f"{image}: /model holds {member.name!r}, not a plain file or folder")
+    member.mode &= 0o755
+    return member
 
 
 def build_router_image(

@@ -128,6 +128,9 @@ def render_service(spec: ModelSpec, release: Release, extra_templates: Sequence[
     )
 
 
+DATA_MOUNT = "/data"  # retraining.data_volume, in the trainer's and nomadml's tasks
+
+
 def retraining_values(
     spec: ModelSpec, dispatch: bool = False, nomadml_image: str = ""
 ) -> dict[str, Any]:
@@ -140,6 +143,16 @@ def retraining_values(
     if spec.retraining.image == REFERENCE_SERVER:
         training["image"] = f"{spec.model.registry}/nomadml/trainer:{reference_serving_tag()}"
     training["nomadml_image"] = nomadml_image or spec.retraining.nomadml_image
+    # With a data volume the [data] files are at /data in both tasks (relative paths).
+    data_dir = DATA_MOUNT if spec.retraining.data_volume else ""
+    training["data_env"] = {
+        name: f"{DATA_MOUNT}/{value}"
+        for name, value in (
+            ("NOMADML_TRAIN_DATA", spec.data.train),
+            ("NOMADML_EVAL_DATA", spec.data.evaluation),
+        )
+        if data_dir and value
+    }
     return {
         "job": job_header(
             spec,
@@ -147,7 +160,11 @@ def retraining_values(
             {"nomadml.role": "retraining"},
         ),
         "dispatch": dispatch,
-        "model": {"name": spec.name, "spec_text": spec.text, "spec_dir": str(spec.directory)},
+        "model": {
+            "name": spec.name,
+            "spec_text": spec.text,
+            "spec_dir": data_dir or str(spec.directory),
+        },
         "retraining": training,
         "spec": d,
     }

@@ -174,6 +174,7 @@ class Retraining:
     args: tuple[str, ...]
     nomadml_image: str
     docker_socket: str
+    data_volume: str
     resources: Resources
 
 

@@ -234,6 +234,9 @@ SCHEMA: Schema = {
         # The Docker engine's socket on the client: the nomadml task builds model images
         # and runs serving images for the same-data evaluation through it.
         "docker_socket": Field("str", "/var/run/docker.sock", (non_empty,)),
+        # With nomadml_image: the Nomad host volume holding the [data] files (their
+        # paths are relative to it), mounted read-only at /data in both tasks.
+        "data_volume": Field("str", "", (matches(r"([A-Za-z0-9_.-]+)?", "a host volume name"),)),
         "resources": {
             "cpu": Field("int", 500, (between(10, 100_000),)),
             "memory": Field("int", 512, (between(16, 1_000_000),)),
@@ -379,4 +382,11 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
                 "the trainer and nomadml's steps run in two images",
             )
         )
+    if training["data_volume"] and not training["nomadml_image"]:
+        problems.append(("retraining.data_volume", "needs retraining.nomadml_image"))
+    for which in ("train", "evaluation") if training["data_volume"] else ():
+        if data["data"][which].startswith("/"):
+            problems.append(
+                (f"data.{which}", "must be relative to retraining.data_volume (mounted at /data)")
+            )
     return problems

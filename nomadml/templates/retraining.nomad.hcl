@@ -3,6 +3,15 @@
     keeps one run in flight per model line. With `dispatch`, the same job as a
     parameterized one the post-promotion guard dispatches. Extension point: train_extra. -#]
 [% import "nomadml/_job.hcl" as job_meta -%]
+[% macro data_mount() -%]
+[%- if retraining.data_volume %]
+      volume_mount {
+        volume      = "training-data"
+        destination = "/data"
+        read_only   = true
+      }
+[%- endif %]
+[%- endmacro -%]
 job [[ job.id | hcl ]] {
   type        = "batch"
 [[ job_meta.placement_and_meta(job) ]]
@@ -37,6 +46,15 @@ job [[ job.id | hcl ]] {
     }
 
 [%- if retraining.driver == "docker" and retraining.nomadml_image %]
+[%- if retraining.data_volume %]
+
+    # The [data] files, read-only in both tasks.
+    volume "training-data" {
+      type      = "host"
+      source    = [[ retraining.data_volume | hcl ]]
+      read_only = true
+    }
+[%- endif %]
 
     # The operator's trainer, in its own image: model files + metadata.json into the
     # allocation's data directory (shared by the group's tasks), exit 0.
@@ -47,10 +65,13 @@ job [[ job.id | hcl ]] {
         network_mode = "host"
         command = [[ retraining.trainer[0] | hcl ]]
         args    = [[ retraining.trainer[1:] | hcl ]]
-      }
+      }[[ data_mount() ]]
       env = {
         NOMADML_MODEL_NAME = [[ model.name | hcl ]]
         NOMADML_OUTPUT_DIR = [[ "${NOMAD_ALLOC_DIR}/data" | hcl ]]
+[%- for key, value in retraining.data_env | dictsort %]
+        [[ key ]] = [[ value | hcl ]]
+[%- endfor %]
       }
       resources {
         cpu    = [[ retraining.resources.cpu ]]
@@ -77,7 +98,7 @@ job [[ job.id | hcl ]] {
         # The Docker engine builds the model image and runs the serving images of the
         # evaluation; they mount scratch directories by the same path on the host.
         volumes = [[ [retraining.docker_socket ~ ":/var/run/docker.sock", "/var/tmp/nomadml-retraining:/var/tmp/nomadml-retraining"] | hcl ]]
-      }
+      }[[ data_mount() ]]
       env = {
         # Nomad's Task API with the task's workload identity: no token in the job, no
         # address or CA of the cluster's (ACL rights: the policy bound to this job).

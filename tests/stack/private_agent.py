@@ -29,6 +29,7 @@ class Agent:
         docker_auth_config: Path | None = None,
         docker_volumes: bool = False,
         acl: bool = False,
+        host_volumes: tuple[tuple[str, Path], ...] = (),
     ) -> None:
         self.tmp = tmp
         self.address = f"http://127.0.0.1:{port_base}"
@@ -40,6 +41,9 @@ class Agent:
         if docker_volumes:  # host paths in task configs (the engine's socket, scratch)
             endpoint += "\n    volumes { enabled = true }"
         acl_block = "acl {\n  enabled = true\n}" if acl else ""
+        volumes = "".join(
+            f'  host_volume "{name}" {{\n    path = "{path}"\n  }}\n' for name, path in host_volumes
+        )
         self.config.write_text(f"""
 {acl_block}
 data_dir  = "{tmp / "data"}"
@@ -73,7 +77,7 @@ client {{
     path      = "{tmp / "models"}"
     read_only = false
   }}
-}}
+{volumes}}}
 plugin "docker" {{
   config {{
     {endpoint}

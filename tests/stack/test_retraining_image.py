@@ -43,6 +43,9 @@ shutil.copy("/opt/trainer/model.json", out)
 with open("/opt/trainer/metadata.json") as f:
     meta = json.load(f)
 meta["training_data"].update(run=os.environ["NOMAD_ALLOC_ID"], uid=os.getuid())
+if os.environ.get("NOMADML_TRAIN_DATA"):  # the spec's data, from the data volume
+    with open(os.environ["NOMADML_TRAIN_DATA"]) as f:
+        meta["training_data"]["rows"] = sum(1 for _ in f) - 1
 with open(os.path.join(out, "metadata.json"), "w") as f:
     json.dump(meta, f)
 print("trainer: wrote", sorted(os.listdir(out)))
@@ -71,7 +74,9 @@ def _agent(port_base: int, name: str, acl: bool = False) -> Iterator[Agent]:
     socket only if <alloc dir>/<alloc id>/<task>/secrets/api.sock fits a unix socket
     path (108 bytes); under pytest's deep tmp folders it silently does not."""
     where = Path(tempfile.mkdtemp(prefix="ti-"))
-    a = Agent(where, port_base, name, docker_volumes=True, acl=acl)
+    (where / "training-data").mkdir()
+    data = (("training-data", where / "training-data"),)
+    a = Agent(where, port_base, name, docker_volumes=True, acl=acl, host_volumes=data)
     try:
         a.start()
         yield a
@@ -223,3 +228,54 @@ def test_on_an_acl_cluster_the_job_has_the_rights_of_the_policy_bound_to_it(
     assert status == "complete", logs
     assert f"{model_name} 1.0.0: validated" in logs["nomadml"], logs
     assert [(r.version, r.stage) for r in registry.versions(model_name)] == [("1.0.0", "validated")]
+
+
+DATA = """
+data_volume = "training-data"
+
+[data]
+train = "iris/train.csv"
+evaluation = "iris/eval.csv"
+label = "species"
+
+[data.checks]
+min_rows = 30
+max_missing = 0.0
+min_class_share = 0.2
+"""
+
+
+def test_the_trainer_and_the_checks_read_the_spec_data_from_the_data_volume(
+    agent: Agent, training_image: str, model_name: str, tmp_path: Path
+) -> None:
+    api = agent.api()
+    registry = ModelRegistry(api)
+    volume = agent.tmp / "training-data" / "iris"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "iris" / "data", volume)
+    rows = len((volume / "train.csv").read_text().splitlines()) - 1
+    spec = tmp_path / "spec.toml"
+    trainer = ["python3", "/opt/trainer/train.py"]
+    values = {"name": model_name, "registry": DEFAULT_REGISTRY, "image": training_image}
+    spec.write_text(SPEC.format(**values, trainer=json.dumps(trainer)) + DATA)
+    _schedule(agent, spec)
+
+    status, _, logs = _force_and_wait(api, f"{model_name}-retrain")
+    assert status == "complete", logs
+    assert "data checks passed: /data/iris/train.csv, /data/iris/eval.csv" in logs["nomadml"]
+    # Same-data evaluation from inside the job: the serving image ran on the engine.
+    assert "measuring 1.0.0 and production on iris/eval.csv" in logs["nomadml"], logs
+    (record,) = registry.versions(model_name)
+    assert (record.version, record.stage) == ("1.0.0", "validated"), logs
+    assert record.record["training_data"]["rows"] == rows  # the trainer read the volume
+
+    # Data failing its checks: no version, each failed check named in the job's log.
+    lines = (volume / "train.csv").read_text().splitlines()
+    lines[1] = ",".join(["", *lines[1].split(",")[1:]])  # a missing sepal_length
+    (volume / "train.csv").write_text("\n".join(lines) + "\n")
+    status, _, logs = _force_and_wait(api, f"{model_name}-retrain")
+    assert status == "failed", logs
+    assert (
+        "data check failed: train data /data/iris/train.csv: column sepal_length"
+        in (logs["nomadml"])
+    ), logs
+    assert [r.version for r in registry.versions(model_name)] == ["1.0.0"]

@@ -73,3 +73,31 @@ def test_the_image_tag_follows_the_wheels(tmp_path: Path) -> None:
     newer = runtime_wheels(tmp_path)
     assert newer[0].name == "click-8.2.0-py3-none-any.whl"
     assert content_tag(newer, [], "base:1") != first != content_tag(wheels, [], "base:2")
+
+
+def test_a_model_image_holds_only_plain_files_for_older_pythons() -> None:
+    import tarfile
+
+    from nomadml.adapters.images import _plain
+
+    ok = tarfile.TarInfo("model.json")
+    ok.mode = 0o4755
+    assert _plain(ok, "img").mode == 0o755
+    for name, kind in (
+        ("../x", tarfile.REGTYPE),
+        ("/etc/x", tarfile.REGTYPE),
+        ("l", tarfile.SYMTYPE),
+    ):
+        bad = tarfile.TarInfo(name)
+        bad.type = kind
+        with pytest.raises(StackError, match="not a plain file or folder"):
+            _plain(bad, "img")
+
+
+def test_a_data_volume_takes_relative_data_paths() -> None:
+    text = SPEC.format(driver="docker") + 'data_volume = "d"\n\n[data]\ntrain = "/srv/t.csv"\n'
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, "s.toml")
+    assert str(err.value) == (
+        "s.toml: data.train: must be relative to retraining.data_volume (mounted at /data)"
+    )

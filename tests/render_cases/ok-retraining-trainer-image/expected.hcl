@@ -31,6 +31,13 @@ job "churn-retrain" {
       unlimited = false
     }
 
+    # The [data] files, read-only in both tasks.
+    volume "training-data" {
+      type      = "host"
+      source    = "churn-data"
+      read_only = true
+    }
+
     # The operator's trainer, in its own image: model files + metadata.json into the
     # allocation's data directory (shared by the group's tasks), exit 0.
     task "train" {
@@ -41,9 +48,16 @@ job "churn-retrain" {
         command = "python3"
         args    = ["/opt/train.py", "--rows", "$${NOMAD_ALLOC_DIR}"]
       }
+      volume_mount {
+        volume      = "training-data"
+        destination = "/data"
+        read_only   = true
+      }
       env = {
         NOMADML_MODEL_NAME = "churn"
         NOMADML_OUTPUT_DIR = "$${NOMAD_ALLOC_DIR}/data"
+        NOMADML_EVAL_DATA = "/data/2026-12/eval.csv"
+        NOMADML_TRAIN_DATA = "/data/2026-12/train.csv"
       }
       resources {
         cpu    = 500
@@ -71,6 +85,11 @@ job "churn-retrain" {
         # evaluation; they mount scratch directories by the same path on the host.
         volumes = ["/run/docker.sock:/var/run/docker.sock", "/var/tmp/nomadml-retraining:/var/tmp/nomadml-retraining"]
       }
+      volume_mount {
+        volume      = "training-data"
+        destination = "/data"
+        read_only   = true
+      }
       env = {
         # Nomad's Task API with the task's workload identity: no token in the job, no
         # address or CA of the cluster's (ACL rights: the policy bound to this job).
@@ -78,8 +97,8 @@ job "churn-retrain" {
         TMPDIR              = "/var/tmp/nomadml-retraining"
         NOMADML_MODEL_NAME  = "churn"
         NOMADML_AUTO_DEPLOY = "false"
-        NOMADML_SPEC_TOML   = "# The operator's trainer in its own image; nomadml's steps in the nomadml image.\n[model]\nname = \"churn\"\nregistry = \"127.0.0.1:5000\"\n\n[retraining]\nenabled = true\ndriver = \"docker\"\nimage = \"registry.example.com/team/churn-trainer@sha256:1111111111111111111111111111111111111111111111111111111111111111\"\ntrainer = [\"python3\", \"/opt/train.py\", \"--rows\", \"$${NOMAD_ALLOC_DIR}\"]\nnomadml_image = \"127.0.0.1:5000/nomadml/nomadml@sha256:2222222222222222222222222222222222222222222222222222222222222222\"\ndocker_socket = \"/run/docker.sock\"\n"
-        NOMADML_SPEC_DIR    = "<spec-dir>"
+        NOMADML_SPEC_TOML   = "# The operator's trainer in its own image; nomadml's steps in the nomadml image.\n[model]\nname = \"churn\"\nregistry = \"127.0.0.1:5000\"\n\n[retraining]\nenabled = true\ndriver = \"docker\"\nimage = \"registry.example.com/team/churn-trainer@sha256:1111111111111111111111111111111111111111111111111111111111111111\"\ntrainer = [\"python3\", \"/opt/train.py\", \"--rows\", \"$${NOMAD_ALLOC_DIR}\"]\nnomadml_image = \"127.0.0.1:5000/nomadml/nomadml@sha256:2222222222222222222222222222222222222222222222222222222222222222\"\ndocker_socket = \"/run/docker.sock\"\ndata_volume = \"churn-data\"\n\n[data]\ntrain = \"2026-12/train.csv\"\nevaluation = \"2026-12/eval.csv\"\nlabel = \"churned\"\n"
+        NOMADML_SPEC_DIR    = "/data"
       }
       resources {
         cpu    = 200
