@@ -151,11 +151,13 @@ class GuardConfig:
 
 @dataclass(frozen=True)
 class Baseline:
-    """Stable's traffic during the rollout, and the latency bound that defines "slow"
-    (fixed before the promoted version's traffic is seen)."""
+    """Stable's traffic during the rollout, the latency bound that defines "slow" (fixed
+    before the promoted version's traffic is seen), and stable's latency at the gates'
+    percentile as the gates measured it (the thresholds' relative latency check)."""
 
     traffic: Snapshot
     slow_above_s: float | None = None
+    latency_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +165,7 @@ class Baseline:
             "errors": self.traffic.errors,
             "buckets": [[_bound(b), c] for b, c in self.traffic.buckets],
             "slow_above_s": self.slow_above_s,
+            "latency_ms": self.latency_ms,
         }
 
     @classmethod
@@ -170,8 +173,12 @@ class Baseline:
         try:
             buckets = tuple((float(b), float(c)) for b, c in data.get("buckets") or [])
             snap = Snapshot(float(data["requests"]), float(data["errors"]), buckets)
-            slow = data.get("slow_above_s")
-            return cls(snap, None if slow is None else float(slow))
+            slow, latency = data.get("slow_above_s"), data.get("latency_ms")
+            return cls(
+                snap,
+                None if slow is None else float(slow),
+                None if latency is None else float(latency),
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise BadInput(f"guard record: not a baseline ({err})") from None
 
@@ -368,7 +375,10 @@ def _thresholds(
 ) -> GuardDecision:
     window = look.window if look.window is not None else look.block
     percentile = cfg.gates.latency_percentile
-    result = evaluate(stats(window, percentile), stats(baseline.traffic, percentile), cfg.gates)
+    stable = stats(baseline.traffic, percentile)
+    if stable.latency_ms is None:  # no histogram kept: the latency the gates measured
+        stable = replace(stable, latency_ms=baseline.latency_ms)
+    result = evaluate(stats(window, percentile), stable, cfg.gates)
     failing = state.failing + 1 if result.verdict == "fail" else 0
     if result.verdict == "insufficient":
         failing = state.failing
@@ -398,18 +408,23 @@ def decide(look: Look, baseline: Baseline, state: GuardState, cfg: GuardConfig) 
     return _judged(look, baseline, state, cfg)
 
 
-def baseline_from_gates(records: Sequence[Mapping[str, Any]]) -> Snapshot | None:
-    """Stable's traffic during the rollout from the gate records it left: the judge's
+def baseline_from_gates(records: Sequence[Mapping[str, Any]]) -> Baseline | None:
+    """Stable's numbers during the rollout from the gate records it left: the judge's
     counts since the canaries turned healthy, else the thresholds' last window with
-    stable traffic. None when no gate measured stable."""
+    stable traffic; with stable's latency where a gate measured it. None when no gate
+    measured stable."""
     for record in reversed(records):
         values = record.get("values") or {}
         requests = values.get("stable_requests")
         if not isinstance(requests, int | float) or requests <= 0:
             continue
+        latency = values.get("stable_latency_ms")
+        latency_ms = float(latency) if isinstance(latency, int | float) else None
         if isinstance(values.get("stable_errors"), int | float):
-            return Snapshot(float(requests), float(values["stable_errors"]))
+            traffic = Snapshot(float(requests), float(values["stable_errors"]))
+            return Baseline(traffic, latency_ms=latency_ms)
         rate = values.get("stable_error_rate")
         if isinstance(rate, int | float):
-            return Snapshot(float(requests), round(float(rate) * requests))
+            traffic = Snapshot(float(requests), round(float(rate) * requests))
+            return Baseline(traffic, latency_ms=latency_ms)
     return None

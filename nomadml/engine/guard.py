@@ -84,8 +84,8 @@ def arm(
     if result.action is not Action.SUCCEEDED and not waiting:
         return None
     cfg = config_of(spec)
-    traffic = baseline_from_gates(result.gates)
-    if traffic is None:
+    baseline = baseline_from_gates(result.gates)
+    if baseline is None:
         emit(
             Event(
                 "note",
@@ -100,7 +100,7 @@ def arm(
         "version": result.model_version,
         "promoted_at": None if waiting else time.time(),
         "config": cfg.as_dict(),
-        "baseline": Baseline(traffic or Snapshot()).as_dict(),
+        "baseline": (baseline or Baseline(Snapshot())).as_dict(),
         "metrics": {
             "names": {k: getattr(spec.gates.metrics, k) for k in _METRIC_FIELDS},
             "path": spec.serving.metrics_path,

@@ -10,6 +10,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from nomadml.core.guard import (
     GuardDecision,
     GuardState,
     Look,
+    baseline_from_gates,
     decide,
     upper_bound,
 )
@@ -174,3 +176,32 @@ def test_a_bake_shorter_than_one_interval_is_refused() -> None:
 def test_upper_bound(n: float, x: float, low: float, high: float) -> None:
     u = upper_bound(Counts(n, x), 0.005)
     assert low <= u <= high, u
+
+
+def test_thresholds_compare_latency_with_what_the_gates_measured_of_stable() -> None:
+    """The gate records keep stable's latency, not its histogram: the relative latency
+    check uses it (5 ms x 1.5), two slow windows in a row are a regression."""
+    cfg = GuardConfig(
+        bake_s=60, interval_s=2, compare="thresholds", gates=GateConfig(min_requests=10)
+    )
+    base = Baseline(Snapshot(1000, 0), latency_ms=5.0)
+    slow = Snapshot(30, 0, ((0.005, 0.0), (0.1, 30.0), (math.inf, 30.0)))
+    state = GuardState()
+    for i, action in enumerate(["watch", "regressed"]):
+        got = decide(Look(2.0 * (i + 1), slow, window=slow), base, state, cfg)
+        assert got.action == action, got.reason
+        state = got.state
+    assert "latency" in got.reason, got.reason
+
+
+def test_the_baseline_comes_from_the_gate_records() -> None:
+    judged: list[dict[str, Any]] = [
+        {"values": {"stable_requests": 80, "stable_errors": 2, "stable_latency_ms": 6}}
+    ]
+    windows: list[dict[str, Any]] = [
+        {"values": {"stable_requests": 40, "stable_error_rate": 0.05}},
+        {"values": {"stable_requests": 0, "stable_error_rate": None}},
+    ]
+    assert baseline_from_gates(judged) == Baseline(Snapshot(80, 2), latency_ms=6.0)
+    assert baseline_from_gates(windows) == Baseline(Snapshot(40, 2))
+    assert baseline_from_gates([]) is None
