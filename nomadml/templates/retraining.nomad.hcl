@@ -97,13 +97,22 @@ job [[ job.id | hcl ]] {
         args    = [[ ["retrain", "--trained", "${NOMAD_ALLOC_DIR}/data", "--trainer-task", "train"] | hcl ]]
         # The Docker engine builds the model image and runs the serving images of the
         # evaluation; they mount scratch directories by the same path on the host.
-        volumes = [[ [retraining.docker_socket ~ ":/var/run/docker.sock", "/var/tmp/nomadml-retraining:/var/tmp/nomadml-retraining"] | hcl ]]
+        # The engine's registry CAs (certs.d) are nomadml's too.
+        volumes = [[ [retraining.docker_socket ~ ":/var/run/docker.sock", "/var/tmp/nomadml-retraining:/var/tmp/nomadml-retraining", "/etc/docker/certs.d:/etc/docker/certs.d:ro"] | hcl ]]
       }[[ data_mount() ]]
+      # docker login's config.json for the image registry, if the operator keeps it in
+      # this job's own Nomad Variable (key docker_config): never in the job itself.
+      template {
+        data        = [[ ('{{ if nomadVarExists "nomad/jobs/' ~ job.id ~ '" }}{{ with nomadVar "nomad/jobs/' ~ job.id ~ '" }}{{ .docker_config }}{{ end }}{{ else }}{}{{ end }}') | hcl ]]
+        destination = "secrets/docker/config.json"
+        perms       = "0600"
+      }
       env = {
         # Nomad's Task API with the task's workload identity: no token in the job, no
         # address or CA of the cluster's (ACL rights: the policy bound to this job).
         NOMAD_ADDR          = [[ "unix://${NOMAD_SECRETS_DIR}/api.sock" | hcl ]]
         TMPDIR              = "/var/tmp/nomadml-retraining"
+        DOCKER_CONFIG       = [[ "${NOMAD_SECRETS_DIR}/docker" | hcl ]]
         NOMADML_MODEL_NAME  = [[ model.name | hcl ]]
         NOMADML_AUTO_DEPLOY = [[ (retraining.auto_deploy | string | lower) | hcl ]]
         NOMADML_SPEC_TOML   = [[ model.spec_text | hcl ]]

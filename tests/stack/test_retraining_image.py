@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -22,6 +23,7 @@ from private_agent import Agent
 from support.periodic import force_and_wait
 
 from examples.iris.train import train_iris
+from nomadml.adapters import image_registry
 from nomadml.adapters.images import DEFAULT_BASE_IMAGE, DEFAULT_REGISTRY, build_and_push
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
@@ -29,6 +31,8 @@ from nomadml.cli.main import main
 
 PORT_BASE = 6046
 ACL_PORT_BASE = 6146
+SECURE_PORT_BASE = 6246
+SECURE = os.environ.get("NOMADML_SECURE_REGISTRY", "127.0.0.1:5443")
 
 # The operator's trainer: stdlib only, in an image of its own. It ships a model fitted
 # beforehand and stamps each run into the training-data provenance (new data, new
@@ -69,14 +73,24 @@ nomadml_image = "nomadml"
 
 
 @contextlib.contextmanager
-def _agent(port_base: int, name: str, acl: bool = False) -> Iterator[Agent]:
+def _agent(
+    port_base: int, name: str, acl: bool = False, auth: Path | None = None
+) -> Iterator[Agent]:
     """An agent of the test's own under a short folder: Nomad creates a task's Task API
     socket only if <alloc dir>/<alloc id>/<task>/secrets/api.sock fits a unix socket
     path (108 bytes); under pytest's deep tmp folders it silently does not."""
     where = Path(tempfile.mkdtemp(prefix="ti-"))
     (where / "training-data").mkdir()
     data = (("training-data", where / "training-data"),)
-    a = Agent(where, port_base, name, docker_volumes=True, acl=acl, host_volumes=data)
+    a = Agent(
+        where,
+        port_base,
+        name,
+        docker_volumes=True,
+        acl=acl,
+        host_volumes=data,
+        docker_auth_config=auth,
+    )
     try:
         a.start()
         yield a
@@ -279,3 +293,39 @@ def test_the_trainer_and_the_checks_read_the_spec_data_from_the_data_volume(
         in (logs["nomadml"])
     ), logs
     assert [r.version for r in registry.versions(model_name)] == ["1.0.0"]
+
+
+def test_a_registry_with_tls_and_auth_takes_credentials_from_the_jobs_own_variable(
+    docker_client: object, training_image: str, model_name: str, tmp_path: Path
+) -> None:
+    """The spec's registry speaks TLS (a CA in the engine's certs.d) and wants a login:
+    the nomadml task gets the CA from certs.d, and docker login's credentials only from
+    the job's own Nomad Variable, never from the job."""
+    login = image_registry.credentials(SECURE)
+    if login is None or not (image_registry.certs_dir() / SECURE / "ca.crt").is_file():
+        if os.environ.get("NOMADML_REQUIRE_STACK") == "1":
+            pytest.fail(f"the stack's secure registry {SECURE} is not set up", pytrace=False)
+        pytest.skip(f"no secure registry at {SECURE}; run scripts/stack up")
+    auth = image_registry.docker_config()
+    with _agent(SECURE_PORT_BASE, "trainer-image-tls", auth=auth) as agent:
+        api = agent.api()
+        registry = ModelRegistry(api)
+        job_id = f"{model_name}-retrain"
+        spec = tmp_path / "spec.toml"
+        values = {"name": model_name, "registry": SECURE, "image": training_image}
+        spec.write_text(SPEC.format(**values, trainer='["python3", "/opt/trainer/train.py"]'))
+        _schedule(agent, spec)
+
+        status, _, logs = _force_and_wait(api, job_id)  # no credentials: nothing pushed
+        assert status == "failed", logs
+        assert f"docker login {SECURE}" in logs["nomadml"], logs
+        assert registry.versions(model_name) == []
+
+        entry = json.loads(auth.read_text())["auths"][SECURE]
+        config = json.dumps({"auths": {SECURE: {"auth": entry["auth"]}}})
+        api.put_variable(f"nomad/jobs/{job_id}", {"docker_config": config})
+        status, _, logs = _force_and_wait(api, job_id)
+        assert status == "complete", logs
+        (record,) = registry.versions(model_name)
+        assert (record.version, record.stage) == ("1.0.0", "validated"), logs
+        assert record.image.startswith(f"{SECURE}/nomadml/models/{model_name}@sha256:")

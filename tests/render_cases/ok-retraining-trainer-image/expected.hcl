@@ -83,18 +83,27 @@ job "churn-retrain" {
         args    = ["retrain", "--trained", "$${NOMAD_ALLOC_DIR}/data", "--trainer-task", "train"]
         # The Docker engine builds the model image and runs the serving images of the
         # evaluation; they mount scratch directories by the same path on the host.
-        volumes = ["/run/docker.sock:/var/run/docker.sock", "/var/tmp/nomadml-retraining:/var/tmp/nomadml-retraining"]
+        # The engine's registry CAs (certs.d) are nomadml's too.
+        volumes = ["/run/docker.sock:/var/run/docker.sock", "/var/tmp/nomadml-retraining:/var/tmp/nomadml-retraining", "/etc/docker/certs.d:/etc/docker/certs.d:ro"]
       }
       volume_mount {
         volume      = "training-data"
         destination = "/data"
         read_only   = true
       }
+      # docker login's config.json for the image registry, if the operator keeps it in
+      # this job's own Nomad Variable (key docker_config): never in the job itself.
+      template {
+        data        = "{{ if nomadVarExists \"nomad/jobs/churn-retrain\" }}{{ with nomadVar \"nomad/jobs/churn-retrain\" }}{{ .docker_config }}{{ end }}{{ else }}{}{{ end }}"
+        destination = "secrets/docker/config.json"
+        perms       = "0600"
+      }
       env = {
         # Nomad's Task API with the task's workload identity: no token in the job, no
         # address or CA of the cluster's (ACL rights: the policy bound to this job).
         NOMAD_ADDR          = "unix://$${NOMAD_SECRETS_DIR}/api.sock"
         TMPDIR              = "/var/tmp/nomadml-retraining"
+        DOCKER_CONFIG       = "$${NOMAD_SECRETS_DIR}/docker"
         NOMADML_MODEL_NAME  = "churn"
         NOMADML_AUTO_DEPLOY = "false"
         NOMADML_SPEC_TOML   = "# The operator's trainer in its own image; nomadml's steps in the nomadml image.\n[model]\nname = \"churn\"\nregistry = \"127.0.0.1:5000\"\n\n[retraining]\nenabled = true\ndriver = \"docker\"\nimage = \"registry.example.com/team/churn-trainer@sha256:1111111111111111111111111111111111111111111111111111111111111111\"\ntrainer = [\"python3\", \"/opt/train.py\", \"--rows\", \"$${NOMAD_ALLOC_DIR}\"]\nnomadml_image = \"127.0.0.1:5000/nomadml/nomadml@sha256:2222222222222222222222222222222222222222222222222222222222222222\"\ndocker_socket = \"/run/docker.sock\"\ndata_volume = \"churn-data\"\n\n[data]\ntrain = \"2026-12/train.csv\"\nevaluation = \"2026-12/eval.csv\"\nlabel = \"churned\"\n"
