@@ -115,11 +115,13 @@ def test_canary_steps_go_through_the_router_and_a_bad_canary_loses_its_traffic_a
 ) -> None:
     steps = {
         "auto_revert = true": "auto_revert = true\nsteps = [20, 100]",
-        # At the router a request's latency includes the trip to the server: a few ms
-        # with jitter, so a p95 of ~20 canary requests is one request; the shipped 1.5 x
-        # stable failed a good canary once in seven runs (10 ms vs 4 ms). This test is
-        # about errors counted at the router.
-        "max_latency_ratio = 1.5": "max_latency_ratio = 3.0",
+        # At the router a request's latency includes the trip to the server, and a p95
+        # of ~20 canary requests is one request: on this shared machine a good canary
+        # failed the shipped 1.5 x stable once in seven runs (10 ms vs 4 ms), and 3 x
+        # once more (175 ms vs 18 ms, the canary just started, other tests running).
+        # This test is about errors counted at the router: no latency ratio here (the
+        # absolute max_latency_ms stays).
+        "max_latency_ratio = 1.5": "max_latency_ratio = 100.0",
     }
     spec = make_spec(steps, gates="fast")
     line = f"{model_name}-v1"
