@@ -382,6 +382,17 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
                 "the trainer and nomadml's steps run in two images",
             )
         )
+    if training["auto_deploy"] and training["nomadml_image"]:
+        # Measured on Nomad 1.10.5: a workload identity is refused by /v1/jobs/parse with
+        # ACLs on and by job plan with ACLs off ("UUID must be 36 characters").
+        problems.append(
+            (
+                "retraining.auto_deploy",
+                "not with retraining.nomadml_image yet: Nomad refuses the job's workload "
+                "identity for parsing and planning a job; deploy validated versions with "
+                "nomadml deploy",
+            )
+        )
     if training["data_volume"] and not training["nomadml_image"]:
         problems.append(("retraining.data_volume", "needs retraining.nomadml_image"))
     for which in ("train", "evaluation") if training["data_volume"] else ():

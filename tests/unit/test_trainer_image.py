@@ -101,3 +101,11 @@ def test_a_data_volume_takes_relative_data_paths() -> None:
     assert str(err.value) == (
         "s.toml: data.train: must be relative to retraining.data_volume (mounted at /data)"
     )
+
+
+def test_auto_deploy_from_the_nomadml_image_is_refused_before_anything_is_scheduled() -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec(SPEC.format(driver="docker") + "auto_deploy = true\n", "s.toml")
+    assert str(err.value).startswith(
+        "s.toml: retraining.auto_deploy: not with retraining.nomadml_image yet: Nomad refuses"
+    )
