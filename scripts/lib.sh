@@ -48,3 +48,4 @@ pid_alive() {
 }
 
 nomad_bin() { printf '%s\n' "$CACHE_DIR/nomad-$NOMAD_VERSION/nomad"; }
+prometheus_bin() { printf '%s\n' "$CACHE_DIR/prometheus-$PROMETHEUS_MODULE_VERSION/prometheus"; }

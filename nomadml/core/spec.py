@@ -120,6 +120,14 @@ class JudgeSpec:
 
 
 @dataclass(frozen=True)
+class PrometheusSpec:
+    url: str
+    requests: str
+    errors: str
+    latency: str
+
+
+@dataclass(frozen=True)
 class ProbeSpec:
     enabled: bool
     instances: str  # a JSON file of sample instances, relative to the spec file
@@ -142,6 +150,7 @@ class Gates:
     max_latency_ratio: float
     judge: JudgeSpec
     predictions: PredictionCheck
+    prometheus: PrometheusSpec
     probe: ProbeSpec
     metrics: MetricNames
 

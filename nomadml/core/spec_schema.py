@@ -134,7 +134,8 @@ SCHEMA: Schema = {
         # Where the canary analysis reads its numbers when a router routes the line:
         # the router's own per-version counters (reachable wherever the router is), or
         # each allocation's /metrics scraped directly (the fallback; always without one).
-        "source": Field("str", "router", (one_of("router", "direct"),)),
+        # prometheus: the operator's PromQL in [gates.prometheus] (any line, router or not).
+        "source": Field("str", "router", (one_of("router", "direct", "prometheus"),)),
         "window": Field("duration", "30s"),
         "interval": Field("duration", "5s"),
         "consecutive_passes": Field("int", 3, (between(1, 100),)),
@@ -172,6 +173,34 @@ SCHEMA: Schema = {
         # gates judge them, so a lack of real traffic does not leave them without
         # evidence. Servers that count the X-Nomadml-Probe header apart show how much of
         # the evidence was probes. With the allocations' own metrics (gates.source direct).
+        # With gates.source = "prometheus": each query returns cumulative counters by
+        # alloc_id (latency: histogram buckets by alloc_id and le); {service} is the
+        # line's service. The defaults read the reference server's metrics as the
+        # stack's Prometheus labels them (nomad_sd_configs relabelled to alloc_id,
+        # nomad_service, version).
+        "prometheus": {
+            "url": Field(
+                "str", "http://127.0.0.1:9090", (matches(r"https?://\S+", "an http(s) URL"),)
+            ),
+            "requests": Field(
+                "str",
+                'sum by (alloc_id) (nomadml_requests_total{nomad_service="{service}",'
+                'path="/predict"})',
+                (non_empty,),
+            ),
+            "errors": Field(
+                "str",
+                'sum by (alloc_id) (nomadml_requests_total{nomad_service="{service}",'
+                'path="/predict",code=~"5.."})',
+                (non_empty,),
+            ),
+            "latency": Field(
+                "str",
+                "sum by (alloc_id, le) "
+                '(nomadml_request_duration_seconds_bucket{nomad_service="{service}"})',
+                (non_empty,),
+            ),
+        },
         "probe": {
             "enabled": Field("bool", False),
             "instances": Field("str", ""),

@@ -8,6 +8,7 @@ from typing import Any
 
 from nomadml.adapters.metric_scrape import DirectScrape, MetricSource, RouterMetrics
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.adapters.prometheus import PrometheusSource, PromQueries
 from nomadml.core.decide import Action
 from nomadml.core.schema import seconds
 from nomadml.core.spec import ModelSpec
@@ -151,6 +152,8 @@ def gate_runner(prepared: Prepared, api: NomadAPI, emit: Emit = discard) -> Any:
         from nomadml.engine.probes import load_instances
 
         load_instances(spec)
+    if spec.gates.source == "prometheus":  # so is a query Prometheus refuses
+        _prometheus(spec).check(prepared.job_id)
     if spec.update.steps:
         stepped = _stepped(prepared, api, emit)
         if stepped is not None:
@@ -194,7 +197,9 @@ def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | No
 def _runner(prepared: Prepared, api: NomadAPI, source: MetricSource | None = None) -> Any:
     spec = prepared.spec
     direct = source is None
-    if source is None:  # no router routes the line, or the spec asks for the fallback
+    if source is None and spec.gates.source == "prometheus":
+        source = _prometheus(spec)
+    elif source is None:  # no router routes the line, or the spec asks for the fallback
         source = DirectScrape(api, spec.gates.metrics, spec.serving.metrics_path)
     runner: Any
     if spec.gates.judge.enabled:
@@ -213,3 +218,11 @@ def _runner(prepared: Prepared, api: NomadAPI, source: MetricSource | None = Non
             runner, Prober(api, prepared.job_id, body, spec.gates.probe.rate_per_s)
         )
     return runner
+
+
+def _prometheus(spec: ModelSpec) -> PrometheusSource:
+
+    p = spec.gates.prometheus
+    return PrometheusSource(
+        PromQueries(p.url, p.requests, p.errors, p.latency), f"{spec.source}: gates.prometheus"
+    )
