@@ -21,12 +21,14 @@ import pytest
 from click.testing import CliRunner
 from private_agent import Agent
 from support.periodic import force_and_wait
+from support.webhook_receiver import WebhookReceiver
 
 from examples.iris.train import train_iris
 from nomadml.adapters import image_registry
 from nomadml.adapters.images import DEFAULT_BASE_IMAGE, DEFAULT_REGISTRY, build_and_push
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.adapters.webhooks import sign
 from nomadml.cli.main import main
 
 PORT_BASE = 6046
@@ -167,15 +169,18 @@ def _force_and_wait(api: NomadAPI, job_id: str) -> tuple[str, str, dict[str, str
 
 
 def test_trainer_image_then_nomadml_image_registers_or_registers_nothing(
-    agent: Agent, training_image: str, model_name: str, tmp_path: Path
+    agent: Agent, training_image: str, model_name: str, tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
     api = agent.api()
     registry = ModelRegistry(api)
     spec = tmp_path / "spec.toml"
     trainer = ["python3", "/opt/trainer/train.py"]
     values = {"name": model_name, "registry": DEFAULT_REGISTRY, "image": training_image}
-    spec.write_text(SPEC.format(**values, trainer=json.dumps(trainer)))
+    hook = f'\n[notify]\nwebhook_url = "{receiver.url}"\n'
+    spec.write_text(SPEC.format(**values, trainer=json.dumps(trainer)) + hook)
     _schedule(agent, spec)
+    # The webhook's secret lives in the job's own variable, not in the job.
+    api.put_variable(f"nomad/jobs/{model_name}-retrain", {"webhook_secret": 'se"cret'})
     job = api.job(f"{model_name}-retrain")
     assert job is not None
     (group,) = job["TaskGroups"]
@@ -202,7 +207,7 @@ def test_trainer_image_then_nomadml_image_registers_or_registers_nothing(
 
     # The trainer fails in its image: nothing registered; the job's log and the audit
     # trail say which task exited how.
-    spec.write_text(SPEC.format(**values, trainer=json.dumps([*trainer, "3"])))
+    spec.write_text(SPEC.format(**values, trainer=json.dumps([*trainer, "3"])) + hook)
     _schedule(agent, spec)
     status, _, logs = _force_and_wait(api, f"{model_name}-retrain")
     assert status == "failed", logs
@@ -211,6 +216,12 @@ def test_trainer_image_then_nomadml_image_registers_or_registers_nothing(
     assert [r.version for r in registry.versions(model_name)] == ["1.0.0"]
     audit = [e for e in registry.audit_log(model_name) if e["action"] == "retrain-failed"]
     assert len(audit) == 1 and line in audit[0]["details"]["reason"], audit
+    events = [json.loads(body)["event"] for _, body in receiver.received]
+    assert events == ["model-registered", "retraining-validated", "retraining-failed"], events
+    headers, body = receiver.received[0]  # signed with the secret from the variable
+    assert headers.get("X-Nomadml-Signature") == sign(
+        b'se"cret', headers.get("X-Nomadml-Timestamp", ""), body
+    ), headers
 
 
 def test_on_an_acl_cluster_the_job_has_the_rights_of_the_policy_bound_to_it(

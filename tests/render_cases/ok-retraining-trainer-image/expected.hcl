@@ -98,6 +98,14 @@ job "churn-retrain" {
         destination = "secrets/docker/config.json"
         perms       = "0600"
       }
+      # The webhook's HMAC secret (key webhook_secret of the same variable), as the
+      # variable [notify] secret_env names.
+      template {
+        data        = "{{ if nomadVarExists \"nomad/jobs/churn-retrain\" }}{{ with nomadVar \"nomad/jobs/churn-retrain\" }}{{ range $k, $v := . }}{{ if eq $k \"webhook_secret\" }}NOMADML_WEBHOOK_SECRET={{ printf \"%q\" $v }}{{ end }}{{ end }}{{ end }}{{ end }}"
+        destination = "secrets/webhook.env"
+        perms       = "0600"
+        env         = true
+      }
       env = {
         # Nomad's Task API with the task's workload identity: no token in the job, no
         # address or CA of the cluster's (ACL rights: the policy bound to this job).
