@@ -66,6 +66,7 @@ class GateConfig:
     latency_percentile: float = schema_default("gates.latency_percentile")
     max_latency_ms: float = schema_default("gates.max_latency_ms")
     max_latency_ratio: float = schema_default("gates.max_latency_ratio")
+    min_latency_increase_ms: float = schema_default("gates.min_latency_increase_ms")
     metrics: MetricNames = field(default_factory=MetricNames)
     predictions: PredictionCheck = field(default_factory=lambda: _NO_PREDICTION_CHECK)
     fail_after: int = 2
@@ -89,6 +90,7 @@ class GateConfig:
             latency_percentile=gates.latency_percentile,
             max_latency_ms=gates.max_latency_ms,
             max_latency_ratio=gates.max_latency_ratio,
+            min_latency_increase_ms=gates.min_latency_increase_ms,
             metrics=gates.metrics,
             predictions=gates.predictions,
             fail_after=fail_after,
@@ -194,10 +196,14 @@ def _error_rate_limit(stable: WindowStats, cfg: GateConfig) -> float | None:
 
 
 def _latency_limit(stable: WindowStats, cfg: GateConfig) -> float | None:
+    """The ratio to stable, but never within `min_latency_increase_ms` of it."""
     # A stable latency of 0 means every request beat the first bucket bound: no usable baseline.
     if not stable.latency_ms:
         return None
-    return cfg.max_latency_ratio * stable.latency_ms
+    return max(
+        cfg.max_latency_ratio * stable.latency_ms,
+        stable.latency_ms + cfg.min_latency_increase_ms,
+    )
 
 
 def _relative_checks(canary: WindowStats, stable: WindowStats, cfg: GateConfig) -> list[str]:
@@ -213,10 +219,12 @@ def _relative_checks(canary: WindowStats, stable: WindowStats, cfg: GateConfig) 
     if latency is not None and latency_limit is not None and _exceeds(latency, latency_limit):
         d = _shown_apart(latency, latency_limit, _ms, 0)
         name = _percentile_name(cfg.latency_percentile)
-        reasons.append(
-            f"{name} latency {_ms(latency, d)} > {cfg.max_latency_ratio:g} x stable"
-            f" {_ms(stable.latency_ms or 0.0, d)}"
-        )
+        base = stable.latency_ms or 0.0
+        if cfg.max_latency_ratio * base >= base + cfg.min_latency_increase_ms:
+            bound = f"{cfg.max_latency_ratio:g} x stable {_ms(base, d)}"
+        else:
+            bound = f"stable {_ms(base, d)} + {cfg.min_latency_increase_ms:g} ms"
+        reasons.append(f"{name} latency {_ms(latency, d)} > {bound}")
     return reasons
 
 
@@ -245,6 +253,7 @@ def _values(
         "max_error_rate_increase": cfg.max_error_rate_increase,
         "max_latency_ms": cfg.max_latency_ms,
         "max_latency_ratio": cfg.max_latency_ratio,
+        "min_latency_increase_ms": cfg.min_latency_increase_ms,
         # The limits actually applied against stable; None when there was no usable baseline.
         "relative_error_rate_limit": _json_number(
             _error_rate_limit(baseline, cfg) if baseline else None

@@ -148,6 +148,7 @@ class Gates:
     latency_percentile: float
     max_latency_ms: float
     max_latency_ratio: float
+    min_latency_increase_ms: float
     judge: JudgeSpec
     predictions: PredictionCheck
     prometheus: PrometheusSpec

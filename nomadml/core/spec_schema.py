@@ -145,6 +145,9 @@ SCHEMA: Schema = {
         "latency_percentile": Field("float", 0.95, (between(0.5, 0.999),)),
         "max_latency_ms": Field("float", 500.0, (between(1, 600_000),)),
         "max_latency_ratio": Field("float", 1.5, (between(1, 100),)),
+        # ... and slower than stable by more than this: a few milliseconds on a fast model
+        # (or measured at a router, network time included) are noise, not a regression.
+        "min_latency_increase_ms": Field("float", 20.0, (between(0, 600_000),)),
         # The sequential judge (anytime-valid tests at a false-alarm rate alpha) decides
         # instead of the thresholds above; it says when the evidence suffices.
         "judge": {

@@ -114,6 +114,19 @@ CASES: dict[str, Case] = {
             "p95 latency 900 ms > 1.5 x stable 100 ms",
         ),
     ),
+    "a fast model a few ms slower is noise, not a regression (4 -> 10 ms)": Case(
+        window(100, 0, 10), window(100, 0, 4), "pass"
+    ),
+    "slower by more than the floor fails, named by the floor": Case(
+        window(100, 0, 30), window(100, 0, 4), "fail", ("p95 latency 30 ms > stable 4 ms + 20 ms",)
+    ),
+    "no floor: the ratio alone (0 ms)": Case(
+        window(100, 0, 10),
+        window(100, 0, 4),
+        "fail",
+        ("p95 latency 10 ms > 1.5 x stable 4 ms",),
+        {"min_latency_increase_ms": 0.0},
+    ),
     "stable has no latency data: no relative latency check": Case(
         window(100, 0, 400), window(100, 0, None), "pass"
     ),
@@ -180,6 +193,7 @@ def test_evaluate_values_record_measurements_and_limits_used() -> None:
         "max_error_rate_increase": 0.01,
         "max_latency_ms": 500.0,
         "max_latency_ratio": 1.5,
+        "min_latency_increase_ms": 20.0,
         "relative_error_rate_limit": 0.02,
         "relative_latency_limit_ms": 180,
     }
