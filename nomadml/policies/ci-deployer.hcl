@@ -1,6 +1,7 @@
 # nomadml: a CI deployer. Plans, deploys, promotes and rolls back model lines; reads
 # the model registry and settles the stages a rollout decides (production, rejected);
-# takes the per-job register lock and writes rollout records. Nothing else.
+# takes the per-job register lock and writes rollout records; moves a line's weights at
+# its model's router (canary steps, rollback by routing). Nothing else.
 namespace "default" {
   capabilities = ["list-jobs", "read-job", "submit-job", "parse-job", "read-logs"]
 
@@ -13,6 +14,9 @@ namespace "default" {
     }
     path "nomadml/locks/*" {
       capabilities = ["read", "write", "destroy"]
+    }
+    path "nomadml/routes/*" {
+      capabilities = ["read", "write"]
     }
   }
 }
