@@ -277,6 +277,15 @@ class Demo:
             f"{kept.failed_by_version['1.1.0']} failures",
             kept.failed_by_version["1.1.0"] == 0 and kept.by_version["1.1.0"] > 0,
         )
+        # The rollout as one page to attach to the incident (self-contained HTML).
+        page = self.work / "reports" / "iris-v1-1.3.0.html"
+        page.parent.mkdir(exist_ok=True)
+        self.nomadml("report", "iris-v1", "--output", "reports/iris-v1-1.3.0.html")
+        text = page.read_text() if page.is_file() else ""
+        self.check(
+            f"the report page {page.name} shows the failed look and 1.3.0 rejected",
+            "verdict: fail" in text and "rejected" in text,
+        )
 
         self.step("6. a rollback to 1.0.0")
         self.nomadml("rollback", "iris-v1", "--to", "1.0.0")
@@ -332,6 +341,9 @@ class Demo:
         self.nomadml("model", "list", "wine")
         self.nomadml("status")
         self.nomadml("endpoints", "iris")
+        # What would leave the nodes' volumes: versions no kept job version names.
+        out = self.nomadml("volume", "prune", "iris-v1", "--dry-run")
+        self.check("volume prune keeps what iris-v1 can still run", "keeping 1.0.0" in out)
         want = {
             "iris": {"1.0.0": "production", "1.1.0": "archived", "1.2.0": "rejected",
                      "1.3.0": "rejected", "2.0.0": "production"},
