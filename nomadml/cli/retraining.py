@@ -66,7 +66,8 @@ def retrain(
     (the operator's training image) and nomadml's steps start from its output."""
     from nomadml.cli.common import webhook_sink
     from nomadml.core.spec import load_spec, parse_spec
-    from nomadml.engine.retraining import Trained, run
+    from nomadml.engine.retraining import run
+    from nomadml.engine.trained import Trained
     from nomadml.errors import BadInput
     from nomadml.events import discard
 

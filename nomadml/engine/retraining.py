@@ -14,11 +14,8 @@ import contextlib
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
@@ -28,12 +25,12 @@ from nomadml.engine.data_checks import check_data
 from nomadml.engine.evaluation import measurer
 from nomadml.engine.registration import read_metadata, register_model
 from nomadml.engine.stages import validate_version
-from nomadml.errors import BadInput, NomadAPIError, NomadMLError
+from nomadml.engine.trained import Trained, check_trained
+from nomadml.errors import BadInput, NomadMLError
 from nomadml.events import Emit, Event, discard
 
 Log = Callable[[str], None]
 TRAINER_TIMEOUT_S = 6 * 3600
-TRAINER_STATE_WAIT_S = 60.0
 
 
 def train(spec: ModelSpec, out_dir: Path, log: Log, data_env: dict[str, str] | None = None) -> None:
@@ -65,80 +62,6 @@ def train(spec: ModelSpec, out_dir: Path, log: Log, data_env: dict[str, str] | N
         raise BadInput(
             "trainer wrote no metadata.json into $NOMADML_OUTPUT_DIR: nothing registered"
         )
-
-
-@dataclass(frozen=True)
-class Trained:
-    """A trainer that already ran in its own task (the retraining job's `train` task in
-    the operator's training image): its output directory, and where Nomad tells how it
-    ended (the allocation and task), if nomadml runs in the same allocation."""
-
-    directory: Path
-    alloc_id: str = ""
-    task: str = ""
-    job: str = ""  # the retraining job (a periodic run's parent), for the operator's hint
-
-
-def check_trained(api: NomadAPI, trained: Trained, log: Log) -> None:
-    """The trainer's own task ended with exit 0 and left metadata.json, or BadInput."""
-    if trained.alloc_id and trained.task:
-        try:
-            state = _ended_task(api, trained)
-        except NomadAPIError as err:
-            if err.status not in (403, 500):  # ACLs: Nomad says "Unknown allocation"
-                raise
-            job = trained.job or "<model>-retrain"
-            raise BadInput(
-                f"cannot read this allocation ({err.message}): is the retraining policy bound "
-                f"to job {job}? (nomadml policy retraining | nomad acl policy apply -job "
-                f"{job} nomadml-retraining-{job} -); nothing registered"
-            ) from None
-        if not state:
-            raise BadInput(
-                f"trainer task {trained.task!r} is not in allocation {trained.alloc_id[:8]}: "
-                "nothing registered"
-            )
-        code = trainer_exit_code(state)
-        if state.get("Failed") or code:
-            raise BadInput(
-                f"trainer task {trained.task!r} exited {code if code is not None else '?'}"
-                f" ({last_event(state)}): nothing registered"
-            )
-        log(f"trainer task {trained.task!r} exited 0")
-    if not (trained.directory / "metadata.json").is_file():
-        raise BadInput(
-            f"trainer wrote no metadata.json into {trained.directory}: nothing registered"
-        )
-
-
-def _ended_task(api: NomadAPI, trained: Trained) -> dict[str, Any] | None:
-    """The trainer task's state once the servers know it ended: the client reports task
-    states in batches, so this task may start before they hear of the trainer's end."""
-    deadline, index = time.monotonic() + TRAINER_STATE_WAIT_S, 0
-    state: dict[str, Any] | None = None
-    while time.monotonic() < deadline:
-        answer = api.get(f"allocation/{trained.alloc_id}", index, wait=5)
-        state = ((answer.body or {}).get("TaskStates") or {}).get(trained.task)
-        if state and state.get("State") == "dead":
-            return dict(state)
-        index = answer.index
-    return state
-
-
-def trainer_exit_code(state: dict[str, Any]) -> int | None:
-    """The exit code of a finished task, from its Terminated event."""
-    for event in reversed(state.get("Events") or []):
-        if event.get("Type") == "Terminated":
-            return int(event.get("ExitCode") or 0)
-    return None
-
-
-def last_event(state: dict[str, Any]) -> str:
-    events = state.get("Events") or []
-    if not events:
-        return "no events"
-    last = events[-1]
-    return str(last.get("DisplayMessage") or last.get("Type") or "?")
 
 
 def in_flight(api: NomadAPI, job_id: str) -> bool:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from nomadml.adapters.nomadml_image import content_tag, runtime_wheels
 from nomadml.cli.main import main
 from nomadml.core.spec import parse_spec
-from nomadml.engine.retraining import trainer_exit_code
+from nomadml.core.task_state import trainer_exit_code
 from nomadml.errors import ExitCode, SpecError, StackError
 
 SPEC = """\

@@ -1,0 +1,22 @@
+"""How a Nomad task ended, read from its recorded state (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def trainer_exit_code(state: dict[str, Any]) -> int | None:
+    """The exit code of a finished task, from its Terminated event."""
+    for event in reversed(state.get("Events") or []):
+        if event.get("Type") == "Terminated":
+            return int(event.get("ExitCode") or 0)
+    return None
+
+
+def last_event(state: dict[str, Any]) -> str:
+    """What Nomad said last about the task (e.g. "Policy allows no restarts")."""
+    events = state.get("Events") or []
+    if not events:
+        return "no events"
+    last = events[-1]
+    return str(last.get("DisplayMessage") or last.get("Type") or "?")
