@@ -102,8 +102,9 @@ job [[ job.id | hcl ]] {
       }[[ data_mount() ]]
       # docker login's config.json for the image registry, if the operator keeps it in
       # this job's own Nomad Variable (key docker_config): never in the job itself.
+      # (Only named keys are read: a missing one must render nothing, not "<no value>".)
       template {
-        data        = [[ ('{{ if nomadVarExists "nomad/jobs/' ~ job.id ~ '" }}{{ with nomadVar "nomad/jobs/' ~ job.id ~ '" }}{{ .docker_config }}{{ end }}{{ else }}{}{{ end }}') | hcl ]]
+        data        = [[ ('{{ if nomadVarExists "nomad/jobs/' ~ job.id ~ '" }}{{ with nomadVar "nomad/jobs/' ~ job.id ~ '" }}{{ range $k, $v := . }}{{ if eq $k "docker_config" }}{{ $v }}{{ end }}{{ end }}{{ end }}{{ end }}') | hcl ]]
         destination = "secrets/docker/config.json"
         perms       = "0600"
       }

@@ -93,8 +93,9 @@ job "churn-retrain" {
       }
       # docker login's config.json for the image registry, if the operator keeps it in
       # this job's own Nomad Variable (key docker_config): never in the job itself.
+      # (Only named keys are read: a missing one must render nothing, not "<no value>".)
       template {
-        data        = "{{ if nomadVarExists \"nomad/jobs/churn-retrain\" }}{{ with nomadVar \"nomad/jobs/churn-retrain\" }}{{ .docker_config }}{{ end }}{{ else }}{}{{ end }}"
+        data        = "{{ if nomadVarExists \"nomad/jobs/churn-retrain\" }}{{ with nomadVar \"nomad/jobs/churn-retrain\" }}{{ range $k, $v := . }}{{ if eq $k \"docker_config\" }}{{ $v }}{{ end }}{{ end }}{{ end }}{{ end }}"
         destination = "secrets/docker/config.json"
         perms       = "0600"
       }
