@@ -39,6 +39,15 @@ class GateRunner:
     def history(self) -> list[dict[str, Any]]:
         return list(self._records)
 
+    def restart(self) -> None:
+        """Judge afresh (a canary was replaced): no window, streak or clock carries over;
+        a decision already taken stays."""
+        if self.outcome != "pending":
+            return
+        self.tracker = GateTracker(self.cfg)
+        self.windows.clear()
+        self.active = False
+
     def step(self, job_id: str, canary_ids: list[str], emit: Emit) -> tuple[str, str]:
         """Sample if due; return (pending|passed|failed, reason)."""
         now = time.monotonic()

@@ -49,6 +49,17 @@ class JudgeRunner:
     def history(self) -> list[dict[str, Any]]:
         return list(self._records)
 
+    def restart(self) -> None:
+        """Judge afresh (a canary was replaced): the evidence so far was another
+        allocation's; a decision already taken stays."""
+        if self.state != "pending":
+            return
+        self._arms = (Snapshot(), Snapshot())
+        self.baseline = {}
+        self.stable_before = None
+        self.verdict = None
+        self.active = False
+
     def step(self, job_id: str, canary_ids: list[str], emit: Emit) -> tuple[str, str]:
         """Look if due; return (pending|passed|failed|inconclusive, reason)."""
         now = time.monotonic()

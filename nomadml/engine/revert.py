@@ -19,6 +19,11 @@ def promote_deployment(api: NomadAPI, job_id: str, deployment_id: str, emit: Emi
     except NomadAPIError as err:
         if "terminal" in err.message or "already promoted" in err.message.lower():
             return True
+        if "healthy allocations" in err.message:
+            # A canary placed again (a drained or lost node) is not healthy yet: Nomad
+            # refuses, nothing changed; the watch asks again once it is.
+            emit(Event("note", job_id, f"not promoted yet: {err.message.strip()}"))
+            return False
         raise
     emit(Event("promote", job_id, f"promoted deployment {deployment_id[:8]}"))
     return True

@@ -41,6 +41,11 @@ class SteppedGates:
         self._history: list[dict[str, Any]] = []
         self.rollback_at: float | None = None  # when the canary's weight went to 0
 
+    def restart(self) -> None:
+        """A canary was replaced: the current step's gates judge afresh."""
+        if self.runner is not None and hasattr(self.runner, "restart"):
+            self.runner.restart()
+
     def history(self) -> list[dict[str, Any]]:
         """Every step's gate entries, each with the canary's share at its step."""
         return self._history + (self._at_step(self.runner.history()) if self.runner else [])

@@ -89,6 +89,7 @@ class WatchState:
     fail_requested_at: float | None = None
     last_reason: str = ""
     lost_since: float | None = None
+    canaries: frozenset[str] = frozenset()  # the placed canaries the gates last judged
 
 
 def watch(
@@ -201,7 +202,15 @@ def _observe(
         emit(Event("canary-healthy", job_id, "canaries healthy", progress))
     gate_state, gate_reason = "none", ""
     if gates is not None and ready and not state.promote_requested:
-        gate_state, gate_reason = gates.step(job_id, placed_canaries(dep), emit)
+        canaries = frozenset(placed_canaries(dep))
+        if state.canaries and not canaries <= state.canaries and hasattr(gates, "restart"):
+            # A canary was replaced (its node drained or lost): what the gates saw was
+            # another allocation's traffic. The replacement is judged afresh.
+            new = ", ".join(sorted(c[:8] for c in canaries - state.canaries))
+            emit(Event("note", job_id, f"canary replaced by {new}: the gates judge afresh"))
+            gates.restart()
+        state.canaries = canaries
+        gate_state, gate_reason = gates.step(job_id, sorted(canaries), emit)
         result.gates = gates.history()
     return Observation(
         status=dep["Status"],
