@@ -43,7 +43,7 @@ class SteppedGates:
 
     def restart(self) -> None:
         """A canary was replaced: the current step's gates judge afresh."""
-        if self.runner is not None and hasattr(self.runner, "restart"):
+        if self.runner is not None:
             self.runner.restart()
 
     def history(self) -> list[dict[str, Any]]:

@@ -203,7 +203,7 @@ def _observe(
     gate_state, gate_reason = "none", ""
     if gates is not None and ready and not state.promote_requested:
         canaries = frozenset(placed_canaries(dep))
-        if state.canaries and not canaries <= state.canaries and hasattr(gates, "restart"):
+        if state.canaries and not canaries <= state.canaries:
             # A canary was replaced (its node drained or lost): what the gates saw was
             # another allocation's traffic. The replacement is judged afresh.
             new = ", ".join(sorted(c[:8] for c in canaries - state.canaries))

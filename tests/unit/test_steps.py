@@ -27,6 +27,9 @@ class ScriptedGates:
     def history(self) -> list[dict[str, Any]]:
         return [{"verdict": "x"}]
 
+    def restart(self) -> None:
+        self.restarted = True
+
 
 def _run(
     monkeypatch: pytest.MonkeyPatch, per_step: list[list[str]]
