@@ -262,6 +262,7 @@ class Model:
     error_rate: float = 0.0
     extra_latency_ms: float = 0.0
     error_after: int = 0  # the first this many predictions never fail (a late regression)
+    slow_after: int = 0  # the first this many predictions get no extra latency (a late slowdown)
 
     def probabilities(self, x: Sequence[float]) -> list[float]:
         """softmax(coef . x + intercept); OverflowError if the inputs are too large to score."""
@@ -318,14 +319,14 @@ def _matrix(raw: object, rows: int, cols: int) -> tuple[tuple[float, ...], ...]:
     return tuple(_vector(row, cols, f"coef[{i}]", "one per feature") for i, row in enumerate(raw))
 
 
-def _serving(raw: object) -> tuple[float, float, int]:
-    """The fault-injection knobs: (error_rate, extra_latency_ms, error_after)."""
+def _serving(raw: object) -> tuple[float, float, int, int]:
+    """The fault-injection knobs: (error_rate, extra_latency_ms, error_after, slow_after)."""
     if raw is None:
-        return 0.0, 0.0, 0
+        return 0.0, 0.0, 0, 0
     if not isinstance(raw, dict):
         raise StartupError("model.json: serving must be an object")
     # Strict keys: a typo would silently turn a deliberately bad version into a good one.
-    unknown = sorted(set(raw) - {"error_rate", "extra_latency_ms", "error_after"})
+    unknown = sorted(set(raw) - {"error_rate", "extra_latency_ms", "error_after", "slow_after"})
     if unknown:
         raise StartupError(f"model.json: serving has unknown key(s): {', '.join(unknown)}")
     rate = _finite(raw.get("error_rate", 0.0))
@@ -336,10 +337,11 @@ def _serving(raw: object) -> tuple[float, float, int]:
         raise StartupError(
             f"model.json: serving.extra_latency_ms must be from 0 to {MAX_EXTRA_LATENCY_MS:g}"
         )
-    after = raw.get("error_after", 0)
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-        raise StartupError("model.json: serving.error_after must be a whole number >= 0")
-    return rate, latency, after
+    after, slow_after = raw.get("error_after", 0), raw.get("slow_after", 0)
+    for key, value in (("error_after", after), ("slow_after", slow_after)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise StartupError(f"model.json: serving.{key} must be a whole number >= 0")
+    return rate, latency, after, slow_after
 
 
 def load_model(path: Path) -> Model:
@@ -354,8 +356,10 @@ def load_model(path: Path) -> Model:
     classes = _names(doc, "classes", 2)
     coef = _matrix(doc.get("coef"), len(classes), len(features))
     intercept = _vector(doc.get("intercept"), len(classes), "intercept", "one per class")
-    error_rate, extra_latency_ms, error_after = _serving(doc.get("serving"))
-    return Model(features, classes, coef, intercept, error_rate, extra_latency_ms, error_after)
+    error_rate, extra_latency_ms, error_after, slow_after = _serving(doc.get("serving"))
+    return Model(
+        features, classes, coef, intercept, error_rate, extra_latency_ms, error_after, slow_after
+    )
 
 
 # --------------------------------------------------------------------------- requests
@@ -454,14 +458,23 @@ class FaultInjector:
     Call n fails when floor(n * rate) steps up, so a rate of 0.5 fails every second call and
     tests see exactly the configured fraction instead of a random sample of it. With `after`,
     the first `after` calls all succeed and the count starts there: a version that passes
-    its canary and degrades later.
+    its canary and degrades later. `slow_after` does the same for the extra latency:
+    the first `slow_after` calls get none (a version that turns slow after its canary).
     """
 
-    def __init__(self, rate: float, after: int = 0) -> None:
+    def __init__(self, rate: float, after: int = 0, slow_after: int = 0) -> None:
         self._rate = rate
         self._after = after
+        self._slow_after = slow_after
         self._calls = 0
+        self._slow_calls = 0
         self._lock = threading.Lock()
+
+    def slow_now(self) -> bool:
+        """Whether this call gets the configured extra latency."""
+        with self._lock:
+            self._slow_calls += 1
+            return self._slow_calls > self._slow_after
 
     def should_fail(self) -> bool:
         with self._lock:
@@ -709,7 +722,7 @@ class Handler(BaseHTTPRequestHandler):
         state.metrics.predict_started()
         try:
             body = self._read_body()
-            if state.model.extra_latency_ms:
+            if state.model.extra_latency_ms and state.faults.slow_now():
                 time.sleep(state.model.extra_latency_ms / 1000.0)
             if state.faults.should_fail():
                 self._send_json(500, {"error": "injected fault (model.json serving.error_rate)"})
@@ -867,7 +880,7 @@ def make_server(config: Config) -> ModelServer:
         config=config,
         model=model,
         metrics=Metrics(config.model_name, config.model_version),
-        faults=FaultInjector(model.error_rate, model.error_after),
+        faults=FaultInjector(model.error_rate, model.error_after, model.slow_after),
     )
     try:
         return ModelServer(state)

@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from nomadml.core.gates import GateConfig, evaluate, stats
 from nomadml.core.judge import Counts, JudgeConfig, Signal, evidence, slow_threshold
-from nomadml.core.metrics import Snapshot
+from nomadml.core.metrics import Buckets, Snapshot, buckets_from_record, buckets_record
 from nomadml.errors import BadInput
 
 __all__ = [
@@ -163,7 +163,7 @@ class Baseline:
         return {
             "requests": self.traffic.requests,
             "errors": self.traffic.errors,
-            "buckets": [[_bound(b), c] for b, c in self.traffic.buckets],
+            "buckets": buckets_record(self.traffic.buckets),
             "slow_above_s": self.slow_above_s,
             "latency_ms": self.latency_ms,
         }
@@ -171,7 +171,7 @@ class Baseline:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Baseline:
         try:
-            buckets = tuple((float(b), float(c)) for b, c in data.get("buckets") or [])
+            buckets = buckets_from_record(data.get("buckets") or [])
             snap = Snapshot(float(data["requests"]), float(data["errors"]), buckets)
             slow, latency = data.get("slow_above_s"), data.get("latency_ms")
             return cls(
@@ -181,10 +181,6 @@ class Baseline:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise BadInput(f"guard record: not a baseline ({err})") from None
-
-
-def _bound(value: float) -> float | str:
-    return "+Inf" if math.isinf(value) else value
 
 
 @dataclass(frozen=True)
@@ -411,8 +407,9 @@ def decide(look: Look, baseline: Baseline, state: GuardState, cfg: GuardConfig) 
 def baseline_from_gates(records: Sequence[Mapping[str, Any]]) -> Baseline | None:
     """Stable's numbers during the rollout from the gate records it left: the judge's
     counts since the canaries turned healthy, else the thresholds' last window with
-    stable traffic; with stable's latency where a gate measured it. None when no gate
-    measured stable."""
+    stable traffic; with stable's latency where a gate measured it, and stable's merged
+    latency histogram (with the judge's latency bound) where the deciding look kept it
+    (`stable_histogram`, `judge.slow_above_s`). None when no gate measured stable."""
     for record in reversed(records):
         values = record.get("values") or {}
         requests = values.get("stable_requests")
@@ -421,10 +418,24 @@ def baseline_from_gates(records: Sequence[Mapping[str, Any]]) -> Baseline | None
         latency = values.get("stable_latency_ms")
         latency_ms = float(latency) if isinstance(latency, int | float) else None
         if isinstance(values.get("stable_errors"), int | float):
-            traffic = Snapshot(float(requests), float(values["stable_errors"]))
-            return Baseline(traffic, latency_ms=latency_ms)
-        rate = values.get("stable_error_rate")
-        if isinstance(rate, int | float):
-            traffic = Snapshot(float(requests), round(float(rate) * requests))
-            return Baseline(traffic, latency_ms=latency_ms)
+            errors = float(values["stable_errors"])
+        elif isinstance(values.get("stable_error_rate"), int | float):
+            errors = round(float(values["stable_error_rate"]) * requests)
+        else:
+            continue
+        buckets, slow_above = _histogram_of(record)
+        traffic = Snapshot(float(requests), errors, buckets)
+        return Baseline(traffic, slow_above_s=slow_above, latency_ms=latency_ms)
     return None
+
+
+def _histogram_of(record: Mapping[str, Any]) -> tuple[Buckets, float | None]:
+    """A gate record's stable histogram and the judge's latency bound, if it kept them (a
+    histogram that does not read is left out: the guard then judges errors only)."""
+    try:
+        buckets = buckets_from_record(record.get("stable_histogram") or [])
+    except (TypeError, ValueError):
+        buckets = ()
+    slow = (record.get("judge") or {}).get("slow_above_s")
+    slow_above = float(slow) if isinstance(slow, int | float) and slow > 0 else None
+    return buckets, slow_above

@@ -19,6 +19,8 @@ __all__ = [
     "MetricsFormatError",
     "Sample",
     "Snapshot",
+    "buckets_from_record",
+    "buckets_record",
     "delta",
     "merge",
     "parse",
@@ -410,3 +412,47 @@ def quantile(buckets: Buckets, q: float) -> float | None:
     if inside <= 0:
         return start
     return start + (bounds[index] - start) * (rank - below) / inside
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _json_count(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def buckets_record(buckets: Buckets) -> list[list[float | int | str]]:
+    """A cumulative histogram as compact JSON for a record (a Nomad Variable holds at most
+    64 KiB): [[bound, count], ...], the last bound "+Inf". A finite bound whose count equals
+    the counts on both sides (the first: 0 and the next) is left out: no quantile, and no
+    count at or above any bound, changes without it, so the usual histogram of a fast
+    server (everything in two or three buckets) keeps four or five pairs of eleven."""
+    out: list[list[float | int | str]] = []
+    for index, (bound, count) in enumerate(buckets):
+        before = buckets[index - 1][1] if index else 0.0
+        after = buckets[index + 1][1] if index + 1 < len(buckets) else None
+        if math.isfinite(bound) and before == count == after:
+            continue
+        out.append(["+Inf" if math.isinf(bound) else bound, _json_count(count)])
+    return out
+
+
+def buckets_from_record(data: object) -> Buckets:
+    """The histogram `buckets_record` wrote; ValueError when `data` is not one (bounds
+    rising, the last +Inf, counts not falling)."""
+    if not isinstance(data, list):
+        raise ValueError("a histogram is a list of [bound, count] pairs")
+    pairs: list[tuple[float, float]] = []
+    for item in data:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise ValueError(f"not a [bound, count] pair: {item!r}")
+        bound = math.inf if item[0] == "+Inf" else float(item[0])
+        count = float(item[1])
+        if math.isnan(bound) or not 0.0 <= count < math.inf:
+            raise ValueError(f"not a [bound, count] pair: {item!r}")
+        if pairs and (bound <= pairs[-1][0] or count < pairs[-1][1]):
+            raise ValueError("histogram bounds must rise and counts must not fall")
+        pairs.append((bound, count))
+    if pairs and not math.isinf(pairs[-1][0]):
+        raise ValueError('a histogram ends with the "+Inf" bound')
+    return tuple(pairs)

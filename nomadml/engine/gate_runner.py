@@ -12,7 +12,7 @@ from typing import Any
 
 from nomadml.adapters.metric_scrape import MetricSource
 from nomadml.core.gates import GateConfig, GateTracker, evaluate, stats
-from nomadml.core.metrics import Snapshot, delta, merge
+from nomadml.core.metrics import Snapshot, buckets_record, delta, merge
 from nomadml.core.spec import Gates
 from nomadml.events import Emit, Event
 
@@ -61,19 +61,23 @@ class GateRunner:
         canaries, stables = self._scrape(job_id, set(canary_ids), now)
         if not canaries:
             return "pending", ""
+        stable = merge(stables) if stables else None
         result = evaluate(
             stats(merge(canaries), self.cfg.latency_percentile),
-            stats(merge(stables), self.cfg.latency_percentile) if stables else None,
+            stats(stable, self.cfg.latency_percentile) if stable else None,
             self.cfg,
         )
         outcome = self.tracker.observe(result)
-        record = {
+        record: dict[str, Any] = {
             "t": round(now - self.started, 1),
             "verdict": result.verdict,
             "values": result.values,
             "reasons": list(result.reasons),
             "source": self.source.name,
         }
+        if outcome != "pending" and stable is not None and stable.buckets:
+            # The deciding window keeps stable's histogram: the guard's latency baseline.
+            record["stable_histogram"] = buckets_record(stable.buckets)
         self._records.append(record)
         emit(
             Event(

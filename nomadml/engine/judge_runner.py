@@ -13,7 +13,7 @@ from typing import Any
 
 from nomadml.adapters.metric_scrape import MetricSource
 from nomadml.core.judge import JudgeConfig, Verdict, estimate, evidence, judge, slow_threshold
-from nomadml.core.metrics import Snapshot, delta, merge, quantile
+from nomadml.core.metrics import Snapshot, buckets_record, delta, merge, quantile
 from nomadml.core.schema import seconds
 from nomadml.core.spec import Gates
 from nomadml.events import Emit, Event
@@ -78,7 +78,7 @@ class JudgeRunner:
         ev = evidence(canary, stable, self.slow_above_s, stable_before=self.stable_before)
         self.verdict = judge(ev, self.cfg, deadline=at_deadline, previous=self.verdict)
         said = self.verdict.describe()
-        record = {
+        record: dict[str, Any] = {
             "t": round(elapsed, 1),
             "verdict": self.verdict.decision,
             "values": {
@@ -91,6 +91,10 @@ class JudgeRunner:
             "judge": self.verdict.as_dict(),
             "source": self.source.name,
         }
+        if self.verdict.decision != "inconclusive" and stable.buckets:
+            # The deciding look keeps stable's merged histogram (compact, once per
+            # rollout): the post-promotion guard's latency baseline.
+            record["stable_histogram"] = buckets_record(stable.buckets)
         self._records.append(record)
         emit(Event("gate", job_id, said, record))
         decision = self.verdict.decision

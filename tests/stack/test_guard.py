@@ -175,3 +175,54 @@ def test_a_manual_promotion_starts_the_bake(
     record = history.records(nomad, line)[int(waiting.job_version or 0)]["guard"]
     assert record["status"] == "baking" and record["promoted_at"] > 0
     assert bake(nomad, line).outcome == "cleared"
+
+
+SLOW_AFTER = 700  # predictions per allocation before 1.1.0 turns slow (well into the bake)
+
+
+def test_a_version_that_turns_slow_after_its_promotion_is_rolled_back_on_latency(
+    roll: Callable[..., RolloutResult],
+    nomad: NomadAPI,
+    make_spec: Callable[..., Path],
+    ship: Callable[..., str],
+    model_name: str,
+) -> None:
+    """Judge mode with the latency signal: 1.1.0 answers as fast as 1.0.0 for its first
+    predictions (its canary passes on errors and latency), then takes 200 ms more per
+    prediction and never fails one. The deploy's deciding look kept stable's merged
+    histogram; the guard counts requests slower than the judge's bound against it and
+    rolls the line back on latency alone."""
+    judged = _guarded()
+    judged["[validation]"] = judged["[validation]"].replace(
+        "latency = false", "latency = true\nslow_increase = 0.3"
+    )
+    spec, line = make_spec(judged), f"{model_name}-v1"
+    assert roll(spec, "1.0.0", ship("1.0.0")).action is Action.SUCCEEDED
+    slow = ship("1.1.0", serving={"extra_latency_ms": 200, "slow_after": SLOW_AFTER})
+    with Traffic(nomad, line, rate_per_s=RATE, max_seconds=420) as traffic:
+        promoted = roll(spec, "1.1.0", slow)
+        assert promoted.action is Action.SUCCEEDED, promoted.reason
+        started = time.monotonic()
+        guarded = _guard(line, dict(os.environ), timeout_s=400)
+        took = time.monotonic() - started
+    report = traffic.report
+    deciding = promoted.gates[-1]
+    print(f"guard: {took:.1f} s; traffic: {report.summary()}")
+    print(f"deciding look: {json.dumps(deciding['judge']['tests'])[:600]}")
+    print(f"stable histogram kept: {deciding.get('stable_histogram')}")
+    print(guarded.stdout[-3000:])
+    assert deciding["verdict"] == "pass" and deciding["stable_histogram"]
+    assert [t["signal"] for t in deciding["judge"]["tests"]] == ["errors", "latency"]
+    assert guarded.returncode == int(ExitCode.ROLLED_BACK), guarded.stdout + guarded.stderr
+    assert "guard rolled-back — regression: latency " in guarded.stdout
+
+    assert (nomad.job(line) or {})["Meta"]["nomadml.version"] == "1.0.0"
+    assert report.failed == 0, report.summary()  # slow, never failing: no request failed
+    record = history.records(nomad, line)[int(promoted.job_version or 0)]["guard"]
+    assert record["status"] == "rolled-back", record
+    assert record["baseline"]["buckets"][-1] == ["+Inf", record["baseline"]["requests"]]
+    assert record["baseline"]["slow_above_s"] == deciding["judge"]["slow_above_s"]
+    latency = record["evidence"]["signals"]["latency"]
+    assert latency["log_statistic"] >= latency["log_threshold"], latency
+    print(f"latency evidence: {latency}; looks {record['state']['looks']}")
+    assert record["state"]["looks"] >= 3  # good looks first: it turned slow during the bake

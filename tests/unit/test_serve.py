@@ -436,6 +436,18 @@ def test_errors_start_after_the_configured_requests(start_server: StartServer) -
     assert statuses == [200] * 4 + [200, 500] * 2
 
 
+def test_extra_latency_starts_after_the_configured_requests(start_server: StartServer) -> None:
+    """A late slowdown: the first `slow_after` predictions get no extra latency."""
+    base = start_server(model_doc(serving={"extra_latency_ms": 300, "slow_after": 3}))
+    took = []
+    for _ in range(5):
+        started = time.monotonic()
+        assert post_predict(base, {"instances": [OK_ROW]}).status == 200
+        took.append(time.monotonic() - started)
+    assert all(t < 0.3 for t in took[:3]) and all(t >= 0.3 for t in took[3:]), took
+    assert buckets(scrape(base))[5] == 3  # le="0.25": the three fast ones only
+
+
 def test_extra_latency_is_added_and_measured(start_server: StartServer) -> None:
     base = start_server(model_doc(serving={"extra_latency_ms": 150}))
     for _ in range(3):
@@ -558,6 +570,9 @@ def _refusal(doc: Mapping[str, Any] | None = None, **kwargs: Any) -> Setup:
         ),
         pytest.param(
             _refusal(model_doc(serving={"error_after": -1})), "error_after", id="error-after"
+        ),
+        pytest.param(
+            _refusal(model_doc(serving={"slow_after": 1.5})), "slow_after", id="slow-after"
         ),
         pytest.param(_refusal(env={"NOMADML_PORT": "http"}), "NOMADML_PORT", id="bad-port"),
     ],
