@@ -44,6 +44,7 @@ POLICIES = {
     "ci-deployer": "deploy and roll back model lines; read and settle registry records",
     "retraining": "the retraining job's workload identity: register, validate, canary",
     "viewer": "read-only: status, history, endpoints, the model registry",
+    "router": "a model router's workload identity: read the routing tables",
 }
 
 

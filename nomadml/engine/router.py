@@ -18,9 +18,10 @@ from nomadml.core.jobs import render_router, routes_variable
 from nomadml.core.plan import check_owner
 from nomadml.core.routing import Line, RoutingTable, Split, check, from_variable
 from nomadml.core.spec import ModelSpec, parse_version
+from nomadml.core.task_state import waits_for_variable
 from nomadml.engine.lines import managed_jobs
 from nomadml.engine.prepare import parse_and_validate
-from nomadml.errors import BadInput, NomadMLError, OperationTimeout
+from nomadml.errors import BadInput, OperationFailed, OperationTimeout
 
 READY_S = 90.0
 CONFIRM_S = 10.0  # a written table reaches every router within this, or set_line says so
@@ -169,6 +170,7 @@ def up(api: NomadAPI, spec: ModelSpec, image: str, count: int = 2) -> RouterStat
     existing = api.job(job["ID"])
     check_owner(job["ID"], existing, spec.name)
     enforce = int(existing["JobModifyIndex"]) if existing else 0
+    before = {a["ID"] for a in api.job_allocations(job["ID"])} if existing else set()
     register_exclusively(api, job, enforce_index=enforce, source=hcl)
     deadline = time.monotonic() + READY_S
     index = 0
@@ -176,14 +178,43 @@ def up(api: NomadAPI, spec: ModelSpec, image: str, count: int = 2) -> RouterStat
         state = show(api, spec.name)
         if len(state.addresses) >= count:
             return state
+        held = _held_by_the_table(api, spec.name)
+        # A router placed by this command, held: said at once. One placed before (the
+        # policy bound since?) is given the time Nomad's template retry takes (backoff
+        # up to a minute), and named if it still waits at the deadline.
+        if held and held[0] not in before:
+            raise OperationFailed(_unreadable_table(spec.name, held[1]))
         if time.monotonic() > deadline:
-            raise NomadMLError(
+            said = f"; {_unreadable_table(spec.name, held[1])}" if held else ""
+            raise OperationTimeout(
                 f"{spec.name}-router: {len(state.addresses)}/{count} routers answering "
-                f"after {READY_S:.0f} s"
+                f"after {READY_S:.0f} s{said}"
             )
         # Wakes when a registration appears or goes; a registered router that does
         # not answer yet is asked again after the wait.
         index = api.get(f"service/{spec.name}-router", index, wait=2).index
+
+
+def _held_by_the_table(api: NomadAPI, model: str) -> tuple[str, str] | None:
+    """(allocation id, namespace) of a router held before it starts because its template
+    may not read the routing table (which exists): with ACLs on, the router job's
+    workload identity needs the router policy bound to it."""
+    path = routes_variable(model)
+    for alloc in api.job_allocations(f"{model}-router"):
+        if alloc.get("DesiredStatus") != "run":
+            continue
+        for state in (alloc.get("TaskStates") or {}).values():
+            if waits_for_variable(state, path) and api.get_variable(path) is not None:
+                return str(alloc["ID"]), str(alloc.get("Namespace") or "default")
+    return None
+
+
+def _unreadable_table(model: str, namespace: str) -> str:
+    return (
+        f"{model}-router cannot read its routing table {routes_variable(model)}: its workload "
+        "identity needs the router policy (nomadml policy router | nomad acl policy apply "
+        f"-namespace {namespace} -job {model}-router nomadml-router-{model} -)"
+    )
 
 
 def show(api: NomadAPI, model: str) -> RouterState:
