@@ -26,6 +26,12 @@ still format 1: readers that only know whole-file hashes ignore the extra fields
 chunk hashes the install copies and verifies chunks on all cores at once; a manifest
 without them (an image built before) installs file by file as before.
 
+Each chunk is copied in the kernel (``copy_file_range`` on one filesystem, ``sendfile``
+across filesystems, e.g. from the image's overlayfs to the host volume; read and write
+from Python where the kernel offers neither), and then the copy itself, as the page cache
+holds it for the disk, is hashed against the manifest: what lands on the volume is what
+was checked.
+
 Exit codes: 0 ok, 2 bad input, 3 integrity failure, 4 I/O error.
 """
 
@@ -38,6 +44,7 @@ import fcntl
 import hashlib
 import io
 import json
+import mmap
 import os
 import re
 import secrets
@@ -72,6 +79,16 @@ CHUNK_SIZE: Final = 8 << 20
 _CHUNK_SIZE_LIMITS: Final = (64 << 10, 1 << 30)
 # Open files and queued chunks the parallel install keeps ahead of the one it checks.
 _OPEN_FILES_AHEAD: Final = 64
+# In-kernel ways to copy a chunk, best first. A way the kernel refuses for these files
+# (another filesystem, an old kernel, a Python without it) is dropped for the install.
+KERNEL_COPIES: Final = ("copy_file_range", "sendfile")
+# What those calls answer when they cannot copy between these two files at all, as
+# opposed to a failing disk (which is an error like any other).
+_COPY_UNSUPPORTED: Final = frozenset(
+    {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+)
+# Failures of an in-kernel copy that can only be the destination's.
+_DESTINATION_ERRORS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 EXIT_OK: Final = 0
 EXIT_BAD_INPUT: Final = 2
@@ -700,12 +717,62 @@ class _OpenPair:
     chunks: list[Future[None]]
 
 
+def _copy_file_range(src: int, dst: int, offset: int, length: int) -> int:
+    """Copy bytes [offset, offset + length) of src to the same place in dst, in the
+    kernel; the bytes copied (fewer if the source ends first)."""
+    done = 0
+    while done < length:
+        n = os.copy_file_range(src, dst, length - done, offset + done, offset + done)
+        if not n:
+            break
+        done += n
+    return done
+
+
+def _sendfile(src: int, dst_path: Path, offset: int, length: int) -> int:
+    """Like _copy_file_range, across filesystems too. sendfile writes at the output's
+    file position, so each chunk gets an fd of its own: chunks copied at once on other
+    threads must not share one position."""
+    dst = os.open(dst_path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.lseek(dst, offset, os.SEEK_SET)
+        done = 0
+        while done < length:
+            n = os.sendfile(dst, src, offset + done, length - done)
+            if not n:
+                break
+            done += n
+        return done
+    finally:
+        os.close(dst)
+
+
+def _hash_range(fd: int, offset: int, length: int) -> str:
+    """sha256 of bytes [offset, offset + length) of ``fd`` as the page cache holds them:
+    mapped, not read into a buffer, so hashing costs no extra copy (read where mapping
+    fails). The caller knows those bytes exist: mapping past the end would fault."""
+    if length and offset % mmap.ALLOCATIONGRANULARITY == 0:
+        try:
+            mapped = mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=offset)
+        except (OSError, ValueError):
+            pass
+        else:
+            with mapped:
+                return hashlib.sha256(mapped).hexdigest()
+    buf = bytearray(length)
+    got = _read_full(fd, memoryview(buf), offset)
+    return hashlib.sha256(memoryview(buf)[:got]).hexdigest()
+
+
 class _ChunkCopier:
-    """Copies and verifies chunks on a thread pool; each thread reuses one buffer."""
+    """Copies and verifies chunks on a thread pool; each thread reuses one buffer where
+    the copy goes through Python."""
 
     def __init__(self, manifest: Manifest, pool: ThreadPoolExecutor) -> None:
         self.manifest, self.pool = manifest, pool
         self.local = threading.local()
+        # Only ever shrinks; threads racing to drop the same way drop it alike.
+        self.ways: tuple[str, ...] = KERNEL_COPIES
 
     def _buffer(self) -> memoryview:
         buf: memoryview | None = getattr(self.local, "buf", None)
@@ -718,36 +785,73 @@ class _ChunkCopier:
             pair.chunks.append(self.pool.submit(self._copy, pair, index))
 
     def _copy(self, pair: _OpenPair, index: int) -> None:
-        entry, size = pair.entry, self.manifest.chunk_size
+        """Copy chunk ``index`` and check it: copied in the kernel, then the copy hashed;
+        or, where the kernel cannot copy, read, hashed and only then written."""
+        size = self.manifest.chunk_size
         offset = index * size
-        view = self._buffer()[: min(size, entry.size - offset)]
-        try:
-            got = _read_full(pair.src, view, offset)
-        except OSError as err:
-            raise _with_path(err, pair.src_path) from err
-        if got < len(view):
+        length = min(size, pair.entry.size - offset)
+        copied = self._copy_in_kernel(pair, offset, length)
+        if copied is not None:
+            self._check_length(pair, offset, length, copied)
+            self._check_hash(pair, index, offset, length, _hash_range(pair.dst, offset, length))
+        else:
+            view = self._buffer()[:length]
+            try:
+                got = _read_full(pair.src, view, offset)
+            except OSError as err:
+                raise _with_path(err, pair.src_path) from err
+            self._check_length(pair, offset, length, got)
+            self._check_hash(pair, index, offset, length, hashlib.sha256(view).hexdigest())
+            try:
+                written = 0
+                while written < length:
+                    written += os.pwrite(pair.dst, view[written:], offset + written)
+            except OSError as err:
+                raise _with_path(err, pair.dst_path) from err
+        _start_writeback(pair.dst, offset, length)
+
+    def _copy_in_kernel(self, pair: _OpenPair, offset: int, length: int) -> int | None:
+        """Bytes copied in the kernel (fewer: the source ended early); None when no
+        in-kernel way works for these files (each refused way is not tried again)."""
+        for way in self.ways:
+            try:
+                if way == "copy_file_range":
+                    return _copy_file_range(pair.src, pair.dst, offset, length)
+                return _sendfile(pair.src, pair.dst_path, offset, length)
+            except AttributeError:  # a Python without this call
+                pass
+            except OSError as err:
+                if err.errno in _DESTINATION_ERRORS:
+                    raise _with_path(err, pair.dst_path) from err
+                if err.errno not in _COPY_UNSUPPORTED:  # either side: both are named
+                    raise OSError(
+                        err.errno, err.strerror, str(pair.src_path), None, str(pair.dst_path)
+                    ) from err
+            # Retried from the chunk's start by the next way: offsets are explicit.
+            self.ways = tuple(other for other in self.ways if other != way)
+        return None
+
+    def _check_length(self, pair: _OpenPair, offset: int, length: int, got: int) -> None:
+        if got < length:
             raise _integrity_error(
                 self.manifest,
-                entry.path,
-                f"expected {entry.size} bytes, got {offset + got}",
+                pair.entry.path,
+                f"expected {pair.entry.size} bytes, got {offset + got}",
                 "size mismatch",
             )
-        if hashlib.sha256(view).hexdigest() != entry.chunks[index]:
-            end = offset + len(view) - 1
+
+    def _check_hash(
+        self, pair: _OpenPair, index: int, offset: int, length: int, sha256: str
+    ) -> None:
+        expected = pair.entry.chunks[index]
+        if sha256 != expected:
             raise _integrity_error(
                 self.manifest,
-                entry.path,
-                f"bytes {offset}..{end} (chunk {index}) do not match their sha256 "
-                f"{entry.chunks[index][:12]}…",
+                pair.entry.path,
+                f"bytes {offset}..{offset + length - 1} (chunk {index}) do not match their "
+                f"sha256 {expected[:12]}…",
                 "checksum mismatch",
             )
-        try:
-            written = 0
-            while written < len(view):
-                written += os.pwrite(pair.dst, view[written:], offset + written)
-        except OSError as err:
-            raise _with_path(err, pair.dst_path) from err
-        _start_writeback(pair.dst, offset, len(view))
 
     def finish(self, pair: _OpenPair) -> None:
         """Wait for the file's chunks (the first failure raises), then refuse a source
@@ -778,7 +882,8 @@ def _open_pair(source: Path, tmp_dir: Path, entry: ManifestEntry, manifest: Mani
     try:
         _check_size(manifest, entry, os.fstat(src).st_size, capped=False)
         dst_path = tmp_dir / entry.path
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        # Read too: the copy is hashed through this fd.
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         dst = os.open(dst_path, flags, _FILE_MODE)
     except BaseException:
         os.close(src)

@@ -3,9 +3,11 @@ error a failed bootstrap prints, and the CLI's commands."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+import pytest
 
 from nomadml.bundled import bootstrap
 from nomadml.cli.main import main
@@ -58,3 +60,19 @@ def all_commands() -> dict[str, click.Command]:
     found = {name: main.get_command(ctx, name) for name in main.list_commands(ctx)}
     assert None not in found.values(), found
     return {name: command for name, command in found.items() if command is not None}
+
+
+def after_open(monkeypatch: pytest.MonkeyPatch, rel: str, action: Callable[[Path], None]) -> None:
+    """Run ``action`` on the source file ``rel`` right after the chunked install opened
+    it (and its copy): a source that changes while it is being copied."""
+    real = bootstrap._open_pair
+
+    def open_then_act(
+        src: Path, tmp: Path, entry: bootstrap.ManifestEntry, manifest: bootstrap.Manifest
+    ) -> bootstrap._OpenPair:
+        pair = real(src, tmp, entry, manifest)
+        if entry.path == rel:
+            action(src / rel)
+        return pair
+
+    monkeypatch.setattr(bootstrap, "_open_pair", open_then_act)

@@ -362,18 +362,12 @@ def test_chunked_copy_refuses_a_file_that_grows_while_copied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = make_source(tmp_path / "src")
-    real = bootstrap._open_pair
 
-    def open_then_grow(
-        src: Path, tmp: Path, entry: bootstrap.ManifestEntry, manifest: bootstrap.Manifest
-    ) -> bootstrap._OpenPair:
-        pair = real(src, tmp, entry, manifest)
-        if entry.path == "model.json":
-            with open(src / entry.path, "ab") as handle:
-                handle.write(b"more")
-        return pair
+    def grow(path: Path) -> None:
+        with open(path, "ab") as handle:
+            handle.write(b"more")
 
-    monkeypatch.setattr(bootstrap, "_open_pair", open_then_grow)
+    helpers.after_open(monkeypatch, "model.json", grow)
     with pytest.raises(bootstrap.IntegrityError, match=r"model\.json: expected 23 bytes, got more"):
         bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
     assert temp_dirs(tmp_path / "vol" / MODEL) == []

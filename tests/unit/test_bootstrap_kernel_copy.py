@@ -1,0 +1,197 @@
+"""The chunked install copies in the kernel (copy_file_range, else sendfile) and hashes
+the copy; where the kernel refuses, it falls back, down to reading and writing itself."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import helpers
+import pytest
+
+from nomadml.bundled import bootstrap
+
+MODEL, VERSION = "iris", "1.0.0"
+CHUNK = 1 << 16
+WAYS = pytest.mark.parametrize(
+    "ways",
+    [("copy_file_range", "sendfile"), ("sendfile",), ()],
+    ids=["copy_file_range", "sendfile", "user-space"],
+)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def files() -> dict[str, bytes]:
+    return {
+        "w.bin": os.urandom(5 * CHUNK + 123),
+        "sub/small.bin": os.urandom(100),
+        "sub/empty.txt": b"",
+    }
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Chunks of 64 KiB and a count of every in-kernel copy call made."""
+    monkeypatch.setattr(bootstrap, "CHUNK_SIZE", CHUNK)
+    counted: Counter[str] = Counter()
+    for name in bootstrap.KERNEL_COPIES:
+        real = getattr(os, name)
+
+        def spy(*args: int, _real: Callable[..., int] = real, _name: str = name) -> int:
+            counted[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(os, name, spy)
+    return counted
+
+
+def refuse(monkeypatch: pytest.MonkeyPatch, name: str, code: int) -> Counter[str]:
+    refused: Counter[str] = Counter()
+
+    def fail(*_args: int) -> int:
+        refused[name] += 1
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, name, fail)
+    return refused
+
+
+def source_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ways: tuple[str, ...]
+) -> tuple[dict[str, bytes], Path]:
+    """A source whose install copies only these ways."""
+    monkeypatch.setattr(bootstrap, "KERNEL_COPIES", ways)
+    data = files()
+    return data, helpers.make_source(tmp_path / "src", data, MODEL, VERSION, True)
+
+
+def install_and_check(tmp_path: Path, data: dict[str, bytes]) -> None:
+    source = helpers.make_source(tmp_path / "src", data, MODEL, VERSION, True)
+    result = bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    for rel, content in data.items():
+        assert (result.path / rel).read_bytes() == content
+    assert bootstrap.verify(tmp_path / "vol", MODEL, VERSION) == len(data)
+
+
+def test_same_filesystem_copies_with_copy_file_range(tmp_path: Path, calls: Counter[str]) -> None:
+    install_and_check(tmp_path, files())
+    assert calls["copy_file_range"] >= 7  # 6 chunks of w.bin, 1 of small.bin
+    assert calls["sendfile"] == 0
+
+
+@pytest.mark.parametrize("code", [errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL])
+def test_refused_copy_file_range_falls_back_to_sendfile(
+    tmp_path: Path, calls: Counter[str], monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    # What copy_file_range answers from the image's overlayfs to the host volume.
+    refused = refuse(monkeypatch, "copy_file_range", code)
+    install_and_check(tmp_path, files())
+    assert calls["sendfile"] >= 7
+    # Dropped after the first refusal (once per copying thread at most).
+    assert 1 <= refused["copy_file_range"] <= bootstrap._workers()
+
+
+def test_no_kernel_copy_at_all_reads_and_writes_itself(
+    tmp_path: Path, calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(os, "copy_file_range")  # a Python without it
+    refused = refuse(monkeypatch, "sendfile", errno.EINVAL)
+    install_and_check(tmp_path, files())
+    assert 1 <= refused["sendfile"] <= bootstrap._workers()
+
+
+@WAYS
+def test_a_tampered_chunk_is_named_whichever_way_it_is_copied(
+    tmp_path: Path, calls: Counter[str], monkeypatch: pytest.MonkeyPatch, ways: tuple[str, ...]
+) -> None:
+    data, source = source_copied(tmp_path, monkeypatch, ways)
+    tampered = bytearray(data["w.bin"])
+    tampered[3 * CHUNK + 7] ^= 0x01  # one bit in the fourth chunk
+    (source / "w.bin").write_bytes(bytes(tampered))
+
+    with pytest.raises(bootstrap.IntegrityError) as caught:
+        bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+
+    expected = sha(data["w.bin"][3 * CHUNK : 4 * CHUNK])
+    assert str(caught.value) == (
+        f"checksum mismatch for iris 1.0.0: w.bin: bytes {3 * CHUNK}..{4 * CHUNK - 1} "
+        f"(chunk 3) do not match their sha256 {expected[:12]}…"
+    )
+    assert sorted(calls) == sorted(ways[:1])  # only the first way was needed
+    assert sorted(p.name for p in (tmp_path / "vol" / MODEL).iterdir()) == [f".{VERSION}.lock"]
+
+
+@WAYS
+def test_a_source_that_shrinks_while_copied_is_a_size_mismatch(
+    tmp_path: Path, calls: Counter[str], monkeypatch: pytest.MonkeyPatch, ways: tuple[str, ...]
+) -> None:
+    _data, source = source_copied(tmp_path, monkeypatch, ways)
+    helpers.after_open(monkeypatch, "w.bin", lambda path: os.truncate(path, 2 * CHUNK + 5))
+    with pytest.raises(bootstrap.IntegrityError) as caught:
+        bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    # Whichever chunk past the new end a thread reached first is the one reported.
+    assert str(caught.value).startswith(
+        f"size mismatch for iris 1.0.0: w.bin: expected {5 * CHUNK + 123} bytes, got "
+    )
+    assert not (tmp_path / "vol" / MODEL / VERSION).exists()
+
+
+def test_a_failing_kernel_copy_names_both_files_and_leaves_nothing(
+    tmp_path: Path, calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refuse(monkeypatch, "copy_file_range", errno.EIO)  # a disk error, not a refusal
+    source = helpers.make_source(tmp_path / "src", files(), MODEL, VERSION, True)
+    volume = tmp_path / "vol"
+
+    with pytest.raises(OSError) as caught:
+        bootstrap.install(source, volume, MODEL, VERSION)
+
+    err = caught.value
+    assert err.errno == errno.EIO
+    # The first file in manifest order with a chunk (empty.txt has none).
+    assert err.filename == str(source / "sub" / "small.bin")
+    assert str(err.filename2).startswith(str(volume / MODEL / f".tmp-{VERSION}-"))
+    assert str(err.filename2).endswith("/sub/small.bin")
+    assert calls["sendfile"] == 0  # an I/O error is not retried another way
+    assert sorted(p.name for p in (volume / MODEL).iterdir()) == [f".{VERSION}.lock"]
+
+
+@pytest.mark.parametrize("offset", [0, CHUNK, 100])  # 100: not mappable there, so read
+def test_hash_range_is_the_sha256_of_those_bytes(tmp_path: Path, offset: int) -> None:
+    data = os.urandom(3 * CHUNK)
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        got = bootstrap._hash_range(fd, offset, CHUNK)
+    finally:
+        os.close(fd)
+    assert got == sha(data[offset : offset + CHUNK])
+
+
+def test_the_copy_is_what_is_hashed_not_the_source(
+    tmp_path: Path, calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A copy that goes wrong in the kernel (or under it) while the source stays right.
+    real = bootstrap._copy_file_range
+
+    def copy_badly(src: int, dst: int, offset: int, length: int) -> int:
+        copied = real(src, dst, offset, length)
+        if offset == 2 * CHUNK:
+            byte = os.pread(dst, 1, offset + 9)
+            os.pwrite(dst, bytes([byte[0] ^ 0x80]), offset + 9)
+        return copied
+
+    monkeypatch.setattr(bootstrap, "_copy_file_range", copy_badly)
+    data = files()
+    source = helpers.make_source(tmp_path / "src", data, MODEL, VERSION, True)
+    bad = r"w\.bin: bytes 131072\.\.196607 \(chunk 2\)"
+    with pytest.raises(bootstrap.IntegrityError, match=bad):
+        bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    assert not (tmp_path / "vol" / MODEL / VERSION).exists()
