@@ -31,6 +31,7 @@ from nomadml.core.router_metrics import (
     router_names,
 )
 from nomadml.core.routing import backend_name
+from nomadml.core.shadow import ShadowCounts, shadow_counts
 
 SCRAPE_TIMEOUT_S = 2.0
 
@@ -157,3 +158,15 @@ def router_counts(api: NomadAPI, model: str, path: str) -> RouterCounts:
             found.setdefault(backend, []).append(snap)
     merged = {backend: merge(snaps) for backend, snaps in found.items()}
     return RouterCounts(merged, routers, max(starts) if starts else None)
+
+
+def shadow_readings(api: NomadAPI, model: str, backend: str) -> dict[str, ShadowCounts]:
+    """What each answering router counted for the shadow `backend`, by router allocation."""
+    scraper = MetricScraper(router_names("/"))
+    found = {}
+    for reg in api.service(f"{model}-router"):
+        address = f"{reg['Address']}:{reg['Port']}"
+        samples = scraper.samples(f"http://{address}{ROUTER_METRICS_PATH}")
+        if samples is not None:
+            found[str(reg.get("AllocID", address))] = shadow_counts(samples, backend)
+    return found

@@ -59,8 +59,16 @@ def show(ctx: click.Context, model: str) -> None:
 @click.argument("model")
 @click.argument("line")
 @click.argument("weights", nargs=-1, required=True)
+@click.option(
+    "--mirror",
+    metavar="VERSION=PERCENT",
+    help="Shadow: replay this share of LINE's requests to VERSION (weight 0), compare its "
+    "answers with what the clients got, discard them.",
+)
 @click.pass_context
-def weights(ctx: click.Context, model: str, line: str, weights: tuple[str, ...]) -> None:
+def weights(
+    ctx: click.Context, model: str, line: str, weights: tuple[str, ...], mirror: str | None
+) -> None:
     """Split LINE's traffic: e.g. `iris iris-v1 1.0.0=95 1.1.0=5` (percent, adding to 100)."""
     from nomadml.core.routing import parse_weights
     from nomadml.core.spec import parse_version
@@ -70,10 +78,10 @@ def weights(ctx: click.Context, model: str, line: str, weights: tuple[str, ...])
     major = line.rpartition("-v")[2]
     if not major.isdigit():
         raise BadInput(f"{line!r} is not a model line such as {model}-v1")
-    for word in weights:
+    for word in [*weights, *([mirror] if mirror else [])]:
         parse_version(word.partition("=")[0], word)
     table = engine.set_line(
-        nomad_client(ctx), model, parse_weights(line, int(major), list(weights))
+        nomad_client(ctx), model, parse_weights(line, int(major), list(weights), mirror)
     )
     _print(engine.RouterState(model, [], table))
 
@@ -136,4 +144,7 @@ def _print(state: RouterState) -> None:
             split = " ".join(f"{s.version}={s.weight}%" for s in line.splits)
             default = " (default)" if line.major == state.table.default_major else ""
             ab = f" (A/B, sticky by {line.sticky})" if line.sticky else ""
-            click.echo(f"{line.job}{default}: {split}{ab}")
+            shadow = ""
+            if line.mirror is not None:
+                shadow = f" (shadow: {line.mirror.share}% mirrored to {line.mirror.version})"
+            click.echo(f"{line.job}{default}: {split}{ab}{shadow}")

@@ -47,6 +47,14 @@ def format_history(job_id: str, rows: list[dict[str, Any]]) -> list[str]:
                 f" vs stable err {_pct(v.get('stable_error_rate'))} p-lat "
                 f"{_ms(v.get('stable_latency_ms'))}"
             )
+        shadow = r.get("shadow")
+        if shadow:
+            v = shadow.get("values", {})
+            gate_text += (
+                f" | shadow {shadow.get('verdict')}: agreed {v.get('shadow_agreed')}/"
+                f"{v.get('shadow_compared')} ({_pct(v.get('shadow_agreement'))}), "
+                f"{v.get('shadow_errors')} errors, p-lat {_ms(v.get('shadow_latency_ms'))}"
+            )
         outcome = r["outcome"] or r["deployment_status"] or "-"
         out.append(
             f"{r['job_version']:>5} {r['model_version'] or '?':<12} {r['tag'] or '-':<12} "

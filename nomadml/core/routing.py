@@ -13,7 +13,12 @@ A line's split is exact over every 100 requests (a request counter picks). A sti
 split (an A/B experiment) picks by a hash of a header or cookie instead, so the same
 key reaches the same version every time, at every router and across reloads; a
 request without the key falls back to the counter. Over distinct keys the split is as
-even as the hash makes it (binomial: about ±1.6 points at 1,000 keys for 50/50)."""
+even as the hash makes it (binomial: about ±1.6 points at 1,000 keys for 50/50).
+
+A line may mirror a share of its requests (by the same counter) to a version that
+takes none of its traffic (a shadow): the client gets the line's answer; the router
+replays the request to the shadow in the background and counts how often its answer
+agrees (router_metrics.lua)."""
 
 from __future__ import annotations
 
@@ -48,11 +53,21 @@ class Sticky:
 
 
 @dataclass(frozen=True)
+class Mirror:
+    """A shadow: `share` percent of the line's requests replayed to `version`, whose
+    answers are compared with what the client got, then discarded."""
+
+    version: str
+    share: int
+
+
+@dataclass(frozen=True)
 class Line:
     job: str  # e.g. iris-v1
     major: int
     splits: tuple[Split, ...]
     sticky: Sticky | None = None  # an A/B experiment: the arm follows the key
+    mirror: Mirror | None = None  # a shadow of the line's traffic
 
     @property
     def seed(self) -> int:
@@ -90,6 +105,12 @@ class RoutingTable:
             entry: dict[str, Any] = {"job": line.job, "major": line.major, "versions": versions}
             if line.sticky is not None:
                 entry["sticky"] = {"kind": line.sticky.kind, "name": line.sticky.name}
+            if line.mirror is not None:
+                entry["mirror"] = {
+                    "version": line.mirror.version,
+                    "share": line.mirror.share,
+                    "backend": backend_name(line.job, line.mirror.version),
+                }
             lines.append(entry)
         table = {"model": self.model, "default_major": self.default_major, "lines": lines}
         known = " ".join(
@@ -137,7 +158,33 @@ class RoutingTable:
                 if line["major"] == self.default_major:
                     split.append(f"{use} !versioned {pick}")
                 previous = v["until"]
+            keys += _mirror_rules(line, line["major"] == self.default_major)
+        if any("mirror" in line for line in lines):
+            keys += MIRROR_CAPTURE
         return "\n".join(keys + exact + split), ";".join(backends)
+
+
+# A mirrored request: its body is read whole (at most 1 s) and kept; a 2xx answer is
+# read whole too and handed, with the request, to the router's background replay. The
+# client's answer goes on at once: the replay never delays or fails it.
+MIRROR_CAPTURE = [
+    "  http-request wait-for-body time 1s if { var(txn.mirror) -m found }",
+    "  http-request lua.nomadml_capture if { var(txn.mirror) -m found }",
+    "  http-response wait-for-body time 1s if { var(txn.mirror) -m found } { status 200:299 }",
+    "  http-response lua.nomadml_mirror if { var(txn.mirror) -m found } { status 200:299 }",
+]
+
+
+def _mirror_rules(line: dict[str, Any], default: bool) -> list[str]:
+    """The requests of the line the request counter picks for its shadow: those that
+    name the major, and those that name nothing when it is the default line."""
+    mirror = line.get("mirror")
+    if mirror is None:
+        return []
+    mark = f"  http-request set-var(txn.mirror) str({mirror['backend']}) if"
+    pick = f"{{ var(txn.roll) -m int lt {mirror['share']} }}"
+    rules = [f"{mark} {{ var(txn.ver) -m str {line['major']} }} {pick}"]
+    return rules + ([f"{mark} !versioned {pick}"] if default else [])
 
 
 def backend_name(job: str, version: str) -> str:
@@ -172,7 +219,22 @@ def check(table: RoutingTable) -> RoutingTable:
         if total != 100:
             shown = ", ".join(f"{s.version}={s.weight}" for s in line.splits)
             raise BadInput(f"{where}: weights {shown} add up to {total}, not 100")
+        if line.mirror is not None:
+            _check_mirror(where, line, line.mirror)
     return table
+
+
+def _check_mirror(where: str, line: Line, mirror: Mirror) -> None:
+    if not 0 < mirror.share <= 100:
+        raise BadInput(f"{where}: mirror share of {mirror.version} is {mirror.share}%, not 1..100")
+    weight = {s.version: s.weight for s in line.splits}.get(mirror.version)
+    if weight is None:
+        raise BadInput(f"{where}: mirror to {mirror.version}, which is not a version of the line")
+    if weight:
+        raise BadInput(
+            f"{where}: mirror to {mirror.version}, which takes {weight}% of the traffic "
+            "(a shadow takes none: its answers are discarded)"
+        )
 
 
 STICKY_NAME = {
@@ -195,15 +257,21 @@ def sticky(kind: Literal["header", "cookie"], name: str) -> Sticky:
 WEIGHT = re.compile(r"(?P<version>[^=\s]+)=(?P<weight>\d{1,3})", re.ASCII)
 
 
-def parse_weights(job: str, major: int, words: list[str]) -> Line:
-    """`1.0.0=95 1.1.0=5` as typed on the command line."""
+def parse_weights(job: str, major: int, words: list[str], mirror: str | None = None) -> Line:
+    """`1.0.0=95 1.1.0=5` as typed on the command line; `mirror` as `1.1.0=10`."""
     splits = []
     for word in words:
         found = WEIGHT.fullmatch(word)
         if not found:
             raise BadInput(f"{word!r}: expected VERSION=PERCENT such as 1.1.0=5")
         splits.append(Split(found["version"], int(found["weight"])))
-    return Line(job, major, tuple(splits))
+    shadow = None
+    if mirror is not None:
+        found = WEIGHT.fullmatch(mirror)
+        if not found:
+            raise BadInput(f"--mirror {mirror!r}: expected VERSION=PERCENT such as 1.1.0=10")
+        shadow = Mirror(found["version"], int(found["weight"]))
+    return Line(job, major, tuple(splits), mirror=shadow)
 
 
 def from_variable(model: str, items: Mapping[str, Any]) -> RoutingTable:
@@ -217,6 +285,9 @@ def from_variable(model: str, items: Mapping[str, Any]) -> RoutingTable:
                 tuple(Split(str(v["version"]), int(v["weight"])) for v in line["versions"]),
                 sticky(line["sticky"]["kind"], str(line["sticky"]["name"]))
                 if line.get("sticky")
+                else None,
+                Mirror(str(line["mirror"]["version"]), int(line["mirror"]["share"]))
+                if line.get("mirror")
                 else None,
             )
             for line in raw["lines"]

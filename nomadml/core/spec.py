@@ -90,6 +90,17 @@ class Volume:
 
 
 @dataclass(frozen=True)
+class Shadow:
+    """The shadow phase before the canary steps (share 0: none)."""
+
+    share: int  # percent of the line's requests mirrored to the canary
+    min_agreement: float  # share of its answers identical to stable's, 0..1
+    min_requests: int  # compared answers before a verdict
+    max_latency_ms: float  # the shadow's p95
+    timeout: str  # without min_requests by then: inconclusive
+
+
+@dataclass(frozen=True)
 class Update:
     canary: int
     max_parallel: int
@@ -99,6 +110,7 @@ class Update:
     auto_promote: bool
     auto_revert: bool
     steps: tuple[int, ...]
+    shadow: Shadow
 
 
 @dataclass(frozen=True)

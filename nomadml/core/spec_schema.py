@@ -121,6 +121,17 @@ SCHEMA: Schema = {
         # With a router: the canary's share of the line's traffic, step by step (percent,
         # rising, ending at 100), gates at every step; [] = the canary count decides.
         "steps": Field("list[int]", [], (_steps,)),
+        # Before the steps, a shadow phase: the router mirrors `share` percent of the
+        # line's requests to the canary (which serves no client), and the canary goes on
+        # to its steps only if its answers agree with stable's (at least min_agreement
+        # of min_requests compared) and its p95 is within max_latency_ms; else rollback.
+        "shadow": {
+            "share": Field("int", 0, (between(0, 100),)),
+            "min_agreement": Field("float", 0.99, (between(0, 1),)),
+            "min_requests": Field("int", 100, (between(1, 1_000_000),)),
+            "max_latency_ms": Field("float", 500.0, (between(1, 600_000),)),
+            "timeout": Field("duration", "5m"),
+        },
     },
     "restart": {
         "attempts": Field("int", 1, (between(0, 100),)),
@@ -339,6 +350,16 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
         )
     if up["auto_promote"] and up["canary"] == 0:
         problems.append(("update.auto_promote", "needs update.canary >= 1"))
+    if up["shadow"]["share"] and not up["steps"]:
+        problems.append(
+            (
+                "update.shadow.share",
+                "a shadow phase runs at the model's router before the canary steps: "
+                "needs update.steps (e.g. [10, 50, 100])",
+            )
+        )
+    if up["shadow"]["share"] and up["canary"] == 0:
+        problems.append(("update.shadow.share", "needs update.canary >= 1 (the shadow)"))
     srv = data["serving"]
     if srv["driver"] == "exec" and srv["image"] != REFERENCE_SERVER:
         problems.append(

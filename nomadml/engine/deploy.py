@@ -16,9 +16,10 @@ from nomadml.engine.job_version import register_version
 from nomadml.engine.majors import retire_old_majors
 from nomadml.engine.prepare import Prepared, plan
 from nomadml.engine.result import RolloutResult
+from nomadml.engine.shadow import ShadowPhase
 from nomadml.engine.steps import SteppedGates
 from nomadml.engine.watch import WatchOptions, watch
-from nomadml.errors import NomadMLError
+from nomadml.errors import BadInput, NomadMLError
 from nomadml.events import Emit, Event, discard
 
 
@@ -170,6 +171,14 @@ def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | No
     table = router.read_table(api, spec.name)
     line = table.line(int(job_id.rpartition("-v")[2])) if table is not None else None
     stable = [s.version for s in line.splits if s.weight == 100] if line is not None else []
+    running = api.job(job_id) if line is None and spec.update.shadow.share else None
+    if running is not None and running.get("Status") != "dead":
+        # A line's first version has no canary and nothing to compare with: no shadow.
+        raise BadInput(
+            f"{spec.source}: update.shadow: no router routes {job_id} (the shadow phase "
+            f"mirrors traffic at the model's router): run `nomadml router up {spec.source}` "
+            "first, or remove [update.shadow]"
+        )
     if not stable or stable[0] == prepared.release.version:
         emit(Event("note", job_id, "update.steps: no router routes this line yet; "
                    "the canary count decides the canary's share"))  # fmt: skip
@@ -183,6 +192,17 @@ def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | No
         )
     emit(Event("note", job_id, f"gates read {'the router' if source else 'each allocation'}"
                f"'s metrics (gates.source = {spec.gates.source})"))  # fmt: skip
+    shadow = None
+    if spec.update.shadow.share:
+        shadow = ShadowPhase(
+            api,
+            spec.name,
+            job_id,
+            stable[0],
+            prepared.release.version,
+            spec.update.shadow,
+            seconds(spec.gates.interval),
+        )
     return SteppedGates(
         api,
         spec.name,
@@ -191,6 +211,7 @@ def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | No
         prepared.release.version,
         spec.update.steps,
         lambda: _runner(prepared, api, source),
+        shadow,
     )
 
 

@@ -101,6 +101,8 @@ def history_rows(api: NomadAPI, job_id: str) -> list[dict[str, Any]]:
                 "reason": rec.get("reason"),
                 "seconds": rec.get("seconds"),
                 "last_gate": gates[-1] if gates else None,
+                # The shadow phase's last word (mirrored traffic, before any step).
+                "shadow": next((g for g in reversed(gates) if g.get("phase") == "shadow"), None),
                 "submitted": v.get("SubmitTime"),
             }
         )

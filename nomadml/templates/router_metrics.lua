@@ -57,6 +57,135 @@ core.register_fetches("nomadml_observe", function(txn)
   return ""
 end)
 
+-- Shadow traffic (routing.py's mirror): a share of a line's requests is replayed in
+-- the background to a version that serves no client; its answer is compared with the
+-- one the client got, then discarded. The client never waits for it: the response
+-- action only queues (bounded: when full, the replay is dropped and counted) and a few
+-- background tasks replay through HAProxy's httpclient (2.5+), one request at a time.
+local shadow_queue, shadow_head, shadow_tail = {}, 1, 0
+local shadow_max_queue = 64
+local shadow_workers = 4
+local shadows = {} -- per shadow backend: outcomes and a latency histogram
+local shadow_next = 0
+
+local function shadow_series(backend)
+  local s = shadows[backend]
+  if s == nil then
+    s = { outcomes = { agree = 0, disagree = 0, error = 0, dropped = 0 }, buckets = {}, count = 0, sum = 0 }
+    for i = 1, #bounds do s.buckets[i] = 0 end
+    shadows[backend] = s
+  end
+  return s
+end
+
+-- http-request, after wait-for-body: what to replay (the body is gone once forwarded).
+core.register_action("nomadml_capture", { "http-req" }, function(txn)
+  txn:set_priv({
+    method = txn.f:method(), path = txn.f:path(), query = txn.f:query(),
+    body = txn.f:req_body() or "", ctype = txn.f:req_hdr("content-type"),
+  })
+end, 0)
+
+-- http-response (2xx), after wait-for-body: queue the replay with the client's answer.
+core.register_action("nomadml_mirror", { "http-res" }, function(txn)
+  local req, backend = txn:get_priv(), txn:get_var("txn.mirror")
+  if req == nil or backend == nil then return end
+  local answer = txn.f:res_body() or ""
+  local declared = tonumber(txn.f:res_hdr("content-length") or "")
+  if declared ~= nil and declared ~= string.len(answer) then return end -- larger than a buffer
+  local s = shadow_series(backend)
+  if shadow_tail - shadow_head + 1 >= shadow_max_queue then
+    s.outcomes.dropped = s.outcomes.dropped + 1
+    return
+  end
+  shadow_tail = shadow_tail + 1
+  shadow_queue[shadow_tail] = { backend = backend, req = req, answer = answer }
+end, 0)
+
+-- What is compared: a JSON answer from its "predictions" key on (the reference
+-- server's version and model name come before it and differ by design), else the body.
+local function prediction_part(body)
+  local at = string.find(body, '"predictions"', 1, true)
+  return at and string.sub(body, at) or body
+end
+
+local function shadow_server(backend)
+  local be = core.backends[backend]
+  if be == nil then return nil end
+  local up = {}
+  for _, srv in pairs(be.servers) do
+    local status = srv:get_stats().status or ""
+    -- table.insert: a length operator after "[" would open a comment in the job template
+    if string.sub(status, 1, 2) == "UP" or status == "no check" then table.insert(up, srv:get_addr()) end
+  end
+  if #up == 0 then return nil end
+  table.sort(up)
+  shadow_next = shadow_next + 1
+  return up[shadow_next % #up + 1]
+end
+
+local function shadow_replay(item)
+  local s, req = shadow_series(item.backend), item.req
+  local address = shadow_server(item.backend)
+  local hc = core.httpclient()
+  local send = ({ GET = hc.get, POST = hc.post, PUT = hc.put, DELETE = hc.delete, HEAD = hc.head })[req.method]
+  if address == nil or send == nil then
+    s.outcomes.error = s.outcomes.error + 1
+    return
+  end
+  local url = "http://" .. address .. req.path .. ((req.query and req.query ~= "") and ("?" .. req.query) or "")
+  -- httpclient sends a body chunked unless told its length (the servers want the length).
+  local headers = { ["content-length"] = { tostring(string.len(req.body)) }, ["x-nomadml-shadow"] = { "1" } }
+  if req.ctype then headers["content-type"] = { req.ctype } end
+  local t0 = micros()
+  local ok, res = pcall(send, hc, { url = url, headers = headers, body = req.body, timeout = 5000 })
+  local took = (micros() - t0) / 1000000
+  if not ok or res == nil or res.status == nil or res.status < 200 or res.status > 299 then
+    s.outcomes.error = s.outcomes.error + 1
+  elseif prediction_part(res.body or "") == prediction_part(item.answer) then
+    s.outcomes.agree = s.outcomes.agree + 1
+  else
+    s.outcomes.disagree = s.outcomes.disagree + 1
+  end
+  for i = 1, #bounds do
+    if took <= bounds[i] then s.buckets[i] = s.buckets[i] + 1 end
+  end
+  s.count, s.sum = s.count + 1, s.sum + took
+end
+
+local function shadow_worker()
+  while true do
+    if shadow_head > shadow_tail then
+      core.msleep(5)
+    else
+      local item = shadow_queue[shadow_head]
+      shadow_queue[shadow_head], shadow_head = nil, shadow_head + 1
+      if item ~= nil then shadow_replay(item) end
+    end
+  end
+end
+for _ = 1, shadow_workers do core.register_task(shadow_worker) end
+
+local function shadow_metrics(out)
+  table.insert(out, "# TYPE nomadml_router_shadow_requests_total counter")
+  for backend, s in pairs(shadows) do
+    for outcome, n in pairs(s.outcomes) do
+      table.insert(out, string.format('nomadml_router_shadow_requests_total{backend="%s",outcome="%s"} %d', backend, outcome, n))
+    end
+  end
+  local h = "nomadml_router_shadow_duration_seconds"
+  table.insert(out, "# TYPE " .. h .. " histogram")
+  for backend, s in pairs(shadows) do
+    local l = string.format('backend="%s"', backend)
+    for i = 1, #bounds do
+      table.insert(out, string.format('%s_bucket{%s,le="%g"} %d', h, l, bounds[i], s.buckets[i]))
+    end
+    table.insert(out, string.format('%s_bucket{%s,le="+Inf"} %d', h, l, s.count))
+    table.insert(out, string.format("%s_sum{%s} %.6f", h, l, s.sum))
+    table.insert(out, string.format("%s_count{%s} %d", h, l, s.count))
+  end
+end
+
 local function labels(s)
   local path = (s.path:gsub('[\\"]', "\\%0"))
   path = (path:gsub("\n", "\\n"))
@@ -85,6 +214,7 @@ core.register_service("nomadml_metrics", "http", function(applet)
     table.insert(out, string.format("%s_sum{%s} %.6f", h, l, s.sum))
     table.insert(out, string.format("%s_count{%s} %d", h, l, s.count))
   end
+  shadow_metrics(out)
   local body = table.concat(out, "\n") .. "\n"
   applet:set_status(200)
   applet:add_header("content-type", "text/plain; version=0.0.4")

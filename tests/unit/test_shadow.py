@@ -1,0 +1,101 @@
+"""Shadow traffic: the routing table's mirror (what the router is told, what it refuses)
+and the shadow phase's verdict from what the routers counted."""
+
+from __future__ import annotations
+
+import pytest
+
+from nomadml.core.metrics import parse
+from nomadml.core.routing import Line, Mirror, RoutingTable, Split, check, from_variable
+from nomadml.core.shadow import ShadowCounts, carried, judge_shadow, shadow_counts
+from nomadml.core.spec import Shadow
+from nomadml.errors import BadInput
+
+RULE = Shadow(share=20, min_agreement=0.95, min_requests=100, max_latency_ms=50.0, timeout="2m")
+
+
+def _line(mirror: Mirror, weight: int = 0) -> RoutingTable:
+    splits = (Split("1.0.0", 100 - weight), Split("1.1.0", weight))
+    return RoutingTable("iris", (Line("iris-v1", 1, splits, mirror=mirror),), 1)
+
+
+def test_a_mirror_marks_the_lines_requests_and_captures_them() -> None:
+    items = check(_line(Mirror("1.1.0", 20))).as_variable()
+    routes = items["routes"].splitlines()
+    mark = "  http-request set-var(txn.mirror) str(iris_v1_1_1_0) if"
+    assert f"{mark} {{ var(txn.ver) -m str 1 }} {{ var(txn.roll) -m int lt 20 }}" in routes
+    assert f"{mark} !versioned {{ var(txn.roll) -m int lt 20 }}" in routes
+    assert any("lua.nomadml_capture" in r for r in routes)
+    assert any("lua.nomadml_mirror" in r and "status 200:299" in r for r in routes)
+    # Marked before any use_backend (HAProxy runs http-request rules before them anyway).
+    first_use = next(i for i, r in enumerate(routes) if "use_backend" in r)
+    assert max(i for i, r in enumerate(routes) if "txn.mirror" in r and "set-var" in r) < first_use
+    back = from_variable("iris", items)
+    assert back.lines[0].mirror == Mirror("1.1.0", 20)
+    plain = RoutingTable("iris", (Line("iris-v1", 1, (Split("1.0.0", 100),)),), 1)
+    assert "txn.mirror" not in check(plain).as_variable()["routes"]
+
+
+@pytest.mark.parametrize(
+    ("mirror", "weight", "problem"),
+    [
+        (Mirror("1.1.0", 150), 0, "mirror share of 1.1.0 is 150%, not 1..100"),
+        (Mirror("1.1.0", 0), 0, "mirror share of 1.1.0 is 0%, not 1..100"),
+        (Mirror("1.9.0", 10), 0, "mirror to 1.9.0, which is not a version of the line"),
+        (Mirror("1.1.0", 10), 5, "mirror to 1.1.0, which takes 5% of the traffic"),
+    ],
+)
+def test_a_mirror_the_router_should_not_serve_is_refused(
+    mirror: Mirror, weight: int, problem: str
+) -> None:
+    with pytest.raises(BadInput, match=problem):
+        check(_line(mirror, weight))
+
+
+def test_a_hand_edited_mirror_is_refused() -> None:
+    items = check(_line(Mirror("1.1.0", 20))).as_variable()
+    items["routes"] = items["routes"].replace("lt 20", "lt 90")
+    with pytest.raises(BadInput, match="do not match its table"):
+        from_variable("iris", items)
+
+
+SCRAPE = """
+nomadml_router_shadow_requests_total{backend="iris_v1_1_1_0",outcome="agree"} 97
+nomadml_router_shadow_requests_total{backend="iris_v1_1_1_0",outcome="disagree"} 2
+nomadml_router_shadow_requests_total{backend="iris_v1_1_1_0",outcome="error"} 1
+nomadml_router_shadow_requests_total{backend="iris_v1_1_1_0",outcome="dropped"} 4
+nomadml_router_shadow_requests_total{backend="other",outcome="agree"} 1000
+nomadml_router_shadow_duration_seconds_bucket{backend="iris_v1_1_1_0",le="0.005"} 50
+nomadml_router_shadow_duration_seconds_bucket{backend="iris_v1_1_1_0",le="0.01"} 100
+nomadml_router_shadow_duration_seconds_bucket{backend="iris_v1_1_1_0",le="+Inf"} 100
+"""
+
+
+def test_counts_from_a_scrape_and_the_verdicts() -> None:
+    counts = shadow_counts(parse(SCRAPE), "iris_v1_1_1_0")
+    assert (counts.agreed, counts.disagreed, counts.errors, counts.dropped) == (97, 2, 1, 4)
+    assert counts.compared == 100
+    passed = judge_shadow(counts, RULE, 30, 120)
+    assert passed.state == "passed", passed.reason
+    assert passed.values["shadow_agreement"] == 0.97
+    assert 9 <= passed.values["shadow_latency_ms"] <= 10
+
+    strict = judge_shadow(counts, Shadow(20, 0.99, 100, 50.0, "2m"), 30, 120)
+    assert strict.state == "failed" and strict.verdict == "fail"
+    assert strict.reason == "shadow agreed with stable on 97 of 100 answers (97.0%), need 99%"
+    slow = judge_shadow(counts, Shadow(20, 0.9, 100, 5.0, "2m"), 30, 120)
+    assert slow.state == "failed" and "shadow p95 10 ms > 5 ms" in slow.reason
+
+    few = ShadowCounts(agreed=40)
+    assert judge_shadow(few, RULE, 30, 120).state == "pending"
+    quiet = judge_shadow(few, RULE, 121, 120)
+    assert quiet.state == "inconclusive"
+    assert quiet.reason == "after 121 s: 40 shadow answers compared, need 100"
+
+
+def test_a_router_reload_does_not_lose_what_it_counted() -> None:
+    before = ShadowCounts(agreed=60, errors=1)
+    after_reload = ShadowCounts(agreed=3)
+    banked = carried(ShadowCounts(), before, after_reload)
+    assert banked + after_reload == ShadowCounts(agreed=63, errors=1)
+    assert carried(ShadowCounts(), before, ShadowCounts(agreed=61, errors=1)) == ShadowCounts()
