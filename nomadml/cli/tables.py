@@ -20,6 +20,8 @@ def format_status(rows: list[dict[str, Any]]) -> list[str]:
         )
         if r.get("experiment"):
             out.extend(_experiment(r["experiment"]))
+        if r.get("shadow"):
+            out.append(_shadow(r["shadow"]))
     return out
 
 
@@ -31,6 +33,16 @@ def _experiment(ab: dict[str, Any]) -> list[str]:
     return [f"{head} since {when}:", *(f"    {arm}" for arm in ab["shown"])]
 
 
+def _shadow(v: dict[str, Any]) -> str:
+    """A running shadow: what the routers compared so far (since their last reload)."""
+    return (
+        f"  shadow {v['version']} ({v['share']}% mirrored, answers discarded): agreed "
+        f"{v['shadow_agreed']}/{v['shadow_compared']} ({_pct(v['shadow_agreement'])}), "
+        f"{v['shadow_errors']} errors, {v['shadow_dropped']} dropped, "
+        f"p-lat {_ms(v['shadow_latency_ms'])}"
+    )
+
+
 def format_history(job_id: str, rows: list[dict[str, Any]]) -> list[str]:
     out = [
         f"{job_id}:",
@@ -39,7 +51,7 @@ def format_history(job_id: str, rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         gate = r["last_gate"]
         gate_text = ""
-        if gate:
+        if gate and gate.get("phase") != "shadow":  # a shadow's own words follow
             v = gate.get("values", {})
             gate_text = (
                 f" | gate {gate.get('verdict')}: canary err "

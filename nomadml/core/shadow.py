@@ -95,17 +95,11 @@ class ShadowVerdict:
         return {"passed": "pass", "failed": "fail"}.get(self.state, self.state)
 
 
-def judge_shadow(
-    counts: ShadowCounts, rule: Shadow, elapsed_s: float, limit_s: float
-) -> ShadowVerdict:
-    """Pass when at least rule.min_requests answers were compared, the share of them
-    identical to stable's is at least rule.min_agreement (a shadow error is not an
-    agreement) and the shadow's p95 is within rule.max_latency_ms; fail when they
-    were compared and either is not met; inconclusive when `limit_s` passed without
-    enough answers (a quiet hour: never a silent pass, never a false rollback)."""
+def shadow_values(counts: ShadowCounts) -> dict[str, Any]:
+    """The numbers a record, `status` and `history` show for a shadow."""
     latency = quantile(counts.buckets, LATENCY_PERCENTILE) if counts.buckets else None
     agreement = counts.agreed / counts.compared if counts.compared else None
-    values: dict[str, Any] = {
+    return {
         "shadow_compared": counts.compared,
         "shadow_agreed": counts.agreed,
         "shadow_disagreed": counts.disagreed,
@@ -114,22 +108,32 @@ def judge_shadow(
         "shadow_agreement": None if agreement is None else round(agreement, 4),
         "shadow_latency_ms": None if latency is None else round(latency * 1000, 2),
     }
+
+
+def judge_shadow(
+    counts: ShadowCounts, rule: Shadow, elapsed_s: float, limit_s: float
+) -> ShadowVerdict:
+    """Pass when at least rule.min_requests answers were compared, the share of them
+    identical to stable's is at least rule.min_agreement (a shadow error is not an
+    agreement) and the shadow's p95 is within rule.max_latency_ms; fail when they
+    were compared and either is not met; inconclusive when `limit_s` passed without
+    enough answers (a quiet hour: never a silent pass, never a false rollback)."""
+    values = shadow_values(counts)
+    agreement, latency_ms = values["shadow_agreement"], values["shadow_latency_ms"]
     if counts.compared < rule.min_requests:
         said = f"{counts.compared} shadow answers compared, need {rule.min_requests}"
         if elapsed_s >= limit_s:
             return ShadowVerdict("inconclusive", f"after {elapsed_s:.0f} s: {said}", values)
         return ShadowVerdict("pending", said, values)
-    assert agreement is not None  # compared >= min_requests >= 1
     reasons = []
-    if agreement < rule.min_agreement:
+    if counts.agreed < rule.min_agreement * counts.compared:
         reasons.append(
             f"shadow agreed with stable on {counts.agreed} of {counts.compared} answers "
             f"({100 * agreement:.1f}%), need {100 * rule.min_agreement:g}%"
         )
-    if latency is not None and latency * 1000 > rule.max_latency_ms:
+    if latency_ms is not None and latency_ms > rule.max_latency_ms:
         reasons.append(
-            f"shadow p{100 * LATENCY_PERCENTILE:g} {latency * 1000:.0f} ms > "
-            f"{rule.max_latency_ms:g} ms"
+            f"shadow p{100 * LATENCY_PERCENTILE:g} {latency_ms:.0f} ms > {rule.max_latency_ms:g} ms"
         )
     if reasons:
         return ShadowVerdict("failed", "; ".join(reasons), values)

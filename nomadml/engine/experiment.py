@@ -90,3 +90,7 @@ def annotate(api: NomadAPI, rows: list[dict[str, Any]]) -> None:
         line = next((x for x in table.lines if x.job == row["job"]), None) if table else None
         if line is not None and line.sticky is not None:
             row["experiment"] = arm_figures(api, model, line)
+        if line is not None and line.mirror is not None:
+            from nomadml.engine.shadow import shadow_figures
+
+            row["shadow"] = shadow_figures(api, model, line, line.mirror)

@@ -15,7 +15,7 @@ from nomadml.adapters.metric_scrape import shadow_readings
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.routing import Line, Mirror, Split, backend_name
 from nomadml.core.schema import seconds
-from nomadml.core.shadow import ShadowCounts, carried, judge_shadow
+from nomadml.core.shadow import ShadowCounts, carried, judge_shadow, shadow_values
 from nomadml.core.spec import Shadow
 from nomadml.engine import router
 from nomadml.errors import OperationTimeout
@@ -124,3 +124,11 @@ class ShadowPhase:
         if verdict.state != "pending":
             self.outcome, self.reason = verdict.state, verdict.reason
         return self.outcome, self.reason
+
+
+def shadow_figures(api: NomadAPI, model: str, line: Line, mirror: Mirror) -> dict[str, Any]:
+    """A running shadow on `line` as the routers counted it (since their last reload)."""
+    total = ShadowCounts()
+    for counts in shadow_readings(api, model, backend_name(line.job, mirror.version)).values():
+        total = total + counts
+    return {"version": mirror.version, "share": mirror.share, **shadow_values(total)}

@@ -7,7 +7,13 @@ import pytest
 
 from nomadml.core.metrics import parse
 from nomadml.core.routing import Line, Mirror, RoutingTable, Split, check, from_variable
-from nomadml.core.shadow import ShadowCounts, carried, judge_shadow, shadow_counts
+from nomadml.core.shadow import (
+    ShadowCounts,
+    carried,
+    judge_shadow,
+    shadow_counts,
+    shadow_values,
+)
 from nomadml.core.spec import Shadow
 from nomadml.errors import BadInput
 
@@ -99,3 +105,29 @@ def test_a_router_reload_does_not_lose_what_it_counted() -> None:
     banked = carried(ShadowCounts(), before, after_reload)
     assert banked + after_reload == ShadowCounts(agreed=63, errors=1)
     assert carried(ShadowCounts(), before, ShadowCounts(agreed=61, errors=1)) == ShadowCounts()
+
+
+def test_status_and_history_show_the_shadow() -> None:
+    from nomadml.cli.tables import format_history, format_status
+
+    values = shadow_values(ShadowCounts(agreed=45, disagreed=3, dropped=1))
+    row = {
+        "job": "iris-v1", "version": "1.0.0", "job_version": 3, "running": 3,
+        "deployment": None, "running_by_job_version": {3: 3},
+        "shadow": {"version": "1.1.0", "share": 20, **values},
+    }  # fmt: skip
+    shown = format_status([row])[-1]
+    assert shown == (
+        "  shadow 1.1.0 (20% mirrored, answers discarded): agreed 45/48 (93.8%), "
+        "0 errors, 1 dropped, p-lat n/a"
+    )
+    failed = {"phase": "shadow", "verdict": "fail", "values": values}
+    history = {
+        "job_version": 4, "model_version": "1.1.0", "tag": None, "stable": False,
+        "outcome": "rolled-back", "deployment_status": "failed", "reason": "gate failed",
+        "description": "", "last_gate": failed, "shadow": failed,
+    }  # fmt: skip
+    assert (
+        "| shadow fail: agreed 45/48 (93.8%), 0 errors" in format_history("iris-v1", [history])[-1]
+    )
+    assert "canary err" not in format_history("iris-v1", [history])[-1]
