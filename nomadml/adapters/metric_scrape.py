@@ -11,7 +11,7 @@ unreadable, gives nothing for that round."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from nomadml.adapters.nomad_api import NomadAPI
@@ -34,6 +34,7 @@ from nomadml.core.routing import backend_name
 from nomadml.core.shadow import ShadowCounts, shadow_counts
 
 SCRAPE_TIMEOUT_S = 2.0
+ROUTER_PROBES = "nomadml_router_probe_requests_total"
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,10 @@ class RouterMetrics:
         self, api: NomadAPI, model: str, gated_path: str, line: str, stable: str, canary: str
     ) -> None:
         self.api, self.model = api, model
-        self.scraper = MetricScraper(router_names(gated_path))
+        self.stable, self.canary = stable, canary  # probes name them at the router
+        # nomadml's probes through the router (X-Nomadml-Probe), counted apart by it.
+        names = replace(router_names(gated_path), probe_requests_total=ROUTER_PROBES)
+        self.scraper = MetricScraper(names)
         self.arms = {backend_name(line, stable): False, backend_name(line, canary): True}
 
     def read(self, job_id: str, canary_ids: set[str]) -> list[Reading]:

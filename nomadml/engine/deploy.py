@@ -231,12 +231,16 @@ def _runner(prepared: Prepared, api: NomadAPI, source: MetricSource | None = Non
         from nomadml.engine.gate_runner import GateRunner
 
         runner = GateRunner(spec.gates, source)
-    if spec.gates.probe.enabled and direct:
+    if spec.gates.probe.enabled and (direct or isinstance(source, RouterMetrics)):
         from nomadml.engine.probes import Prober, ProbingGates, load_instances
 
+        # Through the router when the gates read it (it counts the probes apart).
+        via = None
+        if isinstance(source, RouterMetrics):
+            via = (spec.name, source.stable, source.canary)
         body = load_instances(spec)
         runner = ProbingGates(
-            runner, Prober(api, prepared.job_id, body, spec.gates.probe.rate_per_s)
+            runner, Prober(api, prepared.job_id, body, spec.gates.probe.rate_per_s, via)
         )
     return runner
 

@@ -4,9 +4,11 @@ While the gates judge a canary, a background thread sends the spec's sample inst
 (`[gates.probe]`) to the canary's and to the stable version's allocations, the same
 number to each side, marked with the X-Nomadml-Probe header so servers that count it
 can tell probes from real traffic (the reference server does, in
-nomadml_probe_requests_total). Answers are not read: the servers' own counters are
-what the gates judge, as for real traffic. The probes stop with the gates' decision,
-or when the gates stop being asked (the watch ended)."""
+nomadml_probe_requests_total). With a router on the line, the probes go through the
+router instead (X-Model-Version names each side's exact version), which counts them
+apart (nomadml_router_probe_requests_total) as the gates read its numbers. Answers
+are not read: the counters are what the gates judge, as for real traffic. The probes
+stop with the gates' decision, or when the gates stop being asked (the watch ended)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from nomadml.errors import BadInput, NomadMLError
 from nomadml.events import Emit, Event
 
 PROBE_HEADER = "X-Nomadml-Probe"
+Target = tuple[str, str | None]  # where a probe goes, and the version it names there
 IDLE_STOP_S = 60.0  # no gate step for this long: the watch is over
 
 
@@ -55,14 +58,23 @@ class ProbeCounts:
 class Prober:
     """Sends probes to a line's canary and stable allocations at `rate_per_s` each."""
 
-    def __init__(self, api: NomadAPI, job_id: str, body: bytes, rate_per_s: float) -> None:
+    def __init__(
+        self,
+        api: NomadAPI,
+        job_id: str,
+        body: bytes,
+        rate_per_s: float,
+        router: tuple[str, str, str] | None = None,
+    ) -> None:
         self.api, self.job_id, self.body = api, job_id, body
+        self.router = router  # (model, stable version, canary version): through its router
         self.interval = 1.0 / rate_per_s
         self.counts = ProbeCounts()
         self.last_step = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"probe-{job_id}")
-        self._targets: tuple[list[str], list[str]] = ([], [])
+        # Each side's (URL, version to name): None sends to an allocation directly.
+        self._targets: tuple[list[Target], list[Target]] = ([], [])
         self._refreshed = 0.0
 
     @property
@@ -78,10 +90,17 @@ class Prober:
 
     def _refresh(self) -> None:
         try:
-            live = [e for e in endpoints(self.api, self.job_id) if e.healthy]
+            if self.router is not None:
+                model, stable, canary = self.router
+                regs = self.api.service(f"{model}-router")
+                routers = [f"http://{r['Address']}:{r['Port']}" for r in regs]
+                self._targets = ([(u, canary) for u in routers], [(u, stable) for u in routers])
+            else:
+                live = [e for e in endpoints(self.api, self.job_id) if e.healthy]
+                canaries: list[Target] = [(e.url, None) for e in live if e.canary]
+                self._targets = (canaries, [(e.url, None) for e in live if not e.canary])
         except NomadMLError:
             return
-        self._targets = ([e.url for e in live if e.canary], [e.url for e in live if not e.canary])
         self._refreshed = time.monotonic()
 
     def _run(self) -> None:
@@ -99,12 +118,13 @@ class Prober:
             n += 1
             self._stop.wait(self.interval)
 
-    def _send(self, url: str) -> int:
+    def _send(self, target: Target) -> int:
+        url, version = target
+        headers = {"Content-Type": "application/json", PROBE_HEADER: "1"}
+        if version is not None:
+            headers["X-Model-Version"] = version
         request = urllib.request.Request(
-            f"{url}/predict",
-            data=self.body,
-            method="POST",
-            headers={"Content-Type": "application/json", PROBE_HEADER: "1"},
+            f"{url}/predict", data=self.body, method="POST", headers=headers
         )
         try:
             with urllib.request.urlopen(request, timeout=5) as answer:

@@ -31,6 +31,8 @@ end
 core.register_action("nomadml_begin", { "http-req" }, function(txn)
   txn:set_var("txn.nomadml_t0", micros())
   txn:set_var("txn.nomadml_path", txn.f:path())
+  -- nomadml's probes (X-Nomadml-Probe) are counted apart as well.
+  if txn.f:req_hdr_cnt("x-nomadml-probe") > 0 then txn:set_var("txn.nomadml_probe", 1) end
 end, 0)
 
 -- A sample fetch, not an action: HAProxy 2.6 runs no Lua action in
@@ -48,6 +50,7 @@ core.register_fetches("nomadml_observe", function(txn)
     for i = 1, #bounds do s.buckets[i] = 0 end
     series[key] = s
   end
+  if txn:get_var("txn.nomadml_probe") ~= nil then s.probes = (s.probes or 0) + 1 end
   local code = tostring(txn.f:status() or 0)
   s.codes[code] = (s.codes[code] or 0) + 1
   for i = 1, #bounds do
@@ -192,6 +195,15 @@ local function labels(s)
   return string.format('backend="%s",path="%s"', s.backend, path)
 end
 
+local function probe_metrics(out)
+  table.insert(out, "# TYPE nomadml_router_probe_requests_total counter")
+  for _, s in pairs(series) do
+    if s.probes then
+      table.insert(out, string.format("nomadml_router_probe_requests_total{%s} %d", labels(s), s.probes))
+    end
+  end
+end
+
 core.register_service("nomadml_metrics", "http", function(applet)
   local out = {
     "# TYPE nomadml_router_counting_since_seconds gauge",
@@ -214,6 +226,7 @@ core.register_service("nomadml_metrics", "http", function(applet)
     table.insert(out, string.format("%s_sum{%s} %.6f", h, l, s.sum))
     table.insert(out, string.format("%s_count{%s} %d", h, l, s.count))
   end
+  probe_metrics(out)
   shadow_metrics(out)
   local body = table.concat(out, "\n") .. "\n"
   applet:set_status(200)
