@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 DEFAULT_PORT = 8080
 DEFAULT_BIND = "127.0.0.1"
@@ -483,6 +483,21 @@ class FaultInjector:
         return n > 0 and math.floor(n * self._rate) > math.floor((n - 1) * self._rate)
 
 
+# The answer's predicted labels, counted: a router in front (nomadml's counts them per
+# version and label) sees the prediction distribution without reading bodies.
+PREDICTIONS_HEADER = "X-Nomadml-Predictions"
+
+
+def predictions_header(labels: Sequence[str]) -> str:
+    """The header's value: label=count for each label, in order of first appearance,
+    comma-separated; each label percent-encoded (so commas, equals signs, quotes and
+    non-ASCII never reach the header or the router's metrics)."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return ",".join(f"{quote(label, safe='')}={n}" for label, n in counts.items())
+
+
 # --------------------------------------------------------------------------- metrics
 
 
@@ -729,7 +744,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             rows = parse_instances(body, state.model.features)
             predictions = predict(state.model, rows)
-            state.metrics.predicted([str(p["label"]) for p in predictions])
+            labels = [str(p["label"]) for p in predictions]
+            state.metrics.predicted(labels)
         except BadRequest as exc:
             self._send_json(400, {"error": str(exc)})
             return
@@ -742,6 +758,7 @@ class Handler(BaseHTTPRequestHandler):
                 "version": state.config.model_version,
                 "predictions": predictions,
             },
+            {PREDICTIONS_HEADER: predictions_header(labels)},
         )
 
     def _declared_length(self) -> int | None:

@@ -278,10 +278,9 @@ def snapshot(samples: Iterable[Sample], names: MetricNames) -> Snapshot:
     base = names.duration_seconds
     count = sum(s.value for s in _family(samples, f"{base}_count", names))
     predicted: dict[str, float] = {}
-    for s in samples:
-        if s.name == names.predictions_total and not math.isnan(s.value):
-            label = s.label(names.prediction_label) or ""
-            predicted[label] = predicted.get(label, 0.0) + s.value
+    for s in _family(samples, names.predictions_total, names):  # a router's: by path too
+        label = s.label(names.prediction_label) or ""
+        predicted[label] = predicted.get(label, 0.0) + s.value
     return Snapshot(
         requests=sum(s.value for s in requests),
         errors=sum(s.value for s in errors),

@@ -3,7 +3,8 @@
 The router (HAProxy, see templates/router.nomad.hcl and router_metrics.lua) counts, per
 backend, i.e. per version of a line, the requests by path and status code and a latency
 histogram from the moment a request is routed to the moment its answer leaves, and
-serves them as Prometheus text at ROUTER_METRICS_PATH. This module reads one such
+serves them as Prometheus text at ROUTER_METRICS_PATH, with the predictions by label
+the servers name in their answers' X-Nomadml-Predictions header. This module reads one such
 scrape into a Snapshot per backend, in the same shape the gates read from a serving
 allocation. Pure: no I/O."""
 
@@ -29,6 +30,10 @@ def router_names(gated_path: str) -> MetricNames:
         path_label="path",
         path=gated_path,
         code_label="code",
+        # What the servers said they predicted (their X-Nomadml-Predictions header),
+        # counted per version and label: the prediction gate through the router.
+        predictions_total="nomadml_router_predictions_total",
+        prediction_label="label",
     )
 
 

@@ -177,7 +177,7 @@ SCHEMA: Schema = {
         # test (p < alpha fails) or the population stability index (PSI > max_psi fails).
         "predictions": {
             "enabled": Field("bool", False),
-            "test": Field("str", "chi2", (one_of("chi2", "psi"),)),
+            "test": Field("str", "chi2", (one_of("chi2", "psi", "sequential"),)),
             "alpha": Field("float", 0.001, (between(0.000001, 0.4999),)),
             "max_psi": Field("float", 0.25, (between(0.0001, 100),)),
             "min_predictions": Field("int", 50, (between(1, 1_000_000),)),
@@ -381,16 +381,27 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
             ("gates.probe.instances", "name a JSON file of sample instances to send as probes")
         )
     if gates["predictions"]["enabled"]:
-        if gates["judge"]["enabled"]:
+        sequential = gates["predictions"]["test"] == "sequential"
+        if gates["judge"]["enabled"] and not sequential:
             problems.append(
-                ("gates.predictions", "applies to the threshold gates; not with gates.judge yet")
+                (
+                    "gates.predictions.test",
+                    'with gates.judge the check must be anytime-valid too: set test = "sequential"',
+                )
             )
-        if gates["source"] != "direct":
+        if sequential and not gates["judge"]["enabled"]:
+            problems.append(
+                (
+                    "gates.predictions.test",
+                    '"sequential" runs with gates.judge; the threshold gates use "chi2" or "psi"',
+                )
+            )
+        if gates["source"] == "prometheus":
             problems.append(
                 (
                     "gates.predictions",
-                    'reads the servers\' own prediction counters: set gates.source = "direct" '
-                    "(a router counts requests, not predictions)",
+                    "the Prometheus source has no query for predictions: set gates.source = "
+                    '"router" (the router counts them per version) or "direct"',
                 )
             )
     bake = data["guard"]["bake"]

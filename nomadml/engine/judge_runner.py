@@ -14,6 +14,7 @@ from typing import Any
 from nomadml.adapters.metric_scrape import MetricSource
 from nomadml.core.judge import JudgeConfig, Verdict, estimate, evidence, judge, slow_threshold
 from nomadml.core.metrics import Snapshot, buckets_record, delta, merge, quantile
+from nomadml.core.prediction_sequential import SequentialShift, sequential_shift
 from nomadml.core.schema import seconds
 from nomadml.core.spec import Gates
 from nomadml.events import Emit, Event
@@ -45,6 +46,11 @@ class JudgeRunner:
         self.state, self.reason = "pending", ""
         self.estimated = False
         self._records: list[dict[str, Any]] = []
+        # [gates.predictions] with the judge: the sequential test of the predicted labels,
+        # looked at with the judge's cadence; a pass waits for min_predictions of them.
+        self.predictions = gates.predictions if gates.predictions.enabled else None
+        self.shift: SequentialShift | None = None
+        self.judged: Verdict | None = None  # the judge's pass, while predictions are awaited
 
     def history(self) -> list[dict[str, Any]]:
         return list(self._records)
@@ -58,6 +64,7 @@ class JudgeRunner:
         self.baseline = {}
         self.stable_before = None
         self.verdict = None
+        self.shift, self.judged = None, None
         self.active = False
 
     def step(self, job_id: str, canary_ids: list[str], emit: Emit) -> tuple[str, str]:
@@ -75,8 +82,10 @@ class JudgeRunner:
             return self.state, self.reason
         if not self.estimated and elapsed > 0 and canary.requests + stable.requests > 0:
             self._estimate(job_id, canary, stable, elapsed, emit)
-        ev = evidence(canary, stable, self.slow_above_s, stable_before=self.stable_before)
-        self.verdict = judge(ev, self.cfg, deadline=at_deadline, previous=self.verdict)
+        if self.judged is None:
+            ev = evidence(canary, stable, self.slow_above_s, stable_before=self.stable_before)
+            self.verdict = judge(ev, self.cfg, deadline=at_deadline, previous=self.verdict)
+        assert self.verdict is not None
         said = self.verdict.describe()
         record: dict[str, Any] = {
             "t": round(elapsed, 1),
@@ -91,13 +100,16 @@ class JudgeRunner:
             "judge": self.verdict.as_dict(),
             "source": self.source.name,
         }
-        if self.verdict.decision != "inconclusive" and stable.buckets:
+        decision = self._with_predictions(canary, stable, at_deadline, record)
+        if decision != self.verdict.decision:
+            said = str(record["predictions"]["said"])
+        if decision != "inconclusive" and stable.buckets:
             # The deciding look keeps stable's merged histogram (compact, once per
             # rollout): the post-promotion guard's latency baseline.
             record["stable_histogram"] = buckets_record(stable.buckets)
+        record["verdict"] = decision
         self._records.append(record)
         emit(Event("gate", job_id, said, record))
-        decision = self.verdict.decision
         if decision == "pass":
             self.state = "passed"
         elif decision == "fail":
@@ -106,6 +118,39 @@ class JudgeRunner:
             self.state = INCONCLUSIVE[self.on_inconclusive]
             self.reason = f"{said} (on_inconclusive = {self.on_inconclusive})"
         return self.state, self.reason
+
+    def _with_predictions(
+        self, canary: Snapshot, stable: Snapshot, at_deadline: bool, record: dict[str, Any]
+    ) -> str:
+        """The look's decision with the prediction check: a shift fails the canary
+        whatever the judge says; the judge's pass waits (its verdict kept) until the
+        canary gave min_predictions predictions, at most until the deadline."""
+        decision = self.verdict.decision if self.verdict else "inconclusive"
+        check = self.predictions
+        if check is None:
+            return decision
+        self.shift = sequential_shift(
+            dict(canary.predictions), dict(stable.predictions), check.alpha, self.shift
+        )
+        shown: dict[str, Any] = self.shift.as_dict()
+        record["predictions"] = shown
+        record["values"]["canary_predictions"] = int(self.shift.canary_n)
+        record["values"]["stable_predictions"] = int(self.shift.stable_n)
+        if self.shift.shifted:
+            shown["said"] = self.shift.describe()
+            return "fail"
+        if decision != "pass":
+            return decision
+        self.judged = self.verdict
+        if self.shift.canary_n >= check.min_predictions:
+            return "pass"
+        waiting = (
+            f"{self.verdict.describe() if self.verdict else 'pass'}; predictions: "
+            f"{self.shift.canary_n:.0f} of the {check.min_predictions} canary predictions "
+            "a pass needs"
+        )
+        shown["said"] = waiting
+        return "inconclusive-at-deadline" if at_deadline else "inconclusive"
 
     def _since_start(
         self, job_id: str, canary_ids: set[str]

@@ -12,6 +12,7 @@ local bounds = {
   0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 }
 local max_paths = 32 -- beyond this many distinct paths, requests count as path "other"
+local max_labels = 64 -- per version and path; beyond it predictions count as label "other"
 local series = {}
 local paths, npaths = {}, 0
 local counting_since = os.time() -- this process's counters start here (a reload: anew)
@@ -57,6 +58,18 @@ core.register_fetches("nomadml_observe", function(txn)
     if took <= bounds[i] then s.buckets[i] = s.buckets[i] + 1 end
   end
   s.count, s.sum = s.count + 1, s.sum + took
+  -- The answer's predicted labels (X-Nomadml-Predictions: label=count,... with each
+  -- label percent-encoded by the server): the prediction gate reads them per version.
+  local said = txn.f:res_fhdr("x-nomadml-predictions") -- whole: hdr() splits at commas
+  if said ~= nil and said ~= "" then
+    s.predicted = s.predicted or {}
+    for label, n in string.gmatch(said, "([^,=]+)=(%d+)") do
+      if s.predicted[label] == nil then
+        if (s.nlabels or 0) >= max_labels then label = "other" else s.nlabels = (s.nlabels or 0) + 1 end
+      end
+      s.predicted[label] = (s.predicted[label] or 0) + tonumber(n)
+    end
+  end
   return ""
 end)
 
@@ -225,6 +238,13 @@ core.register_service("nomadml_metrics", "http", function(applet)
     table.insert(out, string.format("%s_bucket{%s,le=\"+Inf\"} %d", h, l, s.count))
     table.insert(out, string.format("%s_sum{%s} %.6f", h, l, s.sum))
     table.insert(out, string.format("%s_count{%s} %d", h, l, s.count))
+  end
+  table.insert(out, "# TYPE nomadml_router_predictions_total counter")
+  for _, s in pairs(series) do
+    for label, n in pairs(s.predicted or {}) do
+      local shown = (label:gsub('[\\"]', "\\%0"))
+      table.insert(out, string.format('nomadml_router_predictions_total{%s,label="%s"} %d', labels(s), shown, n))
+    end
   end
   probe_metrics(out)
   shadow_metrics(out)

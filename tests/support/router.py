@@ -36,11 +36,13 @@ def router_image() -> str:
         return build_router_image(ROUTER_ROOT).pinned
 
 
-def ask(router: str, header: str | None = None, path: str = "/predict") -> tuple[int, str]:
+def ask(
+    router: str, header: str | None = None, path: str = "/predict", rows: object = ROWS
+) -> tuple[int, str]:
     """One prediction through the router: (status, the answering version or the error)."""
     request = urllib.request.Request(
         router + path,
-        data=json.dumps(ROWS).encode(),
+        data=json.dumps(rows).encode(),
         headers={
             "Content-Type": "application/json",
             **({"X-Model-Version": header} if header else {}),
@@ -59,8 +61,9 @@ class RouterLoad:
     """Predictions sent through the router from a thread while a rollout runs:
     answers counted per version, failures kept."""
 
-    def __init__(self, router: str) -> None:
+    def __init__(self, router: str, rows: object = ROWS) -> None:
         self.router, self.answers = router, Counter[tuple[int, str]]()
+        self.rows = rows  # what each request asks about
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -75,5 +78,5 @@ class RouterLoad:
     def _run(self) -> None:
         deadline = time.monotonic() + 240
         while not self._stop.is_set() and time.monotonic() < deadline:
-            self.answers[ask(self.router)] += 1
+            self.answers[ask(self.router, rows=self.rows)] += 1
             self._stop.wait(0.03)

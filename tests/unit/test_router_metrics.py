@@ -43,3 +43,23 @@ def test_a_version_without_traffic_has_no_series_and_another_path_counts_nothing
     assert per_backend(parse(""), router_names("/predict")) == {}
     found = per_backend(parse(SCRAPE), router_names("/other"))
     assert all(snap == Snapshot() for snap in found.values())
+
+
+def test_predictions_by_label_are_read_per_version_on_the_gated_path() -> None:
+    """The Lua's count of the servers' X-Nomadml-Predictions header, per version."""
+    scrape = (
+        SCRAPE
+        + """\
+# TYPE nomadml_router_predictions_total counter
+nomadml_router_predictions_total{backend="iris_v1_1_0_0",path="/predict",label="setosa"} 30
+nomadml_router_predictions_total{backend="iris_v1_1_0_0",path="/predict",label="virginica"} 60
+nomadml_router_predictions_total{backend="iris_v1_1_1_0",path="/predict",label="setosa"} 5
+nomadml_router_predictions_total{backend="iris_v1_1_1_0",path="/other",label="setosa"} 50
+"""
+    )
+    found = per_backend(parse(scrape), router_names("/predict"))
+    assert found[backend_name("iris-v1", "1.0.0")].predictions == (
+        ("setosa", 30.0),
+        ("virginica", 60.0),
+    )
+    assert found[backend_name("iris-v1", "1.1.0")].predictions == (("setosa", 5.0),)

@@ -391,6 +391,21 @@ def test_metrics_count_requests_and_time_predictions(base: str) -> None:
     assert again["nomadml_request_duration_seconds_count"] == 4
 
 
+def test_the_answer_names_its_predicted_labels_in_a_header(base: str) -> None:
+    """X-Nomadml-Predictions: label=count per predicted label (what a router counts)."""
+    reply = post_predict(base, {"instances": [OK_ROW, OK_ROW, [6.7, 3.0, 5.2, 2.3]]})
+    assert reply.status == 200
+    labels = [p["label"] for p in reply.json()["predictions"]]
+    said = dict(part.split("=") for part in reply.headers["X-Nomadml-Predictions"].split(","))
+    assert {k: int(v) for k, v in said.items()} == {k: labels.count(k) for k in set(labels)}
+    assert post_predict(base, {"instances": "nope"}).headers["X-Nomadml-Predictions"] is None
+
+
+def test_the_predictions_header_encodes_awkward_labels() -> None:
+    header = serve.predictions_header(["a,b", "a,b", "x=1", 'q"ü'])
+    assert header == "a%2Cb=2,x%3D1=1,q%22%C3%BC=1"
+
+
 def test_probes_are_counted_and_counted_apart(base: str) -> None:
     body = json.dumps({"instances": [OK_ROW]}).encode()
     probe = {"Content-Type": "application/json", "X-Nomadml-Probe": "1"}
