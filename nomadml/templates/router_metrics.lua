@@ -29,6 +29,23 @@ local function micros()
   return t.sec * 1000000 + t.usec
 end
 
+-- A latency observation into a series' histogram, and a histogram as Prometheus lines.
+local function observe(s, took)
+  for i = 1, #bounds do
+    if took <= bounds[i] then s.buckets[i] = s.buckets[i] + 1 end
+  end
+  s.count, s.sum = s.count + 1, s.sum + took
+end
+
+local function histogram(out, h, l, s)
+  for i = 1, #bounds do
+    table.insert(out, string.format('%s_bucket{%s,le="%g"} %d', h, l, bounds[i], s.buckets[i]))
+  end
+  table.insert(out, string.format('%s_bucket{%s,le="+Inf"} %d', h, l, s.count))
+  table.insert(out, string.format("%s_sum{%s} %.6f", h, l, s.sum))
+  table.insert(out, string.format("%s_count{%s} %d", h, l, s.count))
+end
+
 core.register_action("nomadml_begin", { "http-req" }, function(txn)
   txn:set_var("txn.nomadml_t0", micros())
   txn:set_var("txn.nomadml_path", txn.f:path())
@@ -54,10 +71,7 @@ core.register_fetches("nomadml_observe", function(txn)
   if txn:get_var("txn.nomadml_probe") ~= nil then s.probes = (s.probes or 0) + 1 end
   local code = tostring(txn.f:status() or 0)
   s.codes[code] = (s.codes[code] or 0) + 1
-  for i = 1, #bounds do
-    if took <= bounds[i] then s.buckets[i] = s.buckets[i] + 1 end
-  end
-  s.count, s.sum = s.count + 1, s.sum + took
+  observe(s, took)
   -- The answer's predicted labels (X-Nomadml-Predictions: label=count,... with each
   -- label percent-encoded by the server): the prediction gate reads them per version.
   local said = txn.f:res_fhdr("x-nomadml-predictions") -- whole: hdr() splits at commas
@@ -163,10 +177,7 @@ local function shadow_replay(item)
   else
     s.outcomes.disagree = s.outcomes.disagree + 1
   end
-  for i = 1, #bounds do
-    if took <= bounds[i] then s.buckets[i] = s.buckets[i] + 1 end
-  end
-  s.count, s.sum = s.count + 1, s.sum + took
+  observe(s, took)
 end
 
 local function shadow_worker()
@@ -192,13 +203,7 @@ local function shadow_metrics(out)
   local h = "nomadml_router_shadow_duration_seconds"
   table.insert(out, "# TYPE " .. h .. " histogram")
   for backend, s in pairs(shadows) do
-    local l = string.format('backend="%s"', backend)
-    for i = 1, #bounds do
-      table.insert(out, string.format('%s_bucket{%s,le="%g"} %d', h, l, bounds[i], s.buckets[i]))
-    end
-    table.insert(out, string.format('%s_bucket{%s,le="+Inf"} %d', h, l, s.count))
-    table.insert(out, string.format("%s_sum{%s} %.6f", h, l, s.sum))
-    table.insert(out, string.format("%s_count{%s} %d", h, l, s.count))
+    histogram(out, h, string.format('backend="%s"', backend), s)
   end
 end
 
@@ -231,13 +236,7 @@ core.register_service("nomadml_metrics", "http", function(applet)
   local h = "nomadml_router_request_duration_seconds"
   table.insert(out, "# TYPE " .. h .. " histogram")
   for _, s in pairs(series) do
-    local l = labels(s)
-    for i = 1, #bounds do
-      table.insert(out, string.format("%s_bucket{%s,le=\"%g\"} %d", h, l, bounds[i], s.buckets[i]))
-    end
-    table.insert(out, string.format("%s_bucket{%s,le=\"+Inf\"} %d", h, l, s.count))
-    table.insert(out, string.format("%s_sum{%s} %.6f", h, l, s.sum))
-    table.insert(out, string.format("%s_count{%s} %d", h, l, s.count))
+    histogram(out, h, labels(s), s)
   end
   table.insert(out, "# TYPE nomadml_router_predictions_total counter")
   for _, s in pairs(series) do
