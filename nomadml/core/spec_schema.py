@@ -186,7 +186,8 @@ SCHEMA: Schema = {
         # that deploy sends to the canary and to stable, rate_per_s to each, while the
         # gates judge them, so a lack of real traffic does not leave them without
         # evidence. Servers that count the X-Nomadml-Probe header apart show how much of
-        # the evidence was probes. With the allocations' own metrics (gates.source direct).
+        # the evidence was probes. With gates.source direct they go to the allocations;
+        # with a router on the line (gates.source router) through it, which counts them apart.
         # With gates.source = "prometheus": each query returns cumulative counters by
         # alloc_id (latency: histogram buckets by alloc_id and le); {service} is the
         # line's service. The defaults read the reference server's metrics as the
