@@ -26,11 +26,12 @@ still format 1: readers that only know whole-file hashes ignore the extra fields
 chunk hashes the install copies and verifies chunks on all cores at once; a manifest
 without them (an image built before) installs file by file as before.
 
-Each chunk is copied in the kernel (``copy_file_range`` on one filesystem, ``sendfile``
-across filesystems, e.g. from the image's overlayfs to the host volume; read and write
-from Python where the kernel offers neither), and then the copy itself, as the page cache
-holds it for the disk, is hashed against the manifest: what lands on the volume is what
-was checked.
+Each chunk is hashed from the source's pages where the page cache holds them and
+written to the disk straight from those pages (O_DIRECT), so the bytes written are the
+bytes checked and nothing is copied through memory. Where the volume takes no O_DIRECT,
+the chunk is copied in the kernel (``copy_file_range`` on one filesystem, ``sendfile``
+across them, e.g. from the image's overlayfs to the host volume) and the copy itself is
+hashed; where the kernel offers neither, it is read, hashed and written from Python.
 
 Exit codes: 0 ok, 2 bad input, 3 integrity failure, 4 I/O error.
 """
@@ -79,9 +80,13 @@ CHUNK_SIZE: Final = 8 << 20
 _CHUNK_SIZE_LIMITS: Final = (64 << 10, 1 << 30)
 # Open files and queued chunks the parallel install keeps ahead of the one it checks.
 _OPEN_FILES_AHEAD: Final = 64
-# In-kernel ways to copy a chunk, best first. A way the kernel refuses for these files
-# (another filesystem, an old kernel, a Python without it) is dropped for the install.
-KERNEL_COPIES: Final = ("copy_file_range", "sendfile")
+# Ways to copy a chunk, best first (see _ChunkCopier). A way the kernel refuses for these
+# files (another filesystem, an old kernel, a Python without it) is dropped for the
+# install; past the last, the chunk is read, hashed and written through Python.
+COPY_WAYS: Final = ("direct", "copy_file_range", "sendfile")
+# O_DIRECT writes start and end on this boundary (a multiple of any block size in use);
+# the few bytes of a file past its last boundary go through the page cache.
+_DIRECT_ALIGN: Final = 4096
 # What those calls answer when they cannot copy between these two files at all, as
 # opposed to a failing disk (which is an error like any other).
 _COPY_UNSUPPORTED: Final = frozenset(
@@ -715,6 +720,48 @@ class _OpenPair:
     src_path: Path
     dst_path: Path
     chunks: list[Future[None]]
+    direct: int = -1  # the same file as dst, opened O_DIRECT; -1: none
+
+
+class _Refused(Exception):
+    """This way of copying does not work for these files: the next way is tried."""
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int, path: Path) -> None:
+    try:
+        written = 0
+        while written < len(view):
+            written += os.pwrite(fd, view[written:], offset + written)
+    except OSError as err:
+        raise _with_path(err, path) from err
+
+
+def _write_mapped(mapped: mmap.mmap, pair: _OpenPair, offset: int) -> tuple[int, str, bool] | None:
+    """Write a mapped chunk at ``offset``: with O_DIRECT up to its last block boundary,
+    the rest through the page cache. A failure comes back as (errno, reason, whether
+    the O_DIRECT write failed) rather than raised: a traceback could keep a view of the
+    mapping alive, and a mapping with views cannot be closed."""
+    aligned = len(mapped) - len(mapped) % _DIRECT_ALIGN
+    with memoryview(mapped) as view:
+        for fd, start, end in ((pair.direct, 0, aligned), (pair.dst, aligned, len(mapped))):
+            try:
+                while start < end:
+                    start += os.pwrite(fd, view[start:end], offset + start)
+            except OSError as err:
+                return err.errno or errno.EIO, err.strerror or str(err), fd == pair.direct
+    return None
+
+
+def _open_direct(path: Path) -> int:
+    """A second fd on ``path`` that writes past the page cache (O_DIRECT); -1 where the
+    platform or the filesystem has none."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return -1
+    try:
+        return os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | flag)
+    except OSError:
+        return -1
 
 
 def _copy_file_range(src: int, dst: int, offset: int, length: int) -> int:
@@ -772,7 +819,7 @@ class _ChunkCopier:
         self.manifest, self.pool = manifest, pool
         self.local = threading.local()
         # Only ever shrinks; threads racing to drop the same way drop it alike.
-        self.ways: tuple[str, ...] = KERNEL_COPIES
+        self.ways: tuple[str, ...] = COPY_WAYS
 
     def _buffer(self) -> memoryview:
         buf: memoryview | None = getattr(self.local, "buf", None)
@@ -785,51 +832,85 @@ class _ChunkCopier:
             pair.chunks.append(self.pool.submit(self._copy, pair, index))
 
     def _copy(self, pair: _OpenPair, index: int) -> None:
-        """Copy chunk ``index`` and check it: copied in the kernel, then the copy hashed;
-        or, where the kernel cannot copy, read, hashed and only then written."""
+        """Copy chunk ``index`` and check it against its hash, the first way that works:
+
+        * ``direct``: the source's pages, mapped where the page cache holds them, are
+          hashed and then written to the disk from there (O_DIRECT): no copy through
+          memory, no dirty pages, the least CPU (most of it is the hash);
+        * ``copy_file_range`` / ``sendfile``: copied in the kernel, then the copy itself,
+          as the page cache holds it for the disk, is hashed;
+        * else read into a buffer, hashed, and only then written.
+        """
         size = self.manifest.chunk_size
         offset = index * size
         length = min(size, pair.entry.size - offset)
-        copied = self._copy_in_kernel(pair, offset, length)
-        if copied is not None:
-            self._check_length(pair, offset, length, copied)
-            self._check_hash(pair, index, offset, length, _hash_range(pair.dst, offset, length))
-        else:
-            view = self._buffer()[:length]
-            try:
-                got = _read_full(pair.src, view, offset)
-            except OSError as err:
-                raise _with_path(err, pair.src_path) from err
-            self._check_length(pair, offset, length, got)
-            self._check_hash(pair, index, offset, length, hashlib.sha256(view).hexdigest())
-            try:
-                written = 0
-                while written < length:
-                    written += os.pwrite(pair.dst, view[written:], offset + written)
-            except OSError as err:
-                raise _with_path(err, pair.dst_path) from err
-        _start_writeback(pair.dst, offset, length)
-
-    def _copy_in_kernel(self, pair: _OpenPair, offset: int, length: int) -> int | None:
-        """Bytes copied in the kernel (fewer: the source ended early); None when no
-        in-kernel way works for these files (each refused way is not tried again)."""
         for way in self.ways:
+            if way == "direct" and pair.direct < 0:
+                continue  # a file under one block, or a volume without O_DIRECT
             try:
-                if way == "copy_file_range":
-                    return _copy_file_range(pair.src, pair.dst, offset, length)
-                return _sendfile(pair.src, pair.dst_path, offset, length)
-            except AttributeError:  # a Python without this call
-                pass
-            except OSError as err:
-                if err.errno in _DESTINATION_ERRORS:
-                    raise _with_path(err, pair.dst_path) from err
-                if err.errno not in _COPY_UNSUPPORTED:  # either side: both are named
-                    raise OSError(
-                        err.errno, err.strerror, str(pair.src_path), None, str(pair.dst_path)
-                    ) from err
-            # Retried from the chunk's start by the next way: offsets are explicit.
-            self.ways = tuple(other for other in self.ways if other != way)
-        return None
+                if way == "direct":
+                    self._write_direct(pair, index, offset, length)
+                    return
+                copied = self._copy_in_kernel(way, pair, offset, length)
+                self._check_length(pair, offset, length, copied)
+                self._check_hash(pair, index, offset, length, _hash_range(pair.dst, offset, length))
+                _start_writeback(pair.dst, offset, length)
+                return
+            except _Refused:
+                # Retried from the chunk's start the next way: offsets are explicit.
+                self.ways = tuple(other for other in self.ways if other != way)
+        self._copy_through_python(pair, index, offset, length)
+
+    def _write_direct(self, pair: _OpenPair, index: int, offset: int, length: int) -> None:
+        # Touching a mapping past the file's end kills the process (SIGBUS), so a source
+        # that shrank is a size mismatch before it is mapped. (An image's layer never
+        # changes under a running container; this is for sources anywhere else.)
+        try:
+            size = os.fstat(pair.src).st_size
+        except OSError as err:
+            raise _with_path(err, pair.src_path) from err
+        self._check_length(pair, offset, length, max(0, min(length, size - offset)))
+        try:
+            mapped = mmap.mmap(pair.src, length, access=mmap.ACCESS_READ, offset=offset)
+        except (OSError, ValueError):
+            raise _Refused from None
+        with mapped:
+            self._check_hash(pair, index, offset, length, hashlib.sha256(mapped).hexdigest())
+            failed = _write_mapped(mapped, pair, offset)
+        if failed is not None:
+            code, reason, direct = failed
+            if direct and code in _COPY_UNSUPPORTED:  # e.g. an alignment it does not take
+                raise _Refused
+            raise OSError(code, reason, str(pair.dst_path))
+
+    def _copy_in_kernel(self, way: str, pair: _OpenPair, offset: int, length: int) -> int:
+        """Bytes copied in the kernel (fewer: the source ended early)."""
+        try:
+            if way == "copy_file_range":
+                return _copy_file_range(pair.src, pair.dst, offset, length)
+            return _sendfile(pair.src, pair.dst_path, offset, length)
+        except AttributeError:  # a Python without this call
+            raise _Refused from None
+        except OSError as err:
+            if err.errno in _DESTINATION_ERRORS:
+                raise _with_path(err, pair.dst_path) from err
+            if err.errno in _COPY_UNSUPPORTED:
+                raise _Refused from None
+            # Either side may have failed: both are named.
+            raise OSError(
+                err.errno, err.strerror, str(pair.src_path), None, str(pair.dst_path)
+            ) from err
+
+    def _copy_through_python(self, pair: _OpenPair, index: int, offset: int, length: int) -> None:
+        view = self._buffer()[:length]
+        try:
+            got = _read_full(pair.src, view, offset)
+        except OSError as err:
+            raise _with_path(err, pair.src_path) from err
+        self._check_length(pair, offset, length, got)
+        self._check_hash(pair, index, offset, length, hashlib.sha256(view).hexdigest())
+        _pwrite_all(pair.dst, view, offset, pair.dst_path)
+        _start_writeback(pair.dst, offset, length)
 
     def _check_length(self, pair: _OpenPair, offset: int, length: int, got: int) -> None:
         if got < length:
@@ -872,9 +953,10 @@ class _ChunkCopier:
 def _close_pair(pair: _OpenPair) -> None:
     # Only once no chunk of it runs any more: a closed fd number may be reused at once.
     wait(pair.chunks)
-    for fd in (pair.src, pair.dst):
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    for fd in (pair.src, pair.dst, pair.direct):
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _open_pair(source: Path, tmp_dir: Path, entry: ManifestEntry, manifest: Manifest) -> _OpenPair:
@@ -894,7 +976,8 @@ def _open_pair(source: Path, tmp_dir: Path, entry: ManifestEntry, manifest: Mani
         os.close(src)
         os.close(dst)
         raise
-    return _OpenPair(entry, src, dst, source / entry.path, dst_path, [])
+    direct = _open_direct(dst_path) if entry.size >= _DIRECT_ALIGN else -1
+    return _OpenPair(entry, src, dst, source / entry.path, dst_path, [], direct)
 
 
 def _copy_chunked(
