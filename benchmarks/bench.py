@@ -198,119 +198,6 @@ def bench_render(repeat: int) -> None:
     )
 
 
-# -- 5. Bootstrap install --------------------------------------------------------------
-
-
-def make_model(where: Path, total_mib: int) -> None:
-    where.mkdir(parents=True)
-    chunk = os.urandom(1 << 20)
-    with open(where / "weights.bin", "wb") as f:
-        for i in range(total_mib * 3 // 4):
-            f.write(chunk[i % 7 :] + chunk[: i % 7])
-    small = where / "shards"
-    small.mkdir()
-    for i in range(total_mib // 4):
-        (small / f"shard-{i:04d}.bin").write_bytes(chunk[i:] + chunk[:i])
-    bootstrap.write_manifest(where, bootstrap.build_manifest(where, "big", "1.0.0"))
-
-
-def bench_bootstrap(repeat: int, size_mib: int) -> None:
-    with tempfile.TemporaryDirectory(dir=os.environ.get("NOMADML_BENCH_DIR")) as tmp:
-        src = Path(tmp) / "src"
-        make_model(src, size_mib)
-        script = str(Path(bootstrap.__file__))
-
-        def ours() -> None:
-            vol = Path(tmp) / "vol"
-            run(
-                sys.executable,
-                script,
-                "install",
-                "--source",
-                str(src),
-                "--volume",
-                str(vol),
-                "--model",
-                "big",
-                "--version",
-                "1.0.0",
-            )
-
-        def cp() -> None:
-            run("cp", "-r", str(src), str(Path(tmp) / "cp"))
-
-        def cp_sync() -> None:
-            cp()
-            run("sync", "-f", str(Path(tmp) / "cp"))  # what is durable, like ours
-
-        files = json.loads((src / "manifest.json").read_text())["files"]
-
-        def sha256_of(root: Path) -> None:
-            # openssl, not sha256sum: coreutils' own sha256 runs ~4x slower here, which
-            # would flatter ours; openssl uses the CPU's SHA extensions, as hashlib does.
-            out = subprocess.run(
-                ["openssl", "dgst", "-sha256", "-r", *(f["path"] for f in files)],
-                cwd=root,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            got = {line[66:]: line[:64] for line in out.splitlines()}
-            assert got == {f["path"]: f["sha256"] for f in files}, "copy differs"
-
-        def cp_verify_sync() -> None:
-            cp_sync()
-            sha256_of(Path(tmp) / "cp")  # the integrity check ours makes, over the copy
-
-        def hash_only() -> None:
-            sha256_of(src)  # the bound for any verified install: hashing, no copy at all
-
-        def settle() -> None:
-            # Each contender starts on an empty target with nothing left to write back.
-            for old in ("vol", "cp"):
-                shutil.rmtree(Path(tmp) / old, ignore_errors=True)
-            os.sync()
-            time.sleep(1)
-
-        cp()  # warm the page cache for all
-        settle()
-        size = size_mib / 1024
-        contenders: dict[str, Callable[[], None]] = {
-            "ours": ours,
-            "cp -r (no verification, no fsync)": cp,
-            "cp -r + sync (durable, no verification)": cp_sync,
-            "cp -r + sync + openssl sha256 of the copy (durable and verified, like ours)": (
-                cp_verify_sync
-            ),
-            "openssl sha256 of the source alone (no copy; the bound for a verified install)": (
-                hash_only
-            ),
-        }
-        times = interleaved(contenders, repeat, before_each=settle)
-        rates = {name: [size / t for t in runs] for name, runs in times.items()}
-        mine = rates.pop("ours")
-        for baseline, base_rates in rates.items():
-            report(
-                f"Bootstrap install {size_mib} MiB (checksums verified, fsync'd) throughput",
-                mine,
-                base_rates,
-                baseline,
-                ">= 0.9",
-                lambda r: r >= 0.9,
-                unit="GiB/s",
-            )
-        ours()
-        again = timed(lambda: bootstrap.install(src, Path(tmp) / "vol", "big", "1.0.0"), repeat)
-        report(
-            "Bootstrap re-install of an installed version (in process)",
-            again,
-            [0.050] * len(again),
-            "50 ms budget",
-            "< 1.0",
-            lambda r: r < 1.0,
-        )
-
-
 # -- 2./3. Deploy overhead and watch cost ----------------------------------------------
 
 
@@ -676,7 +563,9 @@ def main() -> int:
     if "render" in only:
         bench_render(args.repeat)
     if "bootstrap" in only:
-        bench_bootstrap(max(3, args.repeat // 2), args.bootstrap_mib)
+        from bench_bootstrap import bench_bootstrap
+
+        bench_bootstrap(max(3, args.repeat // 2), args.bootstrap_mib, report, interleaved)
     if "deploy" in only:
         bench_deploy(max(3, args.repeat // 2))
     if "watch" in only:
