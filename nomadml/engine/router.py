@@ -112,8 +112,12 @@ def _serves(address: str) -> str | None:
 
 
 def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
-    """Replace one line's split (e.g. 1.0.0=95 1.1.0=5) in the current table."""
-    current = read_table(api, model) or running_lines(api, model)
+    """Replace one line's split (e.g. 1.0.0=95 1.1.0=5) in the current table (a table
+    broken by hand is rebuilt from what runs, as its error message promises)."""
+    try:
+        current = read_table(api, model) or running_lines(api, model)
+    except BadInput:
+        current = running_lines(api, model)
     known = {existing.job: existing for existing in current.lines}
     if line.job not in known:
         raise BadInput(f"{line.job} is not a line of {model}'s router (lines: {', '.join(known)})")

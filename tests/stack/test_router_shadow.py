@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support.router import RouterLoad, cli, router_image
+from support.router import RouterLoad, ask, cli, router_image
 
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
@@ -100,6 +100,18 @@ def test_a_shadow_that_answers_differently_serves_no_one_and_one_alike_is_promot
     assert f"{line} (default): 1.0.0=100%" in out and "shadow" not in out, out
     code, out, _ = cli("history", line)
     assert "shadow fail: agreed" in out, out
+
+    # A mirror added to the variable by hand (its rules no longer match its check):
+    # reported, and the router keeps serving its last good table, mirrorless.
+    path = f"nomadml/routes/{model_name}"
+    items = dict((nomad.get_variable(path) or {})["Items"])
+    items["routes"] += "\n  http-request set-var(txn.mirror) str(x) if TRUE"
+    nomad.put_variable(path, items)
+    code, out, _ = cli("router", "show", model_name)
+    assert code == 7 and "routing table: INVALID" in out, out
+    assert {ask(router) for _ in range(20)} == {(200, "1.0.0")}
+    code, _, err = cli("router", "weights", model_name, line, "1.0.0=100")  # written anew
+    assert code == 0, err
 
     # 1.2.0 answers as 1.0.0 does: it passes its shadow phase, then its steps.
     with RouterLoad(router) as load:
