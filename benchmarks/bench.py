@@ -101,6 +101,29 @@ def cli_env() -> dict[str, str]:
     return {**os.environ, "NOMAD_ADDR": os.environ.get("NOMAD_ADDR", "").split(",")[0]}
 
 
+def use_cluster() -> None:
+    """Point every figure at the cluster profile (3 servers, 3 clients, mTLS, ACLs):
+    the environment `scripts/stack env --cluster` prints (NOMAD_ADDR lists the servers)."""
+    import shlex
+
+    printed = subprocess.run(
+        [str(ROOT / "scripts" / "stack"), "env", "--cluster"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for line in printed.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        if name.startswith("NOMAD_"):
+            os.environ[name] = shlex.split(value)[0] if value else ""
+
+
+def where() -> str:
+    """What the figures ran against, for their names: nothing for the single dev agent."""
+    servers = len(os.environ.get("NOMAD_ADDR", "x").split(","))
+    return f", {servers}-server cluster, mTLS + ACL" if servers > 1 else ""
+
+
 def run(*cmd: str) -> None:
     subprocess.run(
         cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env()
@@ -253,7 +276,7 @@ def bench_deploy(repeat: int) -> None:
         for job in ("bench-nml-v1", "bench-cli-v1"):
             api.stop_job(job, purge=True)
     report(
-        "Deploy a new version to successful (health gates only)",
+        f"Deploy a new version to successful (health gates only{where()})",
         ours,
         base,
         "nomad job run (monitors)",
@@ -303,7 +326,7 @@ def bench_watch(repeat: int) -> None:
         api.stop_job("bench-watch-v1", purge=True)
     for stream, name in ((True, "event stream"), (False, "blocking queries")):
         report(
-            f"Watch cost, {name}: Nomad API requests per minute over a canary rollout",
+            f"Watch cost, {name}: Nomad API requests per minute over a canary rollout{where()}",
             per_min[stream],
             [60.0] * len(per_min[stream]),
             "1-second poller (60/min)",
@@ -537,10 +560,8 @@ def bench_fleet(sizes: list[int], workers: int) -> None:
             for s in specs:
                 with contextlib.suppress(Exception):
                     api.stop_job(f"{s.name}-v1", purge=True)
-        servers = len(os.environ.get("NOMAD_ADDR", "x").split(","))
-        where = f", {servers}-server cluster, mTLS + ACL" if servers > 1 else ""
         report(
-            f"Fleet: plan + submit {n} model lines ({workers} at a time{where})",
+            f"Fleet: plan + submit {n} model lines ({workers} at a time{where()})",
             t_ours,
             t_cli,
             "sequential nomad job plan + job run -detach",
@@ -556,7 +577,14 @@ def main() -> int:
     parser.add_argument("--fleet", default="50,200")
     parser.add_argument("--only", default="cli,render,bootstrap,deploy,watch,rollback,fleet,router")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "latest.json"))
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="against the cluster profile (scripts/stack up --cluster), not the dev agent",
+    )
     args = parser.parse_args()
+    if args.cluster:
+        use_cluster()
     only = set(args.only.split(","))
     if "cli" in only:
         bench_cli(max(args.repeat, 10))
