@@ -875,6 +875,10 @@ class _ChunkCopier:
         except (OSError, ValueError):
             raise _Refused from None
         with mapped:
+            # Pages not cached yet (an image pulled a while ago) are read ahead for the
+            # whole chunk at once, not faulted in a few at a time while hashing.
+            with contextlib.suppress(AttributeError, OSError):
+                mapped.madvise(mmap.MADV_WILLNEED)
             self._check_hash(pair, index, offset, length, hashlib.sha256(mapped).hexdigest())
             failed = _write_mapped(mapped, pair, offset)
         if failed is not None:
