@@ -8,6 +8,8 @@ its canary steps and is promoted. Bad input is one line and writes nothing."""
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,22 @@ SHADOW = {
     # (see test_router.py); this test is about the shadow phase.
     "max_latency_ratio = 1.5": "max_latency_ratio = 100.0",
 }
+
+
+class TimedLoad(RouterLoad):
+    """Predictions through the router, faster, each one timed at the client."""
+
+    def __init__(self, router: str) -> None:
+        super().__init__(router)
+        self.seconds: list[float] = []
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 240
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            started = time.perf_counter()
+            self.answers[ask(self.router)] += 1
+            self.seconds.append(time.perf_counter() - started)
+            self._stop.wait(0.01)
 
 
 def _deploy(spec: Path, version: str, image: str, serving_image: str) -> tuple[int, list[Any], str]:
@@ -128,3 +146,25 @@ def test_a_shadow_that_answers_differently_serves_no_one_and_one_alike_is_promot
     assert {status for status, _ in load.answers} == {200}, load.answers
     code, out, _ = cli("router", "show", model_name)
     assert f"{line} (default): 1.2.0=100%" in out, out
+
+    # 1.3.0 answers alike but 300 ms late, the whole line mirrored to it: it fails on its
+    # latency; the clients never wait for it (their answers come as fast as before) and
+    # the copies its 4 replay workers cannot take are dropped and counted.
+    whole = {**SHADOW, "share = 50\nmin_requests = 30": "share = 100\nmin_requests = 100"}
+    slow = make_spec(whole, file="slow.toml", gates="fast")
+    timed = TimedLoad(router)
+    with timed:
+        code, events, err = _deploy(
+            slow, "1.3.0", ship("1.3.0", serving={"extra_latency_ms": 300}), serving_image
+        )
+    assert code == int(ExitCode.ROLLED_BACK), (events, err)
+    failing = [r for r in _shadow_records(events) if r["verdict"] == "fail"]
+    assert failing and "shadow p95" in failing[-1]["reasons"][0], failing
+    values = failing[-1]["values"]
+    assert values["shadow_agreement"] == 1.0 and values["shadow_latency_ms"] >= 250, values
+    p50, p95 = statistics.median(timed.seconds), statistics.quantiles(timed.seconds, n=20)[-1]
+    print(f"slow shadow: {values}; clients: {dict(timed.answers)}, p50 {1000 * p50:.1f} ms, "
+          f"p95 {1000 * p95:.1f} ms")  # fmt: skip
+    assert set(timed.answers) == {(200, "1.2.0")}, timed.answers
+    assert p50 < 0.1 and p95 < 0.3, (p50, p95)
+    assert values["shadow_dropped"] > 0, values  # the bounded queue was full, not the clients
