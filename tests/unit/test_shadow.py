@@ -3,6 +3,8 @@ and the shadow phase's verdict from what the routers counted."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from nomadml.core.metrics import parse
@@ -15,6 +17,8 @@ from nomadml.core.shadow import (
     shadow_values,
 )
 from nomadml.core.spec import Shadow
+from nomadml.engine.shadow import ShadowPhase
+from nomadml.engine.steps import SteppedGates
 from nomadml.errors import BadInput
 
 RULE = Shadow(share=20, min_agreement=0.95, min_requests=100, max_latency_ms=50.0, timeout="2m")
@@ -131,3 +135,61 @@ def test_status_and_history_show_the_shadow() -> None:
         "| shadow fail: agreed 45/48 (93.8%), 0 errors" in format_history("iris-v1", [history])[-1]
     )
     assert "canary err" not in format_history("iris-v1", [history])[-1]
+
+
+def _shadow_run(
+    monkeypatch: pytest.MonkeyPatch, looks: list[ShadowCounts]
+) -> tuple[list[Line], list[tuple[str, str]], SteppedGates]:
+    """SteppedGates with a shadow phase, the router's counts scripted look by look."""
+    from nomadml.engine import router
+    from nomadml.engine import shadow as shadow_module
+
+    lines: list[Line] = []
+    monkeypatch.setattr(router, "set_line", lambda api, model, line: lines.append(line))
+    script = iter(looks)
+    monkeypatch.setattr(
+        shadow_module, "shadow_readings", lambda api, model, backend: {"r1": next(script)}
+    )
+    api: Any = None  # the router calls are replaced above
+    phase = ShadowPhase(api, "iris", "iris-v1", "1.0.0", "1.1.0", RULE, interval_s=0)
+    steps = iter([ScriptedGates()])
+    gates = SteppedGates(
+        api, "iris", "iris-v1", "1.0.0", "1.1.0", (20, 100), lambda: next(steps), phase
+    )
+    states = [gates.step("iris-v1", ["c1"], lambda event: None) for _ in looks]
+    return lines, states, gates
+
+
+class ScriptedGates:
+    active, next_sample = False, 0.0
+
+    def step(self, job_id: str, canary_ids: list[str], emit: Any) -> tuple[str, str]:
+        return "pending", ""
+
+    def history(self) -> list[dict[str, Any]]:
+        return []
+
+    def restart(self) -> None:
+        pass
+
+
+def test_the_shadow_phase_mirrors_then_steps_or_rolls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 60 agreed, then the router reloads (its counters restart) and counts 45 more.
+    lines, states, gates = _shadow_run(
+        monkeypatch, [ShadowCounts(agreed=60), ShadowCounts(agreed=45)]
+    )
+    assert lines[0].mirror == Mirror("1.1.0", 20) and lines[0].splits[1].weight == 0
+    assert lines[1].mirror is None and lines[1].splits[1].weight == 20  # the first step
+    assert states == [("pending", ""), ("pending", "")]
+    shadow = [r for r in gates.history() if r.get("phase") == "shadow"]
+    assert [r["values"]["shadow_agreed"] for r in shadow] == [60, 105]
+    assert [r["verdict"] for r in shadow] == ["pending", "pass"]
+
+    lines, states, _ = _shadow_run(monkeypatch, [ShadowCounts(agreed=80, disagreed=20)])
+    assert [(x.mirror, x.splits[1].weight) for x in lines] == [(Mirror("1.1.0", 20), 0), (None, 0)]
+    assert states[-1] == (
+        "failed",
+        "in the shadow phase: shadow agreed with stable on 80 of 100 answers (80.0%), need 95%",
+    )
