@@ -48,8 +48,10 @@ def test_a_canary_step_through_the_router_across_nodes(
     spec, line = stable_line(
         {
             "auto_revert = true": f"auto_revert = true\nsteps = [{STEP}, 100]",
-            # At the router a latency includes the trip to the server (see test_router):
-            # this test is about where requests go; errors gate, not the latency ratio.
+            # At the router a latency includes the trip to the server (see test_router),
+            # on a machine shared with other runs: this test is about where requests go;
+            # errors gate, latency only past 2 s.
+            "max_latency_ms = 250.0": "max_latency_ms = 2000.0",
             "max_latency_ratio = 1.5": "max_latency_ratio = 100.0",
         }
     )
