@@ -59,6 +59,9 @@ class Mirror:
 
     version: str
     share: int
+    # What of the two answers must be identical: from the "predictions" key on, the
+    # predicted labels only ("label" fields, in order), or the whole body.
+    compare: str = "predictions"  # one of COMPARE
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class RoutingTable:
                 entry["mirror"] = {
                     "version": line.mirror.version,
                     "share": line.mirror.share,
+                    "compare": line.mirror.compare,
                     "backend": backend_name(line.job, line.mirror.version),
                 }
             lines.append(entry)
@@ -184,7 +188,13 @@ def _mirror_rules(line: dict[str, Any], default: bool) -> list[str]:
     mark = f"  http-request set-var(txn.mirror) str({mirror['backend']}) if"
     pick = f"{{ var(txn.roll) -m int lt {mirror['share']} }}"
     rules = [f"{mark} {{ var(txn.ver) -m str {line['major']} }} {pick}"]
-    return rules + ([f"{mark} !versioned {pick}"] if default else [])
+    rules += [f"{mark} !versioned {pick}"] if default else []
+    if mirror["compare"] != "predictions":  # what the replay compares (Lua's default)
+        rules.append(
+            f"  http-request set-var(txn.mirror_compare) str({mirror['compare']}) "
+            f"if {{ var(txn.mirror) -m str {mirror['backend']} }}"
+        )
+    return rules
 
 
 def backend_name(job: str, version: str) -> str:
@@ -224,7 +234,12 @@ def check(table: RoutingTable) -> RoutingTable:
     return table
 
 
+COMPARE = ("predictions", "labels", "body")
+
+
 def _check_mirror(where: str, line: Line, mirror: Mirror) -> None:
+    if mirror.compare not in COMPARE:
+        raise BadInput(f"{where}: mirror compare {mirror.compare!r} is not one of {COMPARE}")
     if not 0 < mirror.share <= 100:
         raise BadInput(f"{where}: mirror share of {mirror.version} is {mirror.share}%, not 1..100")
     weight = {s.version: s.weight for s in line.splits}.get(mirror.version)
@@ -274,6 +289,10 @@ def parse_weights(job: str, major: int, words: list[str], mirror: str | None = N
     return Line(job, major, tuple(splits), mirror=shadow)
 
 
+def _mirror(raw: Mapping[str, Any]) -> Mirror:
+    return Mirror(str(raw["version"]), int(raw["share"]), str(raw.get("compare", "predictions")))
+
+
 def from_variable(model: str, items: Mapping[str, Any]) -> RoutingTable:
     """The table back from its variable; an invalid one (edited by hand) is refused."""
     try:
@@ -286,9 +305,7 @@ def from_variable(model: str, items: Mapping[str, Any]) -> RoutingTable:
                 sticky(line["sticky"]["kind"], str(line["sticky"]["name"]))
                 if line.get("sticky")
                 else None,
-                Mirror(str(line["mirror"]["version"]), int(line["mirror"]["share"]))
-                if line.get("mirror")
-                else None,
+                _mirror(line["mirror"]) if line.get("mirror") else None,
             )
             for line in raw["lines"]
         )

@@ -98,6 +98,7 @@ class Shadow:
     min_requests: int  # compared answers before a verdict
     max_latency_ms: float  # the shadow's p95
     timeout: str  # without min_requests by then: inconclusive
+    compare: str  # predictions | labels | body: what must be identical
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,9 @@ SCHEMA: Schema = {
             "min_requests": Field("int", 100, (between(1, 1_000_000),)),
             "max_latency_ms": Field("float", 500.0, (between(1, 600_000),)),
             "timeout": Field("duration", "5m"),
+            # What must be identical: the answer from its "predictions" key on, only
+            # the predicted labels ("label" fields, in order), or the whole body.
+            "compare": Field("str", "predictions", (one_of("predictions", "labels", "body"),)),
         },
     },
     "restart": {

@@ -129,14 +129,27 @@ core.register_action("nomadml_mirror", { "http-res" }, function(txn)
     return
   end
   shadow_tail = shadow_tail + 1
-  shadow_queue[shadow_tail] = { backend = backend, req = req, answer = answer }
+  local compare = txn:get_var("txn.mirror_compare")
+  shadow_queue[shadow_tail] = { backend = backend, req = req, answer = answer, compare = compare }
 end, 0)
 
--- What is compared: a JSON answer from its "predictions" key on (the reference
--- server's version and model name come before it and differ by design), else the body.
+-- What is compared (the mirror's compare): by default a JSON answer from its
+-- "predictions" key on (the reference server's version and model name come before it
+-- and differ by design), else the body; "labels": only the "label" fields, in order
+-- (probabilities may differ); "body": the whole body.
 local function prediction_part(body)
   local at = string.find(body, '"predictions"', 1, true)
   return at and string.sub(body, at) or body
+end
+
+local function comparable(body, compare)
+  if compare == "body" then return body end
+  if compare == "labels" then
+    local found = {}
+    for label in string.gmatch(body, '"label"%s*:%s*"([^"]*)"') do table.insert(found, label) end
+    if #found > 0 then return table.concat(found, "\n") end
+  end
+  return prediction_part(body)
 end
 
 local function shadow_server(backend)
@@ -172,7 +185,7 @@ local function shadow_replay(item)
   local took = (micros() - t0) / 1000000
   if not ok or res == nil or res.status == nil or res.status < 200 or res.status > 299 then
     s.outcomes.error = s.outcomes.error + 1
-  elseif prediction_part(res.body or "") == prediction_part(item.answer) then
+  elseif comparable(res.body or "", item.compare) == comparable(item.answer, item.compare) then
     s.outcomes.agree = s.outcomes.agree + 1
   else
     s.outcomes.disagree = s.outcomes.disagree + 1

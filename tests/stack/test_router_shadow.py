@@ -147,15 +147,19 @@ def test_a_shadow_that_answers_differently_serves_no_one_and_one_alike_is_promot
     code, out, _ = cli("router", "show", model_name)
     assert f"{line} (default): 1.2.0=100%" in out, out
 
-    # 1.3.0 answers alike but 300 ms late, the whole line mirrored to it: it fails on its
-    # latency; the clients never wait for it (their answers come as fast as before) and
-    # the copies its 4 replay workers cannot take are dropped and counted.
-    whole = {**SHADOW, "share = 50\nmin_requests = 30": "share = 100\nmin_requests = 100"}
+    # 1.3.0 (C = 0.5) predicts the same labels with other probabilities, 300 ms late; the
+    # whole line is mirrored to it and only labels are compared: it agrees on every
+    # answer and fails on its latency; the clients never wait for it (their answers come
+    # as fast as before); the copies its 4 replay workers cannot take are dropped.
+    whole = {
+        **SHADOW,
+        "share = 50\nmin_requests = 30": 'share = 100\nmin_requests = 100\ncompare = "labels"',
+    }
     slow = make_spec(whole, file="slow.toml", gates="fast")
     timed = TimedLoad(router)
     with timed:
         code, events, err = _deploy(
-            slow, "1.3.0", ship("1.3.0", serving={"extra_latency_ms": 300}), serving_image
+            slow, "1.3.0", ship("1.3.0", c=0.5, serving={"extra_latency_ms": 300}), serving_image
         )
     assert code == int(ExitCode.ROLLED_BACK), (events, err)
     failing = [r for r in _shadow_records(events) if r["verdict"] == "fail"]

@@ -21,7 +21,8 @@ from nomadml.engine.shadow import ShadowPhase
 from nomadml.engine.steps import SteppedGates
 from nomadml.errors import BadInput
 
-RULE = Shadow(share=20, min_agreement=0.95, min_requests=100, max_latency_ms=50.0, timeout="2m")
+RULE = Shadow(20, min_agreement=0.95, min_requests=100, max_latency_ms=50.0, timeout="2m",
+              compare="predictions")  # fmt: skip
 
 
 def _line(mirror: Mirror, weight: int = 0) -> RoutingTable:
@@ -62,6 +63,17 @@ def test_a_mirror_the_router_should_not_serve_is_refused(
         check(_line(mirror, weight))
 
 
+def test_what_the_replay_compares_is_told_by_the_table() -> None:
+    labels = check(_line(Mirror("1.1.0", 20, "labels"))).as_variable()
+    told = "  http-request set-var(txn.mirror_compare) str(labels) if"
+    assert f"{told} {{ var(txn.mirror) -m str iris_v1_1_1_0 }}" in labels["routes"].splitlines()
+    assert from_variable("iris", labels).lines[0].mirror == Mirror("1.1.0", 20, "labels")
+    default = check(_line(Mirror("1.1.0", 20))).as_variable()["routes"]
+    assert "mirror_compare" not in default  # the replay's default: from "predictions" on
+    with pytest.raises(BadInput, match="mirror compare 'labels; x' is not one of"):
+        check(_line(Mirror("1.1.0", 20, "labels; x")))
+
+
 def test_a_hand_edited_mirror_is_refused() -> None:
     items = check(_line(Mirror("1.1.0", 20))).as_variable()
     items["routes"] = items["routes"].replace("lt 20", "lt 90")
@@ -90,10 +102,10 @@ def test_counts_from_a_scrape_and_the_verdicts() -> None:
     assert passed.values["shadow_agreement"] == 0.97
     assert 9 <= passed.values["shadow_latency_ms"] <= 10
 
-    strict = judge_shadow(counts, Shadow(20, 0.99, 100, 50.0, "2m"), 30, 120)
+    strict = judge_shadow(counts, Shadow(20, 0.99, 100, 50.0, "2m", "predictions"), 30, 120)
     assert strict.state == "failed" and strict.verdict == "fail"
     assert strict.reason == "shadow agreed with stable on 97 of 100 answers (97.0%), need 99%"
-    slow = judge_shadow(counts, Shadow(20, 0.9, 100, 5.0, "2m"), 30, 120)
+    slow = judge_shadow(counts, Shadow(20, 0.9, 100, 5.0, "2m", "labels"), 30, 120)
     assert slow.state == "failed" and "shadow p95 10 ms > 5 ms" in slow.reason
 
     few = ShadowCounts(agreed=40)
