@@ -205,3 +205,12 @@ def test_the_shadow_phase_mirrors_then_steps_or_rolls_back(
         "failed",
         "in the shadow phase: shadow agreed with stable on 80 of 100 answers (80.0%), need 95%",
     )
+
+
+def test_a_mirror_as_typed() -> None:
+    from nomadml.core.routing import parse_weights
+
+    line = parse_weights("iris-v1", 1, ["1.0.0=100", "1.1.0=0"], "1.1.0=20")
+    assert line.mirror == Mirror("1.1.0", 20)
+    with pytest.raises(BadInput, match=r"--mirror '1\.1\.0': expected VERSION=PERCENT"):
+        parse_weights("iris-v1", 1, ["1.0.0=100"], "1.1.0")
