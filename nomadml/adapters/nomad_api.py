@@ -428,10 +428,14 @@ class NomadAPI:
 def _leaderless(message: str) -> bool:
     """Nomad's words when the server asked could not reach a leader at all: no leader
     elected yet, or the old leader's address refuses connections (it died and the
-    election is under way). Either way the request was never applied."""
+    election is under way), or the agent could not authenticate the request at a
+    server (seen on a client's Task API for ~20 s after the leader was killed: "Server
+    error authenticating request"). Either way the request was never applied."""
     text = message.lower()
-    return "no cluster leader" in text or (
-        "failed to get conn" in text and "connection refused" in text
+    return (
+        "no cluster leader" in text
+        or ("failed to get conn" in text and "connection refused" in text)
+        or "error authenticating request" in text
     )
 
 

@@ -24,6 +24,12 @@ from nomadml.cli.common import nomad_client, webhook_sink
     help="With --up: how Nomad runs it (raw_exec: nomadml on the client's PATH).",
 )
 @click.option("--image", default="", help="With --up --driver docker: an image holding nomadml.")
+@click.option(
+    "--task-api",
+    is_flag=True,
+    help="With --up: reach Nomad through the task's own agent with its workload identity "
+    "(ACLs, mutual TLS: bind a policy to the guard job, e.g. nomadml policy operator).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print events as JSON lines.")
 @click.pass_context
 def guard(
@@ -34,6 +40,7 @@ def guard(
     register: bool,
     driver: str,
     image: str,
+    task_api: bool,
     as_json: bool,
 ) -> None:
     """Run (or resume) the bake of LINE (e.g. iris-v1) after its promotion: compare the
@@ -53,7 +60,7 @@ def guard(
     if register:
         from nomadml.engine.guard_service import up
 
-        job = up(api, model, driver, image)
+        job = up(api, model, driver, image, task_api=task_api)
         click.echo(f"{job.job_id}: version {job.version}, watching {model or 'every model'}")
         return
     printer = Printer("json" if as_json else "auto")

@@ -8,8 +8,10 @@ do a thing twice:
 - the connection was never made (refused, connect timeout, TLS handshake refused):
   the server never saw the request, so even a write is safe to send elsewhere;
 - the cluster had no leader ("No cluster leader", or the server asked could not even
-  connect to the old leader: "failed to get conn ... connection refused"): nothing was
-  applied, so any call waits for an election (bounded) and goes again;
+  connect to the old leader: "failed to get conn ... connection refused"; or, through a
+  client agent's Task API, "Server error authenticating request", the authentication
+  that comes before anything else failed): nothing was applied, so any call waits for
+  an election (bounded) and goes again;
 - the server did not know the token ("ACL token not found": each server resolves tokens
   from its own copy of the state, and one that restarted moments ago may lag): nothing
   was applied; each other server is asked once;

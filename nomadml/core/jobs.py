@@ -209,11 +209,16 @@ def render_router(spec: ModelSpec, image: str, count: int = 2) -> str:
     return render("router.nomad.hcl", router_values(spec, image, count), template_path(spec))
 
 
+TASK_API = "unix://${NOMAD_SECRETS_DIR}/api.sock"  # a task's own agent, with its identity
+
+
 def guard_values(
     job_id: str, model: str, driver: str, image: str, nomad_addr: str
 ) -> dict[str, Any]:
     """Values for the always-on guard's service job (`nomadml guard --up`): every
-    managed line, or one model's (`model`)."""
+    managed line, or one model's (`model`). With `nomad_addr` = TASK_API the guard
+    reaches Nomad through its own client agent with its workload identity (no token,
+    address or certificate of the cluster's in the job; the job needs a policy bound)."""
     command = ["nomadml", "guard", "--all"] + (["--model", model] if model else [])
     return {
         "job": {
@@ -228,7 +233,13 @@ def guard_values(
                 "nomadml.tool_version": __version__,
             },
         },
-        "guard": {"driver": driver, "image": image, "command": command, "nomad_addr": nomad_addr},
+        "guard": {
+            "driver": driver,
+            "image": image,
+            "command": command,
+            "nomad_addr": nomad_addr,
+            "task_api": nomad_addr == TASK_API,
+        },
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from nomadml.adapters.job_lock import register_exclusively
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.core.jobs import render_guard
+from nomadml.core.jobs import TASK_API, render_guard
 from nomadml.engine.guard import bake
 from nomadml.engine.guard_record import armed
 from nomadml.engine.lines import managed_jobs
@@ -94,12 +94,15 @@ def up(
     driver: str = "raw_exec",
     image: str = "",
     nomad_addr: str = "",
+    task_api: bool = False,
 ) -> GuardJob:
-    """Register the always-on guard as a service job (one model's, or every model's)."""
+    """Register the always-on guard as a service job (one model's, or every model's).
+    `task_api`: it reaches Nomad through its own agent's Task API with its workload
+    identity (a cluster with ACLs and mutual TLS: nothing secret in the job)."""
     if driver == "docker" and not image:
         raise BadInput("--image: the docker driver needs an image holding nomadml")
     job_id = f"{model}-guard" if model else "nomadml-guard"
-    address = nomad_addr or ",".join(api.settings.addresses)
+    address = TASK_API if task_api else nomad_addr or ",".join(api.settings.addresses)
     hcl = render_guard(job_id, model, driver, image, address)
     job = parse_and_validate(api, hcl, job_id)
     existing = api.job(job_id)

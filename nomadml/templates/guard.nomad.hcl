@@ -20,6 +20,13 @@ job [[ job.id | hcl ]] {
 
     task "guard" {
       driver = [[ guard.driver | hcl ]]
+[%- if guard.task_api %]
+      # Nomad's Task API with the task's workload identity (NOMAD_TOKEN): its rights are
+      # the policy bound to this job (nomad acl policy apply -job ...).
+      identity {
+        env = true
+      }
+[%- endif %]
       config {
 [%- if guard.driver == "docker" %]
         image        = [[ guard.image | hcl ]]

@@ -7,17 +7,13 @@ once, with no failed request for the stable version."""
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from click.testing import CliRunner
+from support.guard import guard_record, promoted_and_baking, rolled_back_once, running_alloc
 
-from nomadml.adapters import rollout_records as history
-from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.cli.main import main
 from nomadml.core.decide import Action
@@ -37,32 +33,6 @@ GUARDED = {
 }
 
 
-def _guard_record(
-    nomad: NomadAPI, path: str, until: Callable[[dict[str, Any]], bool], timeout_s: float
-) -> dict[str, Any]:
-    """The guard field of a rollout record once `until` holds (blocking queries)."""
-    deadline, index = time.monotonic() + timeout_s, 0
-    while time.monotonic() < deadline:
-        answer = nomad.get(f"var/{path}", index, wait=5)
-        items = (answer.body or {}).get("Items") or {}
-        guard = json.loads(items["guard"]) if "guard" in items else {}
-        if guard and until(guard):
-            return dict(guard)
-        index = max(answer.index, 1)
-    raise AssertionError(f"{path}: no such guard state within {timeout_s} s")
-
-
-def _running_alloc(nomad: NomadAPI, job_id: str, timeout_s: float = 60) -> dict[str, Any]:
-    deadline, index = time.monotonic() + timeout_s, 0
-    while time.monotonic() < deadline:
-        answer = nomad.get(f"job/{job_id}/allocations", index, wait=5)
-        running = [a for a in answer.body or [] if a.get("ClientStatus") == "running"]
-        if running:
-            return dict(running[0])
-        index = max(answer.index, 1)
-    raise AssertionError(f"{job_id}: no running allocation within {timeout_s} s")
-
-
 def test_the_always_on_guard_resumes_after_a_restart_and_rolls_back_once(
     roll: Callable[..., RolloutResult],
     nomad: NomadAPI,
@@ -75,36 +45,20 @@ def test_the_always_on_guard_resumes_after_a_restart_and_rolls_back_once(
     up = CliRunner().invoke(main, ["guard", "--up", "--model", model_name])
     assert up.exit_code == 0, up.output
     guard_job = f"{model_name}-guard"
-    alloc = _running_alloc(nomad, guard_job)
+    alloc = running_alloc(nomad, guard_job)
     late = ship("1.1.0", serving={"error_rate": 0.5, "error_after": GOOD_FOR})
 
     with Traffic(nomad, line, rate_per_s=RATE, max_seconds=480) as traffic:
-        promoted = roll(spec, "1.1.0", late)
-        assert promoted.action is Action.SUCCEEDED, promoted.reason
-        path = f"{history.PREFIX}/{line}/{promoted.job_version}"
-        before = _guard_record(nomad, path, lambda g: g["state"]["looks"] >= 3, 60)
-        assert before["status"] == "baking"
+        promoted, path, before = promoted_and_baking(nomad, roll, spec, line, late)
         nomad.request("PUT", f"client/allocation/{alloc['ID']}/restart", body={})
-        final = _guard_record(nomad, path, lambda g: g["status"] in FINAL, 400)
+        final = guard_record(nomad, path, lambda g: g["status"] in FINAL, 400)
     report = traffic.report
     print(
         f"traffic: {report.summary()}; looks before the restart {before['state']['looks']}, "
         f"at the end {final['state']['looks']}"
     )
 
-    assert final["status"] == "rolled-back", final
-    assert final["state"]["looks"] > before["state"]["looks"]
-    assert report.failed_by_version["1.0.0"] == 0, report.summary()
-    assert report.failed_by_version["1.1.0"] > 0  # it really degraded
-
-    # Exactly one rollback: one more job version, one rollback record, one audit entry.
-    job = nomad.job(line) or {}
-    assert job["Meta"]["nomadml.version"] == "1.0.0"
-    assert int(job["Version"]) == int(promoted.job_version or 0) + 1
-    kinds = [r.get("kind") for r in history.records(nomad, line).values()]
-    assert kinds.count("rollback") == 1, kinds
-    audit = [e for e in ModelRegistry(nomad).audit_log(model_name) if e["action"] == "regression"]
-    assert len(audit) == 1, audit
+    rolled_back_once(nomad, model_name, line, int(promoted.job_version or 0), before, final, report)
 
     # The allocation was restarted, and the second process resumed the same bake (the
     # bake's end comes from the promotion time in the record, not from the restart).

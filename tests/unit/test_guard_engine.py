@@ -142,3 +142,15 @@ def test_guard_takes_one_of_a_line_all_or_up(args: list[str]) -> None:
     run = CliRunner().invoke(main, ["--address", "http://127.0.0.1:9", "guard", *args])
     assert run.exit_code == 2, run.output
     assert run.output.strip() == "nomadml: error: guard: give one of LINE, --all or --up"
+
+
+def test_the_guard_job_reaches_nomad_through_its_task_api_when_asked() -> None:
+    """--task-api: the workload identity's token in NOMAD_TOKEN, the agent's socket as
+    NOMAD_ADDR, nothing of the cluster's (address, token, certificate) in the job."""
+    from nomadml.core.jobs import TASK_API, render_guard
+
+    hcl = render_guard("m-guard", "m", "raw_exec", "", TASK_API)
+    assert "identity {\n        env = true\n      }" in hcl
+    assert 'NOMAD_ADDR = "unix://$${NOMAD_SECRETS_DIR}/api.sock"' in hcl
+    plain = render_guard("m-guard", "m", "raw_exec", "", "https://127.0.0.1:4646")
+    assert "identity" not in plain and 'NOMAD_ADDR = "https://127.0.0.1:4646"' in plain
