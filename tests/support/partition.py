@@ -36,6 +36,14 @@ def _iptables(*args: str) -> None:
     subprocess.run(["iptables", "-w", *args], check=True, capture_output=True)
 
 
+def _remove(chain: str) -> None:
+    """The partition's rules gone (by hand: iptables -D OUTPUT -o lo -j CHAIN;
+    iptables -F CHAIN; iptables -X CHAIN). Nothing to remove is no error."""
+    for args in (("-D", "OUTPUT", "-o", "lo", "-j", chain), ("-F", chain), ("-X", chain)):
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _iptables(*args)
+
+
 def _open_rpc_ports(pid: int) -> list[int]:
     """Local ports of the process's established connections to the servers' RPC."""
     out = subprocess.run(
@@ -75,6 +83,7 @@ def partitioned(name: str) -> Iterator[None]:
     was = re.search(r"^0::(.*)$", own, re.M)
     home = _cgroup2_root() / (was.group(1).lstrip("/") if was else "")
     group.mkdir(exist_ok=True)
+    _remove(chain)  # left by a run that was killed before it could heal
     _iptables("-N", chain)
     try:
         (group / "cgroup.procs").write_text(str(pid))
@@ -92,10 +101,7 @@ def partitioned(name: str) -> Iterator[None]:
         _iptables("-I", "OUTPUT", "-o", "lo", "-j", chain)
         yield
     finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            _iptables("-D", "OUTPUT", "-o", "lo", "-j", chain)
-        _iptables("-F", chain)
-        _iptables("-X", chain)
+        _remove(chain)
         with contextlib.suppress(OSError):
             (home / "cgroup.procs").write_text(str(pid))
         with contextlib.suppress(OSError):
