@@ -24,7 +24,8 @@ Manifests carry a sha256 per file and, since chunk hashes were added, a sha256 p
 ``chunk_size`` bytes of each file (``"chunk_size"`` at the top, ``"chunks"`` per file;
 still format 1: readers that only know whole-file hashes ignore the extra fields). With
 chunk hashes the install copies and verifies chunks on all cores at once; a manifest
-without them (an image built before) installs file by file as before.
+without them (an image built before) is copied the same ways, each file as one hash
+stream on one thread, the files on all cores at once.
 
 Each chunk is hashed from the source's pages where the page cache holds them and
 written to the disk straight from those pages (O_DIRECT), so the bytes written are the
@@ -69,11 +70,6 @@ MARKER_NAME: Final = ".nomadml-complete"
 RESERVED_NAMES: Final = frozenset({MANIFEST_NAME, MARKER_NAME})
 
 HASH_CHUNK: Final = 1 << 20
-# Bigger than the hash chunk: fewer syscalls and hash calls per byte is what keeps the
-# one-pass copy and hash cheap per byte.
-COPY_CHUNK: Final = 4 << 20
-# Bytes written to a file before its write-back is started (see _start_writeback).
-WRITEBACK_CHUNK: Final = 64 << 20
 # Bytes per chunk hash in new manifests: big enough that hashing, not bookkeeping, is
 # the cost; small enough that a big file spreads over every core.
 CHUNK_SIZE: Final = 8 << 20
@@ -593,36 +589,6 @@ def _integrity_error(manifest: Manifest, path: str, problem: str, kind: str) -> 
     return IntegrityError(f"{kind} for {manifest.model} {manifest.version}: {path}: {problem}")
 
 
-def _copy_fd(src: int, dst: int, src_path: Path, dst_path: Path, limit: int) -> tuple[str, int]:
-    """Copy and hash in one pass; stop once more than ``limit`` bytes were read."""
-    digest = hashlib.sha256()
-    buf = bytearray(COPY_CHUNK)
-    view = memoryview(buf)
-    total = started = 0
-    while True:
-        try:
-            n = os.readv(src, [buf])
-        except OSError as err:
-            raise _with_path(err, src_path) from err
-        if not n:
-            _start_writeback(dst, started, total - started)
-            return digest.hexdigest(), total
-        chunk = view[:n]
-        digest.update(chunk)
-        try:
-            while chunk:
-                chunk = chunk[os.write(dst, chunk) :]
-        except OSError as err:
-            raise _with_path(err, dst_path) from err
-        total += n
-        if total - started >= WRITEBACK_CHUNK:
-            _start_writeback(dst, started, total - started)
-            started = total
-        if total > limit:
-            # A file that grew must not be allowed to fill the shared volume.
-            return digest.hexdigest(), total
-
-
 def _start_writeback(fd: int, offset: int, length: int) -> None:
     """Have the kernel start writing these just-written bytes to disk, without waiting.
 
@@ -657,24 +623,6 @@ def _check_bytes(
             f"expected sha256 {entry.sha256[:12]}…, got {sha256[:12]}…",
             "checksum mismatch",
         )
-
-
-def _copy_entry(source: Path, tmp_dir: Path, entry: ManifestEntry, manifest: Manifest) -> None:
-    src = _open_regular(source, entry.path, BootstrapError)
-    try:
-        _check_size(manifest, entry, os.fstat(src).st_size, capped=False)
-        _advise(src, 0, 0, "POSIX_FADV_SEQUENTIAL")
-        dst_path = tmp_dir / entry.path
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        dst = os.open(dst_path, flags, _FILE_MODE)
-        try:
-            os.fchmod(dst, _FILE_MODE)
-            sha256, copied = _copy_fd(src, dst, source / entry.path, dst_path, entry.size)
-        finally:
-            os.close(dst)
-    finally:
-        os.close(src)
-    _check_bytes(manifest, entry, copied, sha256, capped=True)
 
 
 def _make_parents(tmp_dir: Path, rel: str, made: set[str], dirs: list[Path]) -> None:
@@ -794,10 +742,11 @@ def _sendfile(src: int, dst_path: Path, offset: int, length: int) -> int:
         os.close(dst)
 
 
-def _hash_range(fd: int, offset: int, length: int) -> str:
-    """sha256 of bytes [offset, offset + length) of ``fd`` as the page cache holds them:
-    mapped, not read into a buffer, so hashing costs no extra copy (read where mapping
-    fails). The caller knows those bytes exist: mapping past the end would fault."""
+def _hash_range(fd: int, offset: int, length: int, digest: Any) -> None:
+    """Feed bytes [offset, offset + length) of ``fd`` to ``digest`` as the page cache
+    holds them: mapped, not read into a buffer, so hashing costs no extra copy (read
+    where mapping fails). The caller knows those bytes exist: mapping past the end
+    would fault."""
     if length and offset % mmap.ALLOCATIONGRANULARITY == 0:
         try:
             mapped = mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=offset)
@@ -805,10 +754,11 @@ def _hash_range(fd: int, offset: int, length: int) -> str:
             pass
         else:
             with mapped:
-                return hashlib.sha256(mapped).hexdigest()
+                digest.update(mapped)
+            return
     buf = bytearray(length)
     got = _read_full(fd, memoryview(buf), offset)
-    return hashlib.sha256(memoryview(buf)[:got]).hexdigest()
+    digest.update(memoryview(buf)[:got])
 
 
 class _ChunkCopier:
@@ -820,48 +770,69 @@ class _ChunkCopier:
         self.local = threading.local()
         # Only ever shrinks; threads racing to drop the same way drop it alike.
         self.ways: tuple[str, ...] = COPY_WAYS
+        # Bytes copied at a time: a chunk, or a piece of a file without chunk hashes.
+        self.piece = manifest.chunk_size or CHUNK_SIZE
 
     def _buffer(self) -> memoryview:
         buf: memoryview | None = getattr(self.local, "buf", None)
         if buf is None:
-            buf = self.local.buf = memoryview(bytearray(self.manifest.chunk_size))
+            buf = self.local.buf = memoryview(bytearray(self.piece))
         return buf
 
     def submit(self, pair: _OpenPair) -> None:
+        if not self.manifest.chunk_size:  # an image built before chunk hashes
+            if pair.entry.size:
+                pair.chunks.append(self.pool.submit(self._copy_whole, pair))
+            return
         for index in range(len(pair.entry.chunks)):
             pair.chunks.append(self.pool.submit(self._copy, pair, index))
 
     def _copy(self, pair: _OpenPair, index: int) -> None:
-        """Copy chunk ``index`` and check it against its hash, the first way that works:
+        """Copy chunk ``index`` and check it against its hash."""
+        offset = index * self.piece
+        length = min(self.piece, pair.entry.size - offset)
+        digest = hashlib.sha256()
+        self._copy_piece(pair, offset, length, digest)
+        self._check_hash(pair, index, offset, length, digest.hexdigest())
+
+    def _copy_whole(self, pair: _OpenPair) -> None:
+        """Copy a file whose manifest has only its whole-file hash: its pieces in order
+        on one thread (one hash stream), other files on the other threads."""
+        digest = hashlib.sha256()
+        for offset in range(0, pair.entry.size, self.piece):
+            self._copy_piece(pair, offset, min(self.piece, pair.entry.size - offset), digest)
+        _check_bytes(self.manifest, pair.entry, pair.entry.size, digest.hexdigest())
+
+    def _copy_piece(self, pair: _OpenPair, offset: int, length: int, digest: Any) -> None:
+        """Copy bytes [offset, offset + length) and feed them to ``digest`` (a sha256),
+        the first way that works:
 
         * ``direct``: the source's pages, mapped where the page cache holds them, are
-          hashed and then written to the disk from there (O_DIRECT): no copy through
+          written to the disk from there (O_DIRECT) and hashed: no copy through
           memory, no dirty pages, the least CPU (most of it is the hash);
         * ``copy_file_range`` / ``sendfile``: copied in the kernel, then the copy itself,
           as the page cache holds it for the disk, is hashed;
-        * else read into a buffer, hashed, and only then written.
+        * else read into a buffer, hashed, and written.
         """
-        size = self.manifest.chunk_size
-        offset = index * size
-        length = min(size, pair.entry.size - offset)
         for way in self.ways:
             if way == "direct" and pair.direct < 0:
                 continue  # a file under one block, or a volume without O_DIRECT
             try:
                 if way == "direct":
-                    self._write_direct(pair, index, offset, length)
+                    self._write_direct(pair, offset, length, digest)
                     return
                 copied = self._copy_in_kernel(way, pair, offset, length)
                 self._check_length(pair, offset, length, copied)
-                self._check_hash(pair, index, offset, length, _hash_range(pair.dst, offset, length))
+                _hash_range(pair.dst, offset, length, digest)
                 _start_writeback(pair.dst, offset, length)
                 return
             except _Refused:
-                # Retried from the chunk's start the next way: offsets are explicit.
+                # Retried from the piece's start the next way: offsets are explicit (and
+                # a way is refused before it hashes anything).
                 self.ways = tuple(other for other in self.ways if other != way)
-        self._copy_through_python(pair, index, offset, length)
+        self._copy_through_python(pair, offset, length, digest)
 
-    def _write_direct(self, pair: _OpenPair, index: int, offset: int, length: int) -> None:
+    def _write_direct(self, pair: _OpenPair, offset: int, length: int, digest: Any) -> None:
         # Touching a mapping past the file's end kills the process (SIGBUS), so a source
         # that shrank is a size mismatch before it is mapped. (An image's layer never
         # changes under a running container; this is for sources anywhere else.)
@@ -876,11 +847,14 @@ class _ChunkCopier:
             raise _Refused from None
         with mapped:
             # Pages not cached yet (an image pulled a while ago) are read ahead for the
-            # whole chunk at once, not faulted in a few at a time while hashing.
+            # whole piece at once, not faulted in a few at a time.
             with contextlib.suppress(AttributeError, OSError):
                 mapped.madvise(mmap.MADV_WILLNEED)
-            self._check_hash(pair, index, offset, length, hashlib.sha256(mapped).hexdigest())
+            # Written first, hashed after: a write the volume refuses must leave the
+            # digest untouched for the next way. The pages hashed are the pages written.
             failed = _write_mapped(mapped, pair, offset)
+            if failed is None:
+                digest.update(mapped)
         if failed is not None:
             code, reason, direct = failed
             if direct and code in _COPY_UNSUPPORTED:  # e.g. an alignment it does not take
@@ -905,14 +879,14 @@ class _ChunkCopier:
                 err.errno, err.strerror, str(pair.src_path), None, str(pair.dst_path)
             ) from err
 
-    def _copy_through_python(self, pair: _OpenPair, index: int, offset: int, length: int) -> None:
+    def _copy_through_python(self, pair: _OpenPair, offset: int, length: int, digest: Any) -> None:
         view = self._buffer()[:length]
         try:
             got = _read_full(pair.src, view, offset)
         except OSError as err:
             raise _with_path(err, pair.src_path) from err
         self._check_length(pair, offset, length, got)
-        self._check_hash(pair, index, offset, length, hashlib.sha256(view).hexdigest())
+        digest.update(view)
         _pwrite_all(pair.dst, view, offset, pair.dst_path)
         _start_writeback(pair.dst, offset, length)
 
@@ -984,11 +958,12 @@ def _open_pair(source: Path, tmp_dir: Path, entry: ManifestEntry, manifest: Mani
     return _OpenPair(entry, src, dst, source / entry.path, dst_path, [], direct)
 
 
-def _copy_chunked(
+def _copy_files(
     source: Path, tmp_dir: Path, manifest: Manifest, made: set[str], dirs: list[Path]
 ) -> None:
-    """Every file's chunks copied and verified on all cores; files are opened ahead of
-    the one being checked, at most _OPEN_FILES_AHEAD of them."""
+    """Every file copied and verified on all cores (chunk by chunk with chunk hashes,
+    else file by file); files are opened ahead of the one being checked, at most
+    _OPEN_FILES_AHEAD of them."""
     ahead: deque[_OpenPair] = deque()
     with ThreadPoolExecutor(_workers(), thread_name_prefix="bootstrap") as pool:
         copier = _ChunkCopier(manifest, pool)
@@ -1014,12 +989,7 @@ def _copy_chunked(
 def _populate(source: Path, tmp_dir: Path, manifest: Manifest) -> None:
     made: set[str] = set()
     dirs: list[Path] = [tmp_dir]
-    if manifest.chunk_size:
-        _copy_chunked(source, tmp_dir, manifest, made, dirs)
-    else:
-        for entry in manifest.files:
-            _make_parents(tmp_dir, entry.path, made, dirs)
-            _copy_entry(source, tmp_dir, entry, manifest)
+    _copy_files(source, tmp_dir, manifest, made, dirs)
     # Flushed once all are written, not one by one: the journal then commits once for
     # them all instead of a disk flush per file (see benchmarks/RESULTS.md).
     for entry in manifest.files:

@@ -246,8 +246,6 @@ def test_write_back_starts_once_per_written_range(
     monkeypatch.setattr(bootstrap, "CHUNK_SIZE", 1 << 20)
     files = {"weights.bin": big, "small.txt": b"x"}
     source = make_source(tmp_path / "src", files, chunked=chunked)
-    monkeypatch.setattr(bootstrap, "WRITEBACK_CHUNK", 1 << 20)
-    monkeypatch.setattr(bootstrap, "COPY_CHUNK", 1 << 19)
     # The ways through the page cache: O_DIRECT writes leave no dirty pages to start.
     monkeypatch.setattr(bootstrap, "COPY_WAYS", ("copy_file_range", "sendfile"))
     advised: dict[int, list[tuple[int, int]]] = {}
@@ -288,8 +286,7 @@ def test_reinstall_takes_fast_path_without_reading_anything(
         raise AssertionError("fast path must not read the model")
 
     monkeypatch.setattr(bootstrap, "_load_manifest", boom)
-    monkeypatch.setattr(bootstrap, "_copy_entry", boom)
-    monkeypatch.setattr(bootstrap, "_copy_chunked", boom)
+    monkeypatch.setattr(bootstrap, "_copy_files", boom)
     started = time.perf_counter()
     second = bootstrap.install(source, volume, MODEL, VERSION)
     elapsed = time.perf_counter() - started
@@ -360,10 +357,13 @@ def test_chunk_checksum_mismatch_names_the_bytes(
     assert temp_dirs(volume / MODEL) == []
 
 
-def test_chunked_copy_refuses_a_file_that_grows_while_copied(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@KINDS
+def test_a_file_that_grows_while_copied_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunked: bool
 ) -> None:
-    source = make_source(tmp_path / "src")
+    # Only the manifest's bytes are copied (a growing file cannot fill the volume), and
+    # the growth is found once the file's copy ends.
+    source = make_source(tmp_path / "src", chunked=chunked)
 
     def grow(path: Path) -> None:
         with open(path, "ab") as handle:
@@ -440,23 +440,6 @@ def test_bad_chunk_fields_are_named(tmp_path: Path, edit: dict[str, object], mes
     with pytest.raises(bootstrap.BootstrapError, match=message):
         bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
     assert not (tmp_path / "vol" / MODEL / VERSION).exists()
-
-
-def test_copy_stops_when_file_grows_past_manifest_size(tmp_path: Path) -> None:
-    # A file growing between fstat and copy must not be copied in full onto the volume.
-    src_path, dst_path = tmp_path / "src.bin", tmp_path / "dst.bin"
-    data = os.urandom(bootstrap.COPY_CHUNK * 3)
-    src_path.write_bytes(data)
-    src = os.open(src_path, os.O_RDONLY)
-    dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT)
-    try:
-        digest, copied = bootstrap._copy_fd(src, dst, src_path, dst_path, limit=10)
-    finally:
-        os.close(src)
-        os.close(dst)
-    assert copied == bootstrap.COPY_CHUNK
-    assert dst_path.stat().st_size == bootstrap.COPY_CHUNK
-    assert digest == sha(data[: bootstrap.COPY_CHUNK])
 
 
 def test_file_missing_from_source(tmp_path: Path) -> None:

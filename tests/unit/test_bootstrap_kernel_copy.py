@@ -236,11 +236,12 @@ def test_hash_range_is_the_sha256_of_those_bytes(tmp_path: Path, offset: int) ->
     data = os.urandom(3 * CHUNK)
     (tmp_path / "f").write_bytes(data)
     fd = os.open(tmp_path / "f", os.O_RDONLY)
+    digest = hashlib.sha256(b"before")
     try:
-        got = bootstrap._hash_range(fd, offset, CHUNK)
+        bootstrap._hash_range(fd, offset, CHUNK, digest)
     finally:
         os.close(fd)
-    assert got == sha(data[offset : offset + CHUNK])
+    assert digest.hexdigest() == sha(b"before" + data[offset : offset + CHUNK])
 
 
 def test_the_copy_is_what_is_hashed_not_the_source(
@@ -264,3 +265,51 @@ def test_the_copy_is_what_is_hashed_not_the_source(
     with pytest.raises(bootstrap.IntegrityError, match=bad):
         bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
     assert not (tmp_path / "vol" / MODEL / VERSION).exists()
+
+
+@WAYS
+def test_an_old_manifest_installs_each_way_and_a_tampered_file_is_named(
+    tmp_path: Path, calls: Counter[str], monkeypatch: pytest.MonkeyPatch, ways: tuple[str, ...]
+) -> None:
+    # Images built before chunk hashes: each file one hash stream, copied piece by piece.
+    monkeypatch.setattr(bootstrap, "COPY_WAYS", ways)
+    data = files()
+    source = helpers.make_source(tmp_path / "old", data, MODEL, VERSION, False)
+    result = bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    for rel, content in data.items():
+        assert (result.path / rel).read_bytes() == content
+    assert bootstrap.verify(tmp_path / "vol", MODEL, VERSION) == len(data)
+    assert sum(calls.values()) == 7  # 6 pieces of w.bin, 1 of small.bin
+    assert calls[ways[0] if ways else "python"] >= 6
+
+    tampered = bytearray(data["w.bin"])
+    tampered[4 * CHUNK] ^= 0x01
+    (source / "w.bin").write_bytes(bytes(tampered))
+    with pytest.raises(bootstrap.IntegrityError) as caught:
+        bootstrap.install(source, tmp_path / "vol2", MODEL, VERSION)
+    assert str(caught.value) == (
+        f"checksum mismatch for iris 1.0.0: w.bin: expected sha256 {sha(data['w.bin'])[:12]}…, "
+        f"got {sha(bytes(tampered))[:12]}…"
+    )
+    assert sorted(p.name for p in (tmp_path / "vol2" / MODEL).iterdir()) == [f".{VERSION}.lock"]
+
+
+def test_a_direct_write_refused_midway_hashes_each_byte_once(
+    tmp_path: Path, calls: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The volume refuses O_DIRECT only from the third piece on: the pieces before went
+    # direct, the rest through the kernel copy, and the one whole-file hash still matches.
+    real = os.pwrite
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        if fcntl_flags(fd) & os.O_DIRECT and offset >= 2 * CHUNK:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(bootstrap, "_workers", lambda: 1)
+    data = files()
+    source = helpers.make_source(tmp_path / "old", data, MODEL, VERSION, False)
+    result = bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    assert (result.path / "w.bin").read_bytes() == data["w.bin"]
+    assert calls == {"direct": 2, "copy_file_range": 5}
