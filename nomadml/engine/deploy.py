@@ -212,6 +212,7 @@ def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | No
         spec.update.steps,
         lambda: _runner(prepared, api, source),
         shadow,
+        judged=spec.gates.judge.enabled,
     )
 
 

@@ -37,6 +37,8 @@ class SteppedGates:
         steps: tuple[int, ...],
         new_runner: Callable[[], Runner],
         shadow: ShadowPhase | None = None,
+        *,
+        judged: bool = False,
     ) -> None:
         self.api, self.model, self.line = api, model, line
         self.stable, self.canary, self.steps = stable, canary, steps
@@ -47,6 +49,10 @@ class SteppedGates:
         self._history: list[dict[str, Any]] = []
         self.rollback_at: float | None = None  # when the canary's weight went to 0
         self.shadow = shadow  # until it passes, the canary is judged on mirrored traffic
+        # The judge compares canary with stable: at 100% stable serves no one, so after
+        # an earlier step passed the last one has nothing left to judge (it would wait
+        # for its deadline). Threshold gates still check the canary's own numbers there.
+        self.judged = judged
 
     def restart(self) -> None:
         """A canary was replaced: the current step's gates judge afresh."""
@@ -95,6 +101,11 @@ class SteppedGates:
         self.next_sample = self.runner.next_sample
         if state == "passed" and self.index + 1 < len(self.steps):
             self._next_step(emit)
+            if self.judged and self.steps[self.index] == 100:
+                passed_at = self.steps[self.index - 1]
+                emit(Event("note", self.line, f"judge: nothing to compare at 100% ({self.stable} "
+                           f"serves no one); the canary passed at {passed_at}%"))  # fmt: skip
+                return "passed", f"passed at {passed_at}%"
             return "pending", ""
         if state == "failed":
             self.rollback_at = time.monotonic()

@@ -4,7 +4,8 @@ server names its predicted labels in the X-Nomadml-Predictions header and the ro
 Lua counts them per version and label; the judge's looks read those counts. A canary
 that answers every request without error, as fast as stable, but predicts 27/15/3 of
 the 45 evaluation rows where stable predicts 15/15/15 is failed on its predictions at
-its first canary step and loses its traffic; nobody saw an error."""
+its first canary step and loses its traffic; nobody saw an error. A version trained
+alike passes."""
 
 from __future__ import annotations
 
@@ -70,4 +71,20 @@ def test_a_canary_whose_predictions_shift_is_rolled_back_through_the_router(
     assert load.answers[(200, "1.1.0")] > 0  # the canary did serve, through the router
     code, out, _ = cli("router", "show", model_name)
     assert f"{line} (default): 1.0.0=100%" in out
+
+    # A version trained alike predicts alike: it passes its 50% step once 500 of its
+    # predictions are in, and at 100% (stable serves no one: nothing to compare) it is
+    # promoted on the evidence of that step.
+    seen.clear()
+    with RouterLoad(router, rows=_rows()) as load:
+        result = roll(spec, "1.2.0", ship("1.2.0"), emit=seen.append)
+    messages = [e.message for e in seen]
+    assert result.action is Action.SUCCEEDED, (result.reason, messages[-20:])
+    passing = result.gates[-1]  # as the rollout record keeps it: with its step
+    print(f"alike: {dict(load.answers)}; passing look: {passing['predictions']}")
+    assert passing["verdict"] == "pass" and passing["step"] == 50
+    assert not passing["predictions"]["shifted"]
+    assert passing["values"]["canary_predictions"] >= 500
+    assert any(m.startswith("judge: nothing to compare at 100%") for m in messages), messages
+    assert sum(n for (status, _), n in load.answers.items() if status != 200) == 0, load.answers
     cli("router", "down", model_name)

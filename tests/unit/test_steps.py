@@ -32,7 +32,7 @@ class ScriptedGates:
 
 
 def _run(
-    monkeypatch: pytest.MonkeyPatch, per_step: list[list[str]]
+    monkeypatch: pytest.MonkeyPatch, per_step: list[list[str]], judged: bool = False
 ) -> tuple[list[int], list[tuple[str, str]]]:
     weights: list[int] = []
 
@@ -43,7 +43,9 @@ def _run(
     monkeypatch.setattr(router, "set_line", set_line)
     runners = iter(ScriptedGates(list(answers)) for answers in per_step)
     api: Any = None  # the router calls are replaced above
-    gates = SteppedGates(api, "iris", "iris-v1", "1.0.0", "1.1.0", (20, 100), lambda: next(runners))
+    gates = SteppedGates(
+        api, "iris", "iris-v1", "1.0.0", "1.1.0", (20, 100), lambda: next(runners), judged=judged
+    )
     events: list[Event] = []
     states: list[tuple[str, str]] = []
     for _ in range(sum(len(a) for a in per_step)):
@@ -58,6 +60,16 @@ def test_steps_pass_one_after_another(monkeypatch: pytest.MonkeyPatch) -> None:
     weights, states = _run(monkeypatch, [["pending", "passed"], ["pending", "passed"]])
     assert weights == [20, 100]
     assert [s for s, _ in states] == ["pending", "pending", "pending", "passed"]
+
+
+def test_with_the_judge_the_last_step_has_no_stable_arm_to_compare_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 100% stable serves no one: the judge could only wait for its deadline. The
+    canary passed at 20% passes, with its weight at 100% (no look at 100% asked for)."""
+    weights, states = _run(monkeypatch, [["pending", "passed"], []], judged=True)
+    assert weights == [20, 100]
+    assert states[-1] == ("passed", "passed at 20%")
 
 
 def test_a_failed_gate_routes_the_canary_to_nothing_at_once(
