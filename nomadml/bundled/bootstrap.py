@@ -780,9 +780,11 @@ class _ChunkCopier:
         return buf
 
     def submit(self, pair: _OpenPair) -> None:
+        if not pair.entry.size:  # nothing to copy; its hash is still the manifest's?
+            _check_bytes(self.manifest, pair.entry, 0, hashlib.sha256().hexdigest())
+            return
         if not self.manifest.chunk_size:  # an image built before chunk hashes
-            if pair.entry.size:
-                pair.chunks.append(self.pool.submit(self._copy_whole, pair))
+            pair.chunks.append(self.pool.submit(self._copy_whole, pair))
             return
         for index in range(len(pair.entry.chunks)):
             pair.chunks.append(self.pool.submit(self._copy, pair, index))

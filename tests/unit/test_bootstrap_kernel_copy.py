@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -313,3 +314,14 @@ def test_a_direct_write_refused_midway_hashes_each_byte_once(
     result = bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
     assert (result.path / "w.bin").read_bytes() == data["w.bin"]
     assert calls == {"direct": 2, "copy_file_range": 5}
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "whole-file"])
+def test_an_empty_file_is_checked_against_its_hash_too(tmp_path: Path, chunked: bool) -> None:
+    source = helpers.make_source(tmp_path / "src", {"empty.txt": b""}, MODEL, VERSION, chunked)
+    manifest = json.loads((source / "manifest.json").read_text())
+    manifest["files"][0]["sha256"] = sha(b"not empty")
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(bootstrap.IntegrityError, match=r"empty\.txt: expected sha256 "):
+        bootstrap.install(source, tmp_path / "vol", MODEL, VERSION)
+    assert sorted(p.name for p in (tmp_path / "vol" / MODEL).iterdir()) == [f".{VERSION}.lock"]
