@@ -23,8 +23,15 @@ def promote(
     if not job or not dep or dep.get("Status") != "running":
         raise BadInput(f"{line}: no running deployment to promote")
     started = time.monotonic()
+    meta = job.get("Meta") or {}
+    model_version = str(meta.get("nomadml.version"))
+    if meta.get("nomadml.model"):
+        from nomadml.engine.router import route_all
+
+        # Before Nomad stops stable: a router still sending the line to stable (canary
+        # steps end there while a canary waits) would answer 503 once it is gone.
+        route_all(api, str(meta["nomadml.model"]), line, model_version, emit)
     promote_deployment(api, line, dep["ID"], emit)
-    model_version = str((job.get("Meta") or {}).get("nomadml.version"))
     options = WatchOptions(timeout_s=timeout_s, operation="promote")
     result = watch(
         api, line, int(dep["JobVersion"]), model_version, options, None, emit, started=started

@@ -21,7 +21,8 @@ from nomadml.core.spec import ModelSpec, parse_version
 from nomadml.core.task_state import waits_for_variable
 from nomadml.engine.lines import managed_jobs
 from nomadml.engine.prepare import parse_and_validate
-from nomadml.errors import BadInput, OperationFailed, OperationTimeout
+from nomadml.errors import BadInput, NomadMLError, OperationFailed, OperationTimeout
+from nomadml.events import Emit, Event
 
 READY_S = 90.0
 CONFIRM_S = 10.0  # a written table reaches every router within this, or set_line says so
@@ -145,6 +146,27 @@ def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
             f"serve an older one after {CONFIRM_S:.0f} s (see `nomadml router show {model}`)"
         )
     return table
+
+
+def route_all(api: NomadAPI, model: str, line: str, version: str, emit: Emit) -> None:
+    """All of `line`'s traffic to `version` at the model's router, when it routes the
+    line (before a canary promoted by hand takes over from stable, whose allocations
+    Nomad then stops); a routing change that fails is a note, not a stop."""
+    try:
+        table = read_table(api, model)
+    except BadInput:  # a table broken by hand: set_line rebuilds it from what runs
+        routed = api.get_variable(routes_variable(model)) is not None
+    else:
+        routed = table is not None and any(x.job == line for x in table.lines)
+    if not routed:
+        return
+    major = parse_version(version)[0]
+    try:
+        set_line(api, model, Line(line, major, (Split(version, 100),)))
+    except NomadMLError as err:
+        emit(Event("note", line, f"router: {line} not routed to {version}: {err}"))
+        return
+    emit(Event("note", line, f"router: {version} takes all of {line}"))
 
 
 def _running_versions(api: NomadAPI, job_id: str) -> set[str]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support.router import RouterLoad, ask, cli, router_image
+from support.router import RouterLoad, ask, cli, router_up
 
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
@@ -83,9 +83,7 @@ def test_a_shadow_that_answers_differently_serves_no_one_and_one_alike_is_promot
     assert err.count("\n") == 1 and f"update.shadow: no router routes {line}" in err, err
     assert len(nomad.job_versions(line)) == versions
 
-    code, out, err = cli("router", "up", str(spec), "--image", router_image(), "--count", "1")
-    assert code == 0, err
-    router = out.split()[1]
+    router = router_up(spec)
 
     # A mirror share over 100 % by hand: one line, the routing variable untouched.
     before = nomad.get_variable(f"nomadml/routes/{model_name}")

@@ -36,6 +36,15 @@ def router_image() -> str:
         return build_router_image(ROUTER_ROOT).pinned
 
 
+def router_up(spec: Path, count: int = 1) -> str:
+    """`nomadml router up SPEC` as an operator runs it; the first router's address."""
+    code, out, err = cli(
+        "router", "up", str(spec), "--image", router_image(), "--count", str(count)
+    )
+    assert code == 0 and out.startswith("router http://"), (out, err)
+    return out.split()[1]
+
+
 def ask(
     router: str, header: str | None = None, path: str = "/predict", rows: object = ROWS
 ) -> tuple[int, str]:
