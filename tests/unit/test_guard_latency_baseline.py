@@ -109,7 +109,9 @@ class _Arms:
         return [Reading("s", False, self.stable), Reading("c", True, self.canary)]
 
 
-def _judged_rollout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def _judged_rollout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str = "direct"
+) -> list[dict[str, Any]]:
     text = (EXAMPLE / "iris.toml").read_text()
     text = text.replace(
         "[validation]",
@@ -123,7 +125,9 @@ def _judged_rollout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dic
     clock = [1000.0]
     fake_time = SimpleNamespace(monotonic=lambda: clock[0])
     monkeypatch.setattr("nomadml.engine.judge_runner.time", fake_time)
-    runner = JudgeRunner(spec.gates, _Arms())
+    arms = _Arms()
+    arms.name = source
+    runner = JudgeRunner(spec.gates, arms)
     events: list[Event] = []
     state = "pending"
     for _ in range(200):
@@ -156,6 +160,15 @@ def test_the_deciding_look_keeps_stables_histogram_once(
     stored = result.as_record()
     assert stored["gates"][-1]["stable_histogram"] == last["stable_histogram"]
     assert len(json.dumps({k: json.dumps(v) for k, v in stored.items()})) < 48 * 1024
+
+
+def test_the_routers_histogram_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard reads the servers' own histograms: a router's (its buckets, the network
+    in its times) would be another measurement; the guard then judges errors only."""
+    records = _judged_rollout(tmp_path, monkeypatch, source="router")
+    assert not any("stable_histogram" in r for r in records)
+    base = baseline_from_gates(records)
+    assert base is not None and base.traffic.buckets == ()
 
 
 def test_baseline_reads_the_histogram_and_the_judges_bound() -> None:
