@@ -11,7 +11,8 @@ unreadable, gives nothing for that round."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from nomadml.adapters.nomad_api import NomadAPI
@@ -29,6 +30,7 @@ from nomadml.core.router_metrics import (
     counting_since,
     per_backend,
     router_names,
+    unserved,
 )
 from nomadml.core.routing import backend_name
 from nomadml.core.shadow import ShadowCounts, shadow_counts
@@ -140,12 +142,13 @@ class RouterCounts:
     backends: dict[str, Snapshot]
     routers: int  # router allocations that answered
     since: float | None  # the latest (re)load among them: all counted at least since then
+    unserved: dict[str, int] = field(default_factory=dict)  # per backend: the router's 503s
 
 
 def router_counts(api: NomadAPI, model: str, path: str) -> RouterCounts:
     scraper = MetricScraper(router_names(path))
     found: dict[str, list[Snapshot]] = {}
-    routers, starts = 0, []
+    routers, starts, nosrv = 0, [], Counter[str]()
     for reg in api.service(f"{model}-router"):
         samples = scraper.samples(f"http://{reg['Address']}:{reg['Port']}{ROUTER_METRICS_PATH}")
         if samples is None:
@@ -155,13 +158,14 @@ def router_counts(api: NomadAPI, model: str, path: str) -> RouterCounts:
         except MetricsFormatError:
             continue
         routers += 1
+        nosrv.update(unserved(samples))
         start = counting_since(samples)
         if start is not None:
             starts.append(start)
         for backend, snap in backends.items():
             found.setdefault(backend, []).append(snap)
     merged = {backend: merge(snaps) for backend, snaps in found.items()}
-    return RouterCounts(merged, routers, max(starts) if starts else None)
+    return RouterCounts(merged, routers, max(starts) if starts else None, dict(nosrv))
 
 
 def shadow_readings(api: NomadAPI, model: str, backend: str) -> dict[str, ShadowCounts]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nomadml.cli.common import nomad_client
+from nomadml.core.router_metrics import unserved_text, unserved_versions
 
 if TYPE_CHECKING:
     from nomadml.engine.router import RouterState
@@ -148,3 +149,5 @@ def _print(state: RouterState) -> None:
             if line.mirror is not None:
                 shadow = f" (shadow: {line.mirror.share}% mirrored to {line.mirror.version})"
             click.echo(f"{line.job}{default}: {split}{ab}{shadow}")
+            for version, count in unserved_versions(line, state.unserved).items():
+                click.echo(f"  {unserved_text(version, count)}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from nomadml.core.router_metrics import unserved_text
+
 
 def format_status(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
@@ -22,6 +24,8 @@ def format_status(rows: list[dict[str, Any]]) -> list[str]:
             out.extend(_experiment(r["experiment"]))
         if r.get("shadow"):
             out.append(_shadow(r["shadow"]))
+        for version, count in (r.get("router_unserved") or {}).items():
+            out.append(f"  router: {unserved_text(version, count)}")
     return out
 
 

@@ -47,6 +47,34 @@ def per_backend(samples: Iterable[Sample], names: MetricNames) -> dict[str, Snap
     return {backend: snapshot(group, names) for backend, group in grouped.items()}
 
 
+NOSRV = "nomadml_router_nosrv_requests_total"
+
+
+def unserved(samples: Iterable[Sample]) -> dict[str, int]:
+    """Per backend, the requests the router answered itself because the backend had no
+    usable server (its 503, every path): not the version's answers, so no gate reads
+    them, but the operator sees them (`router show`, `status`)."""
+    found: dict[str, int] = defaultdict(int)
+    for sample in samples:
+        backend = sample.label(BACKEND_LABEL)
+        if sample.name == NOSRV and backend is not None:
+            found[backend] += int(sample.value)
+    return dict(found)
+
+
+def unserved_versions(line: Line, found: Mapping[str, int]) -> dict[str, int]:
+    """`line`'s versions for which the router answered requests itself (no server)."""
+    named = {backend_name(line.job, s.version): s.version for s in line.splits}
+    return {named[b]: n for b, n in sorted(found.items()) if b in named and n}
+
+
+def unserved_text(version: str, count: int) -> str:
+    return (
+        f"{count} request(s) for {version} answered 503 by the router itself: no server "
+        f"of {version} was up (not counted as {version}'s answers)"
+    )
+
+
 COUNTING_SINCE = "nomadml_router_counting_since_seconds"
 LATENCY_PERCENTILE = 0.95  # what an A/B arm's latency is shown at
 

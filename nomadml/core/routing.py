@@ -89,9 +89,11 @@ class RoutingTable:
     def line(self, major: int) -> Line | None:
         return next((line for line in self.lines if line.major == major), None)
 
-    def as_variable(self) -> dict[str, str]:
+    def as_variable(self, guarded: bool = True) -> dict[str, str]:
         """The Nomad Variable's items: the table as JSON, laid out for the router's
-        template (backend names, cumulative thresholds for the weighted pick)."""
+        template (backend names, cumulative thresholds for the weighted pick).
+        `guarded=False`: the rules nomadml wrote before weighted picks were guarded by
+        their backend's servers (a table written then is still read as valid)."""
         lines = []
         for line in self.lines:
             until, versions = 0, []
@@ -123,7 +125,8 @@ class RoutingTable:
                 | {split.version for line in self.lines for split in line.splits}
             )
         )
-        routes, backends = self._haproxy(lines, {line.major: line for line in self.lines})
+        typed = {line.major: line for line in self.lines}
+        routes, backends = self._haproxy(lines, typed, guarded)
         return {
             "table": json.dumps(table, sort_keys=True),
             "known": known,
@@ -134,8 +137,18 @@ class RoutingTable:
             "check": hashlib.sha256(f"{known}\n{routes}\n{backends}".encode()).hexdigest(),
         }
 
-    def _haproxy(self, lines: list[dict[str, Any]], typed: dict[int, Line]) -> tuple[str, str]:
-        """The frontend's routing rules and the backends (name job version; ...)."""
+    def _haproxy(
+        self, lines: list[dict[str, Any]], typed: dict[int, Line], guarded: bool
+    ) -> tuple[str, str]:
+        """The frontend's routing rules and the backends (name job version; ...).
+
+        The table comes from the variable and the servers from Nomad's catalog, and a
+        render can carry a weight for a version whose backend has no usable server (not
+        in the catalog yet, or all down): a weighted pick applies only while its backend
+        has one (`nbsrv`), else the request falls through to the line's other weighted
+        versions, heaviest first, so the router never answers 503 for a share it could
+        serve. A request naming an exact version goes to that version or gets the
+        router's 503 (counted apart from the version's own answers, see the Lua)."""
         keys, exact, split, backends = [], [], [], []
         for line in lines:
             previous, roll = 0, "txn.roll"
@@ -158,14 +171,39 @@ class RoutingTable:
                 if v["until"] == previous:
                     continue  # weight 0: reached by naming it only
                 pick = f"{{ var({roll}) -m int lt {v['until']} }}"
-                split.append(f"{use} {{ var(txn.ver) -m str {line['major']} }} {pick}")
-                if line["major"] == self.default_major:
-                    split.append(f"{use} !versioned {pick}")
+                if guarded:
+                    pick += f" {{ nbsrv({v['backend']}) gt 0 }}"
+                split += _line_rules(use, line["major"], pick, line["major"] == self.default_major)
                 previous = v["until"]
+            if guarded:
+                split += _fallbacks(line, line["major"] == self.default_major)
             keys += _mirror_rules(line, line["major"] == self.default_major)
         if any("mirror" in line for line in lines):
             keys += MIRROR_CAPTURE
         return "\n".join(keys + exact + split), ";".join(backends)
+
+
+def _line_rules(use: str, major: int, condition: str, default: bool) -> list[str]:
+    """`use` for the line's requests: those naming its major, and those naming nothing
+    when it is the default line."""
+    rules = [f"{use} {{ var(txn.ver) -m str {major} }} {condition}"]
+    return rules + ([f"{use} !versioned {condition}"] if default else [])
+
+
+def _fallbacks(line: dict[str, Any], default: bool) -> list[str]:
+    """After the weighted picks: a request whose pick had no usable server goes to the
+    line's weighted versions that have one, heaviest first (a version of weight 0, a
+    shadow or a canary held back, never serves); if none has, to the heaviest anyway,
+    whose empty backend answers the router's 503 (counted as the router's, not the
+    version's)."""
+    weighted = sorted((v for v in line["versions"] if v["weight"]), key=lambda v: -v["weight"])
+    rules = []
+    for v in weighted if len(weighted) > 1 else []:
+        use = f"  use_backend {v['backend']} if"
+        rules += _line_rules(use, line["major"], f"{{ nbsrv({v['backend']}) gt 0 }}", default)
+    last = f"  use_backend {weighted[0]['backend']} if"
+    rules.append(f"{last} {{ var(txn.ver) -m str {line['major']} }}")
+    return rules + ([f"{last} !versioned"] if default else [])
 
 
 # A mirrored request: its body is read whole (at most 1 s) and kept; a 2xx answer is
@@ -313,8 +351,11 @@ def from_variable(model: str, items: Mapping[str, Any]) -> RoutingTable:
     except (KeyError, TypeError, ValueError) as err:
         raise BadInput(f"routing variable of {model} is not a routing table: {err}") from None
     check(table)
-    expected = table.as_variable()
-    if any(items.get(key) != expected[key] for key in ("known", "routes", "backends", "check")):
+    keys = ("known", "routes", "backends", "check")
+    if all(
+        any(items.get(key) != expected[key] for key in keys)
+        for expected in (table.as_variable(), table.as_variable(guarded=False))
+    ):
         raise BadInput(
             f"routing variable of {model}: its router rules do not match its table (edited by "
             "hand?); the router keeps its last good configuration; write weights again"

@@ -15,7 +15,7 @@ from nomadml.adapters.metric_scrape import router_counts
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.metrics import MetricNames
-from nomadml.core.router_metrics import ArmNumbers, arm_numbers
+from nomadml.core.router_metrics import ArmNumbers, arm_numbers, unserved_versions
 from nomadml.core.routing import Line, RoutingTable, Split, Sticky, parse_weights
 from nomadml.core.spec import parse_version
 from nomadml.engine import router
@@ -77,6 +77,7 @@ def record_end(api: NomadAPI, model: str, ended: Line, figures: dict[str, Any]) 
 def annotate(api: NomadAPI, rows: list[dict[str, Any]]) -> None:
     """Add each running experiment to its line's status row."""
     tables: dict[str, RoutingTable | None] = {}
+    nosrv: dict[str, dict[str, int]] = {}
     for row in rows:
         model = str(row.get("model") or "")
         if not model:
@@ -88,6 +89,11 @@ def annotate(api: NomadAPI, rows: list[dict[str, Any]]) -> None:
                 tables[model] = None  # an invalid table: `router show` says why
         table = tables[model]
         line = next((x for x in table.lines if x.job == row["job"]), None) if table else None
+        if line is not None:
+            if model not in nosrv:
+                nosrv[model] = router_counts(api, model, MetricNames.path).unserved
+            if unserved := unserved_versions(line, nosrv[model]):
+                row["router_unserved"] = unserved
         if line is not None and line.sticky is not None:
             row["experiment"] = arm_figures(api, model, line)
         if line is not None and line.mirror is not None:

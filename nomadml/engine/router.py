@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nomadml.adapters.job_lock import register_exclusively
+from nomadml.adapters.metric_scrape import router_counts
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.jobs import render_router, routes_variable
 from nomadml.core.plan import check_owner
@@ -37,6 +38,7 @@ class RouterState:
     table: RoutingTable | None
     problem: str = ""  # the routing variable, when it is not a valid table
     stale: tuple[str, ...] = ()  # routers serving an older write than the variable's
+    unserved: dict[str, int] = field(default_factory=dict)  # backend: the router's own 503s
 
 
 def running_lines(api: NomadAPI, model: str) -> RoutingTable:
@@ -252,10 +254,11 @@ def show(api: NomadAPI, model: str) -> RouterState:
     items = (api.get_variable(routes_variable(model)) or {}).get("Items") or {}
     written = f"{items.get('check')} {items.get('written')}"
     stale = tuple(a for a in healthy if _serves(a) != written)
+    nosrv = router_counts(api, model, "/").unserved if healthy else {}
     try:
-        return RouterState(model, healthy, read_table(api, model), stale=stale)
+        return RouterState(model, healthy, read_table(api, model), stale=stale, unserved=nosrv)
     except BadInput as err:
-        return RouterState(model, healthy, None, str(err), stale)
+        return RouterState(model, healthy, None, str(err), stale, nosrv)
 
 
 def _healthy(api: NomadAPI, model: str, addresses: list[str]) -> list[str]:

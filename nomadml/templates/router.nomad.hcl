@@ -128,6 +128,7 @@ backend roll
 
 backend {{ index $part 0 }}
   balance roundrobin
+  http-error status 503 content-type application/json string "{\"error\":\"the router reached no server of model version {{ index $part 2 }}\"}"
   option httpchk GET /health
   http-check expect status 200
 {{- range nomadService (index $part 1) }}{{ if in .Tags (printf "version=%s" (index $part 2)) }}

@@ -1,7 +1,8 @@
 -- nomadml's router metrics (see router.nomad.hcl): per backend, i.e. per model
 -- version of a line, the requests by path and status code and a latency histogram,
 -- timed from the moment HAProxy has parsed the request to the moment its answer
--- leaves, the router's own answers (503 with no server, 504) included. Served as
+-- leaves, the router's 504s included; answers no server gave (the router's 503 when
+-- a backend has no usable server) are counted apart, per backend. Served as
 -- Prometheus text at /nomadml-router/metrics. lua-load: one Lua state shared by
 -- HAProxy's threads, so the counters are the process's (a reload starts at zero, which
 -- the readers take as a counter reset).
@@ -67,6 +68,12 @@ core.register_fetches("nomadml_observe", function(txn)
     s = { backend = backend, path = path, codes = {}, buckets = {}, count = 0, sum = 0 }
     for i = 1, #bounds do s.buckets[i] = 0 end
     series[key] = s
+  end
+  -- No server answered (none usable in the backend): the router's own 503, counted
+  -- apart, so that no gate blames a version for the router's lack of a server.
+  if txn.f:srv_name() == nil then
+    s.nosrv = (s.nosrv or 0) + 1
+    return ""
   end
   if txn:get_var("txn.nomadml_probe") ~= nil then s.probes = (s.probes or 0) + 1 end
   local code = tostring(txn.f:status() or 0)
@@ -226,11 +233,12 @@ local function labels(s)
   return string.format('backend="%s",path="%s"', s.backend, path)
 end
 
-local function probe_metrics(out)
-  table.insert(out, "# TYPE nomadml_router_probe_requests_total counter")
+-- Per series, a count kept apart from its requests: probes, answers with no server.
+local function apart_metrics(out, name, field)
+  table.insert(out, "# TYPE " .. name .. " counter")
   for _, s in pairs(series) do
-    if s.probes then
-      table.insert(out, string.format("nomadml_router_probe_requests_total{%s} %d", labels(s), s.probes))
+    if s[field] then
+      table.insert(out, string.format("%s{%s} %d", name, labels(s), s[field]))
     end
   end
 end
@@ -258,7 +266,8 @@ core.register_service("nomadml_metrics", "http", function(applet)
       table.insert(out, string.format('nomadml_router_predictions_total{%s,label="%s"} %d', labels(s), shown, n))
     end
   end
-  probe_metrics(out)
+  apart_metrics(out, "nomadml_router_probe_requests_total", "probes")
+  apart_metrics(out, "nomadml_router_nosrv_requests_total", "nosrv")
   shadow_metrics(out)
   local body = table.concat(out, "\n") .. "\n"
   applet:set_status(200)

@@ -6,8 +6,14 @@ from __future__ import annotations
 import pytest
 
 from nomadml.core.metrics import Snapshot, parse
-from nomadml.core.router_metrics import per_backend, router_names
-from nomadml.core.routing import backend_name
+from nomadml.core.router_metrics import (
+    per_backend,
+    router_names,
+    unserved,
+    unserved_text,
+    unserved_versions,
+)
+from nomadml.core.routing import Line, Split, backend_name
 
 SCRAPE = """\
 # TYPE nomadml_router_requests_total counter
@@ -63,3 +69,25 @@ nomadml_router_predictions_total{backend="iris_v1_1_1_0",path="/other",label="se
         ("virginica", 60.0),
     )
     assert found[backend_name("iris-v1", "1.1.0")].predictions == (("setosa", 5.0),)
+
+
+NOSRV = """\
+# TYPE nomadml_router_nosrv_requests_total counter
+nomadml_router_nosrv_requests_total{backend="iris_v1_1_2_0",path="/predict"} 40
+nomadml_router_nosrv_requests_total{backend="iris_v1_1_2_0",path="/health"} 2
+nomadml_router_nosrv_requests_total{backend="other_v1_1_0_0",path="/predict"} 3
+"""
+
+
+def test_the_routers_own_answers_are_counted_apart_and_shown_per_version() -> None:
+    """Answers with no server (the router's 503) are not the version's: no snapshot
+    (so no gate) reads them, but they are summed per backend for the operator."""
+    samples = parse(SCRAPE + NOSRV)
+    found = per_backend(samples, router_names("/predict"))
+    assert found[backend_name("iris-v1", "1.2.0")] == Snapshot()
+    assert unserved(samples) == {"iris_v1_1_2_0": 42, "other_v1_1_0_0": 3}
+    line = Line("iris-v1", 1, (Split("1.0.0", 50), Split("1.2.0", 50)))
+    assert unserved_versions(line, unserved(samples)) == {"1.2.0": 42}
+    assert unserved_text("1.2.0", 42).startswith(
+        "42 request(s) for 1.2.0 answered 503 by the router itself: no server of 1.2.0 was up"
+    )

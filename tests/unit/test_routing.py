@@ -76,8 +76,10 @@ def test_a_sticky_split_hashes_the_key_and_falls_back_to_the_counter() -> None:
         "if { req.hdr(X-User) -m len gt 0 }",
         "  http-request set-var(txn.ab1) var(txn.roll) unless { var(txn.ab1) -m found }",
     ]
-    assert "  use_backend iris_v1_1_1_0 if !versioned { var(txn.ab1) -m int lt 50 }" in rules
-    assert "  use_backend iris_v1_1_2_0 if !versioned { var(txn.ab1) -m int lt 100 }" in rules
+    for backend, until in (("iris_v1_1_1_0", 50), ("iris_v1_1_2_0", 100)):
+        guard = f"{{ nbsrv({backend}) gt 0 }}"
+        pick = f"{{ var(txn.ab1) -m int lt {until} }} {guard}"
+        assert f"  use_backend {backend} if !versioned {pick}" in rules
     assert not any("txn.roll) -m int" in rule for rule in rules)  # the split follows the key
     assert from_variable("iris", items) == _table(AB)
 
@@ -117,3 +119,41 @@ def test_a_hand_edited_variable_is_refused() -> None:
     edited["routes"] = edited["routes"].replace("lt 95", "lt 50")
     with pytest.raises(BadInput, match="router rules do not match its table"):
         from_variable("iris", edited)
+
+
+def test_a_weighted_pick_needs_a_server_else_the_line_serves_it() -> None:
+    """The race of a render that carries a weight for a version whose backend has no
+    usable server yet: the pick applies only while its backend has one; then the
+    line's other weighted versions (heaviest first) take it; only if none has a
+    server does the heaviest's empty backend answer (the router's 503)."""
+    line = Line("iris-v1", 1, (Split("1.0.0", 50), Split("1.1.0", 50), Split("1.2.0", 0)))
+    rules = [r.strip() for r in check(_table(line)).as_variable()["routes"].splitlines()]
+    use = [r for r in rules if r.startswith("use_backend") and "txn.ver) -m str 1." not in r]
+    picked = [r for r in use if "var(txn.ver)" in r]  # a request naming major 1
+    assert picked == [
+        "use_backend iris_v1_1_0_0 if { var(txn.ver) -m str 1 } "
+        "{ var(txn.roll) -m int lt 50 } { nbsrv(iris_v1_1_0_0) gt 0 }",
+        "use_backend iris_v1_1_1_0 if { var(txn.ver) -m str 1 } "
+        "{ var(txn.roll) -m int lt 100 } { nbsrv(iris_v1_1_1_0) gt 0 }",
+        "use_backend iris_v1_1_0_0 if { var(txn.ver) -m str 1 } { nbsrv(iris_v1_1_0_0) gt 0 }",
+        "use_backend iris_v1_1_1_0 if { var(txn.ver) -m str 1 } { nbsrv(iris_v1_1_1_0) gt 0 }",
+        "use_backend iris_v1_1_0_0 if { var(txn.ver) -m str 1 }",
+    ]
+    # The same for requests naming nothing (the default line); a weight-0 version (a
+    # shadow, a held-back canary) is never a fallback; exact versions are not guarded.
+    unversioned = [r for r in use if "!versioned" in r]
+    assert [r.replace("!versioned", "{ var(txn.ver) -m str 1 }") for r in unversioned] == picked
+    assert not any("iris_v1_1_2_0" in r for r in use)
+    assert "use_backend iris_v1_1_1_0 if { var(txn.ver) -m str 1.1.0 }" in rules
+    # One weighted version: no other to fall to, its empty backend answers.
+    alone = check(_table(V2, default=2)).as_variable()["routes"].splitlines()
+    assert alone[-2:] == [
+        "  use_backend iris_v2_2_0_0 if { var(txn.ver) -m str 2 }",
+        "  use_backend iris_v2_2_0_0 if !versioned",
+    ]
+
+
+def test_a_table_written_before_the_server_guard_is_still_read() -> None:
+    old = check(_table(V1)).as_variable(guarded=False)
+    assert "nbsrv" not in old["routes"]
+    assert from_variable("iris", old) == _table(V1)
