@@ -62,6 +62,9 @@ class Mirror:
     # What of the two answers must be identical: from the "predictions" key on, the
     # predicted labels only ("label" fields, in order), or the whole body.
     compare: str = "predictions"  # one of COMPARE
+    # Numbers in the compared parts agree within this, absolute or relative (JSON
+    # strings, e.g. labels, and the rest of the text stay exact); 0: exact text.
+    tolerance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class RoutingTable:
                     "compare": line.mirror.compare,
                     "backend": backend_name(line.job, line.mirror.version),
                 }
+                if line.mirror.tolerance:
+                    entry["mirror"]["tolerance"] = line.mirror.tolerance
             lines.append(entry)
         table = {"model": self.model, "default_major": self.default_major, "lines": lines}
         known = " ".join(
@@ -227,10 +232,12 @@ def _mirror_rules(line: dict[str, Any], default: bool) -> list[str]:
     pick = f"{{ var(txn.roll) -m int lt {mirror['share']} }}"
     rules = [f"{mark} {{ var(txn.ver) -m str {line['major']} }} {pick}"]
     rules += [f"{mark} !versioned {pick}"] if default else []
+    told = f"if {{ var(txn.mirror) -m str {mirror['backend']} }}"
     if mirror["compare"] != "predictions":  # what the replay compares (Lua's default)
+        rules.append(f"  http-request set-var(txn.mirror_compare) str({mirror['compare']}) {told}")
+    if mirror.get("tolerance"):  # numbers within it agree (Lua's default: exact text)
         rules.append(
-            f"  http-request set-var(txn.mirror_compare) str({mirror['compare']}) "
-            f"if {{ var(txn.mirror) -m str {mirror['backend']} }}"
+            f"  http-request set-var(txn.mirror_tolerance) str({mirror['tolerance']:g}) {told}"
         )
     return rules
 
@@ -278,6 +285,8 @@ COMPARE = ("predictions", "labels", "body")
 def _check_mirror(where: str, line: Line, mirror: Mirror) -> None:
     if mirror.compare not in COMPARE:
         raise BadInput(f"{where}: mirror compare {mirror.compare!r} is not one of {COMPARE}")
+    if not 0 <= mirror.tolerance <= 1:
+        raise BadInput(f"{where}: mirror tolerance {mirror.tolerance:g} is not 0..1")
     if not 0 < mirror.share <= 100:
         raise BadInput(f"{where}: mirror share of {mirror.version} is {mirror.share}%, not 1..100")
     weight = {s.version: s.weight for s in line.splits}.get(mirror.version)
@@ -328,7 +337,8 @@ def parse_weights(job: str, major: int, words: list[str], mirror: str | None = N
 
 
 def _mirror(raw: Mapping[str, Any]) -> Mirror:
-    return Mirror(str(raw["version"]), int(raw["share"]), str(raw.get("compare", "predictions")))
+    compare = str(raw.get("compare", "predictions"))
+    return Mirror(str(raw["version"]), int(raw["share"]), compare, float(raw.get("tolerance", 0)))
 
 
 def from_variable(model: str, items: Mapping[str, Any]) -> RoutingTable:

@@ -99,6 +99,7 @@ class Shadow:
     max_latency_ms: float  # the shadow's p95
     timeout: str  # without min_requests by then: inconclusive
     compare: str  # predictions | labels | body: what must be identical
+    tolerance: float = 0.0  # numbers agree within it (absolute or relative); 0: exact
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,10 @@ SCHEMA: Schema = {
             # What must be identical: the answer from its "predictions" key on, only
             # the predicted labels ("label" fields, in order), or the whole body.
             "compare": Field("str", "predictions", (one_of("predictions", "labels", "body"),)),
+            # Numbers in the compared answers agree within this (absolute or relative):
+            # a regression's or a probability's last digits may differ; labels (JSON
+            # strings) and everything else must still be identical. 0: exact text.
+            "tolerance": Field("float", 0.0, (between(0, 1),)),
         },
     },
     "restart": {

@@ -60,7 +60,7 @@ class ShadowPhase:
             self.line,
             major,
             (Split(self.stable, 100), Split(self.canary, 0)),
-            mirror=Mirror(self.canary, self.rule.share, self.rule.compare),
+            mirror=Mirror(self.canary, self.rule.share, self.rule.compare, self.rule.tolerance),
         )
         try:
             router.set_line(self.api, self.model, line)

@@ -137,7 +137,8 @@ core.register_action("nomadml_mirror", { "http-res" }, function(txn)
   end
   shadow_tail = shadow_tail + 1
   local compare = txn:get_var("txn.mirror_compare")
-  shadow_queue[shadow_tail] = { backend = backend, req = req, answer = answer, compare = compare }
+  local tolerance = tonumber(txn:get_var("txn.mirror_tolerance") or "")
+  shadow_queue[shadow_tail] = { backend = backend, req = req, answer = answer, compare = compare, tolerance = tolerance }
 end, 0)
 
 -- What is compared (the mirror's compare): by default a JSON answer from its
@@ -157,6 +158,46 @@ local function comparable(body, compare)
     if #found > 0 then return table.concat(found, "\n") end
   end
   return prediction_part(body)
+end
+
+-- With a tolerance: the text with its JSON numbers taken out, and the numbers. JSON
+-- strings (labels) are kept whole in the text, digits and all.
+local function shape_and_numbers(text)
+  local shape, numbers, i, n = {}, {}, 1, string.len(text)
+  while i <= n do
+    local c = string.sub(text, i, i)
+    local s, e = string.find(text, "^%-?%d+%.?%d*[eE]?[-+]?%d*", i)
+    if c == '"' then
+      local j = i + 1
+      while j <= n and string.sub(text, j, j) ~= '"' do
+        j = j + (string.sub(text, j, j) == "\\" and 2 or 1)
+      end
+      table.insert(shape, string.sub(text, i, j))
+      i = j + 1
+    elseif s ~= nil and tonumber(string.sub(text, s, e)) ~= nil then
+      table.insert(numbers, tonumber(string.sub(text, s, e)))
+      table.insert(shape, "#")
+      i = e + 1
+    else
+      table.insert(shape, c)
+      i = i + 1
+    end
+  end
+  return table.concat(shape), numbers
+end
+
+-- Numbers agree within the tolerance, absolute or relative; the rest must be identical.
+local function agree(a, b, tolerance)
+  if tolerance == nil or tolerance <= 0 then return a == b end
+  local shape_a, numbers_a = shape_and_numbers(a)
+  local shape_b, numbers_b = shape_and_numbers(b)
+  if shape_a ~= shape_b then return false end
+  for k, x in ipairs(numbers_a) do
+    local y = numbers_b[k]
+    local diff = math.abs(x - y)
+    if diff > tolerance and diff > tolerance * math.max(math.abs(x), math.abs(y)) then return false end
+  end
+  return true
 end
 
 local function shadow_server(backend)
@@ -192,7 +233,7 @@ local function shadow_replay(item)
   local took = (micros() - t0) / 1000000
   if not ok or res == nil or res.status == nil or res.status < 200 or res.status > 299 then
     s.outcomes.error = s.outcomes.error + 1
-  elseif comparable(res.body or "", item.compare) == comparable(item.answer, item.compare) then
+  elseif agree(comparable(res.body or "", item.compare), comparable(item.answer, item.compare), item.tolerance) then
     s.outcomes.agree = s.outcomes.agree + 1
   else
     s.outcomes.disagree = s.outcomes.disagree + 1

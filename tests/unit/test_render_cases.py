@@ -75,6 +75,7 @@ ERROR_KINDS: dict[str, tuple[type[NomadMLError], str]] = {
     "probe-without-instances": (SpecError, r": gates\.probe\.instances: name a JSON file"),
     "shadow-share": (SpecError, r": update\.shadow\.share: must be between 0 and 100, got "),
     "shadow-agreement": (SpecError, r": update\.shadow\.min_agreement: must be between 0 and 1"),
+    "shadow-tolerance": (SpecError, r": update\.shadow\.tolerance: must be between 0 and 1"),
     "shadow-without-steps": (SpecError, r": update\.shadow\.share: a shadow phase runs at"),
     "template-syntax": (TemplateError, r"^<case>/\S+\.hcl:\d+: .+ \(in: .+\)$"),
     "template-undefined": (TemplateError, r"^<case>/\S+\.hcl:\d+: .*undefined.* \(in: .+\)$"),

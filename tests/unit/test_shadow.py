@@ -74,6 +74,22 @@ def test_what_the_replay_compares_is_told_by_the_table() -> None:
         check(_line(Mirror("1.1.0", 20, "labels; x")))
 
 
+def test_a_numeric_tolerance_is_told_by_the_table() -> None:
+    """[update.shadow] tolerance: the replay compares numbers within it (absolute or
+    relative; JSON strings such as labels stay exact; checked on the router's HAProxy
+    2.6.12: 0.123456789 vs 0.123456790 agree at 1e-6 and disagree at 0; 0.1234 vs
+    0.1235 disagree; class_1 vs class_10 disagree)."""
+    mirror = Mirror("1.1.0", 20, "predictions", 1e-6)
+    items = check(_line(mirror)).as_variable()
+    told = "  http-request set-var(txn.mirror_tolerance) str(1e-06) if"
+    assert f"{told} {{ var(txn.mirror) -m str iris_v1_1_1_0 }}" in items["routes"].splitlines()
+    assert from_variable("iris", items).lines[0].mirror == mirror
+    assert "mirror_tolerance" not in check(_line(Mirror("1.1.0", 20))).as_variable()["routes"]
+    with pytest.raises(BadInput, match=r"mirror tolerance 2 is not 0\.\.1"):
+        check(_line(Mirror("1.1.0", 20, "predictions", 2.0)))
+    assert RULE.tolerance == 0.0  # exact text unless the spec says otherwise
+
+
 def test_a_hand_edited_mirror_is_refused() -> None:
     items = check(_line(Mirror("1.1.0", 20))).as_variable()
     items["routes"] = items["routes"].replace("lt 20", "lt 90")
