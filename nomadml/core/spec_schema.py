@@ -368,6 +368,16 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
         )
     if up["shadow"]["share"] and up["canary"] == 0:
         problems.append(("update.shadow.share", "needs update.canary >= 1 (the shadow)"))
+    if up["steps"] and up["steps"][0] == 100 and data["gates"]["judge"]["enabled"]:
+        # The judge compares canary with stable; at 100% stable serves no one, so there
+        # is nothing to compare and the rollout could only wait for its deadline.
+        problems.append(
+            (
+                "update.steps",
+                f"{up['steps']} with gates.judge: at 100% stable serves no one, so the judge "
+                "has nothing to compare the canary with; start below 100 (e.g. [50, 100])",
+            )
+        )
     srv = data["serving"]
     if srv["driver"] == "exec" and srv["image"] != REFERENCE_SERVER:
         problems.append(

@@ -77,6 +77,7 @@ ERROR_KINDS: dict[str, tuple[type[NomadMLError], str]] = {
     "shadow-agreement": (SpecError, r": update\.shadow\.min_agreement: must be between 0 and 1"),
     "shadow-tolerance": (SpecError, r": update\.shadow\.tolerance: must be between 0 and 1"),
     "shadow-without-steps": (SpecError, r": update\.shadow\.share: a shadow phase runs at"),
+    "judge-steps-start-at-100": (SpecError, r": update\.steps: \[100\] with gates\.judge: at 100%"),
     "template-syntax": (TemplateError, r"^<case>/\S+\.hcl:\d+: .+ \(in: .+\)$"),
     "template-undefined": (TemplateError, r"^<case>/\S+\.hcl:\d+: .*undefined.* \(in: .+\)$"),
     "template-sandbox": (TemplateError, r"^<case>/\S+\.hcl:\d+: .* is unsafe\. \(in: .+\)$"),
