@@ -104,6 +104,44 @@ class VersionStory:
 
 
 @dataclass(frozen=True)
+class ShadowLook:
+    """One look of the shadow phase: what the routers compared so far (cumulative)."""
+
+    at: float
+    verdict: str
+    compared: int
+    agreed: int
+    errors: int
+    dropped: int
+    agreement: float | None
+    latency_ms: float | None
+    reason: str
+
+
+def shadow_looks(gates: Sequence[Mapping[str, Any]]) -> tuple[ShadowLook, ...]:
+    """The shadow phase's looks (it runs first: its clock is the rollout's)."""
+    looks = []
+    for g in gates:
+        if g.get("phase") != "shadow":
+            continue
+        v = g.get("values") or {}
+        looks.append(
+            ShadowLook(
+                _number(g.get("t")) or 0.0,
+                str(g.get("verdict") or ""),
+                int(_number(v.get("shadow_compared")) or 0),
+                int(_number(v.get("shadow_agreed")) or 0),
+                int(_number(v.get("shadow_errors")) or 0),
+                int(_number(v.get("shadow_dropped")) or 0),
+                _number(v.get("shadow_agreement")),
+                _number(v.get("shadow_latency_ms")),
+                "; ".join(str(r) for r in g.get("reasons") or []),
+            )
+        )
+    return tuple(looks)
+
+
+@dataclass(frozen=True)
 class RolloutReport:
     line: str
     model: str
@@ -123,6 +161,7 @@ class RolloutReport:
     judge: JudgeEvidence | None
     limits: tuple[tuple[str, float], ...]  # the threshold gates' limits (no judge)
     versions: tuple[VersionStory, ...]
+    shadow: tuple[ShadowLook, ...] = ()  # the shadow phase's looks, before any step
 
 
 def choose_rollout(
@@ -293,4 +332,5 @@ def assemble(
         judge=_judge(gates),
         limits=() if _judge(gates) else _limits(gates),
         versions=tuple(stories),
+        shadow=shadow_looks(gates),
     )

@@ -207,6 +207,36 @@ def _evidence(r: RolloutReport) -> str:
     return intro + _table(header, rows)
 
 
+def _shadow(r: RolloutReport) -> str:
+    """The shadow phase (before any canary step): the canary served no one; the router
+    replayed a share of the line's requests to it and compared its answers."""
+    if not r.shadow:
+        return ""
+    last = r.shadow[-1]
+    intro = (
+        "<h2>Shadow phase</h2><p>Before its first step the canary served no one: the router "
+        "replayed a share of the line's requests to it, compared each answer with the one "
+        f"the client got from stable and discarded it. Last look: <strong>"
+        f"{html.escape(last.verdict)}</strong>, agreed on {last.agreed} of {last.compared} "
+        f"compared answers ({_fmt(None if last.agreement is None else 100 * last.agreement, '%')})"
+        f"{'. ' + html.escape(last.reason) if last.reason else ''}.</p>"
+    )
+    rows = [
+        (
+            f"{k.at:g}",
+            k.verdict,
+            f"{k.agreed} / {k.compared}",
+            _fmt(None if k.agreement is None else 100 * k.agreement, "%"),
+            k.errors,
+            k.dropped,
+            _fmt(k.latency_ms, " ms"),
+        )
+        for k in r.shadow
+    ]
+    header = ("s", "verdict", "agreed / compared", "agreement", "errors", "dropped", "p95")
+    return intro + _table(header, rows)
+
+
 def _versions(r: RolloutReport) -> str:
     parts = []
     for v in r.versions:
@@ -269,6 +299,7 @@ def render_page(r: RolloutReport) -> str:
 <h1>{html.escape(title)}</h1>
 <p class="outcome">{html.escape(r.reason)}</p>
 <h2>Rollout</h2>{_summary(r)}
+{_shadow(r)}
 <h2>Canary vs stable over time</h2>
 <p>Each point is one look of the gates ({html.escape(counted)}); the triangles along the top
 mark every look's verdict, the dashed line the decision.</p>

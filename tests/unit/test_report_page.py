@@ -240,3 +240,29 @@ def test_canary_steps_are_marked_on_both_charts() -> None:
     page = render_page(report)
     for share in (20, 100):
         assert page.count(f"> canary {share}%</text>") == 2  # on both charts
+
+
+def test_the_shadow_phase_has_its_own_section() -> None:
+    def shadow(t: float, verdict: str, agreed: int, compared: int) -> dict[str, Any]:
+        values = {
+            "shadow_compared": compared, "shadow_agreed": agreed, "shadow_errors": 1,
+            "shadow_dropped": 2, "shadow_agreement": agreed / compared, "shadow_latency_ms": 4.5,
+        }  # fmt: skip
+        reasons = ["in the shadow phase: agreed on too few"] if verdict == "fail" else []
+        return {"t": t, "phase": "shadow", "verdict": verdict, "values": values,
+                "reasons": reasons, "source": "router"}  # fmt: skip
+
+    result = _result()
+    result.gates = [shadow(5.0, "pending", 30, 40), shadow(10.0, "fail", 40, 50)]
+    report = assemble("iris-v1", "iris", 1, {"kind": "deploy", **result.as_record()}, [], {}, [])
+    assert [(k.at, k.verdict, k.agreed, k.compared, k.dropped) for k in report.shadow] == [
+        (5.0, "pending", 30, 40, 2),
+        (10.0, "fail", 40, 50, 2),
+    ]
+    assert report.looks == ()  # the shadow's looks are not canary-vs-stable looks
+    page = render_page(report)
+    assert "<h2>Shadow phase</h2>" in page
+    assert "Last look: <strong>fail</strong>, agreed on 40 of 50 compared answers (80%)" in page
+    assert "<td>30 / 40</td><td>75%</td><td>1</td><td>2</td><td>4.5 ms</td>" in page
+    plain = assemble("iris-v1", "iris", 1, {"kind": "deploy", **_result().as_record()}, [], {}, [])
+    assert "Shadow phase" not in render_page(plain)
