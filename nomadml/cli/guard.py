@@ -56,12 +56,22 @@ def guard(
 
     if sum((bool(line), every, register)) != 1:
         raise BadInput("guard: give one of LINE, --all or --up")
+    if not register:  # options of the guard job only: ignoring one would hide a typo
+        for name, option in (
+            ("driver", "--driver"),
+            ("image", "--image"),
+            ("task_api", "--task-api"),
+        ):
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+                raise BadInput(f"guard: {option} applies only with --up")
     api = nomad_client(ctx)
     if register:
         from nomadml.engine.guard_service import up
 
         job = up(api, model, driver, image, task_api=task_api)
         click.echo(f"{job.job_id}: version {job.version}, watching {model or 'every model'}")
+        if job.note:
+            click.echo(f"note: {job.note}", err=True)
         return
     printer = Printer("json" if as_json else "auto")
     if every:

@@ -154,3 +154,17 @@ def test_the_guard_job_reaches_nomad_through_its_task_api_when_asked() -> None:
     assert 'NOMAD_ADDR = "unix://$${NOMAD_SECRETS_DIR}/api.sock"' in hcl
     plain = render_guard("m-guard", "m", "raw_exec", "", "https://127.0.0.1:4646")
     assert "identity" not in plain and 'NOMAD_ADDR = "https://127.0.0.1:4646"' in plain
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        ([LINE, "--task-api"], "--task-api"),
+        (["--all", "--image", "x"], "--image"),
+        ([LINE, "--driver", "docker"], "--driver"),
+    ],
+)
+def test_the_guard_job_s_options_are_refused_without_up(args: list[str], option: str) -> None:
+    run = CliRunner().invoke(main, ["--address", "http://127.0.0.1:9", "guard", *args])
+    assert run.exit_code == 2, run.output
+    assert run.output.strip() == f"nomadml: error: guard: {option} applies only with --up"
