@@ -5,6 +5,7 @@ least-privilege policies nomadml ships (`nomadml policy NAME`). Pure."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # (method, path pattern) -> the capability, in Nomad's policy words. First match wins.
 _NEEDS: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
@@ -56,3 +57,21 @@ def needed(method: str, path: str, prefix: str = "") -> str | None:
         if want == method.upper() and found:
             return need.format(path=found.groupdict().get("path", ""), prefix=prefix or "*")
     return None
+
+
+def bind_command(kind: str, namespace: str, job_id: str, name: str) -> str:
+    """The shell line that binds the shipped policy `kind` to a job's workload identity."""
+    apply = f"nomad acl policy apply -namespace {namespace} -job {job_id} {name} -"
+    return f"nomadml policy {kind} | {apply}"
+
+
+def bound_to(policies: list[dict[str, Any]], namespace: str, job_id: str) -> list[str]:
+    """The names of the policies (as /v1/acl/policies lists them) bound to the job's
+    workload identity: the whole job, or one of its groups or tasks."""
+    return [
+        str(policy.get("Name"))
+        for policy in policies
+        if (acl := policy.get("JobACL") or {})
+        and acl.get("JobID") == job_id
+        and (acl.get("Namespace") or "default") == namespace
+    ]

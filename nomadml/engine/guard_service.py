@@ -21,6 +21,7 @@ from nomadml.engine.guard import bake
 from nomadml.engine.guard_record import armed
 from nomadml.engine.lines import managed_jobs
 from nomadml.engine.prepare import parse_and_validate
+from nomadml.engine.workload_policy import require_bound_policy
 from nomadml.errors import BadInput, NomadMLError, NotOwned
 from nomadml.events import Emit, Event, discard
 
@@ -32,6 +33,7 @@ ACTIVE = ("baking", "rolling-back")
 class GuardJob:
     job_id: str
     version: int
+    note: str = ""  # what could not be checked (a policy bound to the job)
 
 
 def watch_all(
@@ -98,7 +100,8 @@ def up(
 ) -> GuardJob:
     """Register the always-on guard as a service job (one model's, or every model's).
     `task_api`: it reaches Nomad through its own agent's Task API with its workload
-    identity (a cluster with ACLs and mutual TLS: nothing secret in the job)."""
+    identity (a cluster with ACLs and mutual TLS: nothing secret in the job); with ACLs
+    on, a policy must be bound to the job first (else nothing is registered)."""
     if driver == "docker" and not image:
         raise BadInput("--image: the docker driver needs an image holding nomadml")
     job_id = f"{model}-guard" if model else "nomadml-guard"
@@ -107,9 +110,13 @@ def up(
     job = parse_and_validate(api, hcl, job_id)
     existing = api.job(job_id)
     _check_owner(job_id, existing)
+    # Without a bound policy every call the guard makes would be refused, seen only in
+    # its log: refused here, before anything is registered.
+    name = f"nomadml-guard-{model}" if model else "nomadml-guard"
+    note = require_bound_policy(api, job_id, "operator", name) if task_api else ""
     enforce = int(existing["JobModifyIndex"]) if existing else 0
     register_exclusively(api, job, enforce_index=enforce, source=hcl)
-    return GuardJob(job_id, int((api.job(job_id) or {}).get("Version", 0)))
+    return GuardJob(job_id, int((api.job(job_id) or {}).get("Version", 0)), note)
 
 
 def _check_owner(job_id: str, existing: dict[str, Any] | None) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from nomadml.adapters.job_lock import register_exclusively
 from nomadml.adapters.metric_scrape import router_counts
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.acl import bind_command
 from nomadml.core.jobs import render_router, routes_variable
 from nomadml.core.plan import check_owner
 from nomadml.core.routing import Line, RoutingTable, Split, check, from_variable
@@ -240,8 +241,7 @@ def _held_by_the_table(api: NomadAPI, model: str) -> tuple[str, str] | None:
 def _unreadable_table(model: str, namespace: str) -> str:
     return (
         f"{model}-router cannot read its routing table {routes_variable(model)}: its workload "
-        "identity needs the router policy (nomadml policy router | nomad acl policy apply "
-        f"-namespace {namespace} -job {model}-router nomadml-router-{model} -)"
+        f"identity needs the router policy ({command})"
     )
 
 
@@ -252,6 +252,7 @@ def show(api: NomadAPI, model: str) -> RouterState:
         addresses.append(f"http://{reg['Address']}:{reg['Port']}")
     healthy = _healthy(api, model, addresses)
     items = (api.get_variable(routes_variable(model)) or {}).get("Items") or {}
+    command = bind_command("router", namespace, f"{model}-router", f"nomadml-router-{model}")
     written = f"{items.get('check')} {items.get('written')}"
     stale = tuple(a for a in healthy if _serves(a) != written)
     nosrv = router_counts(api, model, "/").unserved if healthy else {}
