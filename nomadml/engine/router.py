@@ -239,6 +239,7 @@ def _held_by_the_table(api: NomadAPI, model: str) -> tuple[str, str] | None:
 
 
 def _unreadable_table(model: str, namespace: str) -> str:
+    command = bind_command("router", namespace, f"{model}-router", f"nomadml-router-{model}")
     return (
         f"{model}-router cannot read its routing table {routes_variable(model)}: its workload "
         f"identity needs the router policy ({command})"
@@ -252,7 +253,6 @@ def show(api: NomadAPI, model: str) -> RouterState:
         addresses.append(f"http://{reg['Address']}:{reg['Port']}")
     healthy = _healthy(api, model, addresses)
     items = (api.get_variable(routes_variable(model)) or {}).get("Items") or {}
-    command = bind_command("router", namespace, f"{model}-router", f"nomadml-router-{model}")
     written = f"{items.get('check')} {items.get('written')}"
     stale = tuple(a for a in healthy if _serves(a) != written)
     nosrv = router_counts(api, model, "/").unserved if healthy else {}
