@@ -570,12 +570,37 @@ def bench_fleet(sizes: list[int], workers: int) -> None:
         )
 
 
+FIGURES = ("cli", "render", "bootstrap", "deploy", "watch", "rollback", "fleet", "router")
+
+
+def _positive(text: str) -> int:
+    """A count of at least 1 (argparse puts the option's name before the message)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _positives(text: str) -> list[int]:
+    return [_positive(word) for word in text.split(",")]
+
+
+def _figures(text: str) -> set[str]:
+    """Names from FIGURES: a misspelt one would run nothing and still exit 0."""
+    names = set(text.split(","))
+    unknown = sorted(names - set(FIGURES))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(FIGURES)}"
+        )
+    return names
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--bootstrap-mib", type=int, default=1024)
-    parser.add_argument("--fleet", default="50,200")
-    parser.add_argument("--only", default="cli,render,bootstrap,deploy,watch,rollback,fleet,router")
+    parser.add_argument("--repeat", type=_positive, default=5)
+    parser.add_argument("--bootstrap-mib", type=_positive, default=1024)
+    parser.add_argument("--fleet", type=_positives, default="50,200")
+    parser.add_argument("--only", type=_figures, default=",".join(FIGURES))
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "latest.json"))
     parser.add_argument(
         "--cluster",
@@ -585,7 +610,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.cluster:
         use_cluster()
-    only = set(args.only.split(","))
+    only: set[str] = args.only
     if "cli" in only:
         bench_cli(max(args.repeat, 10))
     if "render" in only:
@@ -601,7 +626,7 @@ def main() -> int:
     if "rollback" in only:
         bench_rollback(max(1, args.repeat // 3))
     if "fleet" in only:
-        bench_fleet([int(n) for n in args.fleet.split(",")], workers=8)
+        bench_fleet(args.fleet, workers=8)
     if "router" in only:
         from bench_router import bench_router
 
