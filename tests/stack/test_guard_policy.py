@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from stack.private_agent import NOMAD, Agent
+from private_agent import NOMAD, Agent
 
 from nomadml.cli.main import main
 from nomadml.errors import ExitCode
