@@ -29,6 +29,11 @@ the guard is for:
   the chance that a version no worse than stable (+ tolerance) is ever called a regression
   during the bake is at most alpha.
 
+Where the rollout had the sequential prediction gate ([gates.predictions] with the judge),
+the promoted version's predicted labels since the promotion are tested against stable's
+label counts from the rollout too (core/prediction_guard.py: anytime-valid at the gate's
+own alpha, on top of the judge's; the rollout's two-arm test cannot fire with one arm).
+
 Assumption (the guard's, on top of the judge's): stable's rate during the rollout is the rate
 the line had to keep; a change in the traffic itself after the rollout (a new kind of request)
 looks like a regression.
@@ -48,6 +53,7 @@ from typing import Any, Literal
 from nomadml.core.gates import GateConfig, evaluate, stats
 from nomadml.core.judge import Counts, JudgeConfig, Signal, evidence, slow_threshold
 from nomadml.core.metrics import Buckets, Snapshot, buckets_from_record, buckets_record
+from nomadml.core.prediction_guard import PredictionBaseline, check_predictions
 from nomadml.errors import BadInput
 
 __all__ = [
@@ -158,15 +164,20 @@ class Baseline:
     traffic: Snapshot
     slow_above_s: float | None = None
     latency_ms: float | None = None
+    # With the rollout's sequential prediction gate: stable's label counts (judge mode).
+    predictions: PredictionBaseline | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "requests": self.traffic.requests,
             "errors": self.traffic.errors,
             "buckets": buckets_record(self.traffic.buckets),
             "slow_above_s": self.slow_above_s,
             "latency_ms": self.latency_ms,
         }
+        if self.predictions is not None:
+            out["predictions"] = self.predictions.as_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Baseline:
@@ -174,10 +185,12 @@ class Baseline:
             buckets = buckets_from_record(data.get("buckets") or [])
             snap = Snapshot(float(data["requests"]), float(data["errors"]), buckets)
             slow, latency = data.get("slow_above_s"), data.get("latency_ms")
+            predicted = data.get("predictions")
             return cls(
                 snap,
                 None if slow is None else float(slow),
                 None if latency is None else float(latency),
+                None if predicted is None else PredictionBaseline.from_dict(predicted),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise BadInput(f"guard record: not a baseline ({err})") from None
@@ -192,6 +205,7 @@ class GuardState:
     log_r: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     seen: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # requests, bad
     failing: int = 0
+    predicted: Mapping[str, float] = field(default_factory=dict)  # by label, since promotion
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -201,6 +215,7 @@ class GuardState:
             },
             "seen": {k: list(v) for k, v in self.seen.items()},
             "failing": self.failing,
+            "predicted": dict(self.predicted),
         }
 
     @classmethod
@@ -217,6 +232,7 @@ class GuardState:
                     for k, v in dict(data.get("seen") or {}).items()
                 },
                 int(data.get("failing", 0)),
+                {str(k): float(v) for k, v in dict(data.get("predicted") or {}).items()},
             )
         except (TypeError, ValueError, IndexError) as err:
             raise BadInput(f"guard record: not a guard state ({err})") from None
@@ -347,8 +363,18 @@ def _judged(look: Look, baseline: Baseline, state: GuardState, cfg: GuardConfig)
         if crossed:
             regressed.append(signal)
     new = replace(state, looks=state.looks + 1, log_r=log_r, seen=seen)
-    evidence_data = {"compare": "judge", "alpha": cfg.judge.alpha, "signals": shown}
-    if regressed:
+    evidence_data: dict[str, Any] = {"compare": "judge", "alpha": cfg.judge.alpha, "signals": shown}
+    said: list[str] = []
+    if baseline.predictions is not None:
+        predicted = dict(state.predicted)
+        for label, n in look.block.predictions:
+            predicted[label] = predicted.get(label, 0.0) + n
+        new = replace(new, predicted=predicted)
+        check = check_predictions(baseline.predictions, predicted)
+        evidence_data["predictions"] = check.as_dict()
+        if check.shifted:
+            said.append(check.describe())
+    if regressed or said:
         parts = []
         for name in regressed:
             s = shown[name]
@@ -358,7 +384,8 @@ def _judged(look: Look, baseline: Baseline, state: GuardState, cfg: GuardConfig)
                 f"{_pct(s['baseline_rate'])} during the rollout (bound "
                 f"{_pct(s['baseline_bound'])}), log e {s['log_statistic']} >= {s['log_threshold']}"
             )
-        return GuardDecision("regressed", "regression: " + "; ".join(parts), new, evidence_data)
+        reason = "regression: " + "; ".join(parts + said)
+        return GuardDecision("regressed", reason, new, evidence_data)
     return _watch_or_clear(look, new, evidence_data, cfg)
 
 
@@ -425,7 +452,9 @@ def baseline_from_gates(records: Sequence[Mapping[str, Any]]) -> Baseline | None
             continue
         buckets, slow_above = _histogram_of(record)
         traffic = Snapshot(float(requests), errors, buckets)
-        return Baseline(traffic, slow_above_s=slow_above, latency_ms=latency_ms)
+        predicted = record.get("predictions")
+        predictions = PredictionBaseline.from_gate(predicted) if predicted else None
+        return Baseline(traffic, slow_above, latency_ms, predictions)
     return None
 
 

@@ -121,7 +121,15 @@ def arm(
     return data
 
 
-_METRIC_FIELDS = ("requests_total", "duration_seconds", "path_label", "path", "code_label")
+_METRIC_FIELDS = (
+    "requests_total",
+    "duration_seconds",
+    "path_label",
+    "path",
+    "code_label",
+    "predictions_total",  # the predicted labels, where the rollout had a prediction gate
+    "prediction_label",
+)
 
 
 class _Observer:
