@@ -179,6 +179,19 @@ def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | No
             f"mirrors traffic at the model's router): run `nomadml router up {spec.source}` "
             "first, or remove [update.shadow]"
         )
+    if line is not None and not stable:
+        # Split between versions (an A/B test, weights set by hand): no one stable
+        # version keeps the rest, so neither steps nor a shadow phase can run.
+        split = " ".join(f"{s.version}={s.weight}%" for s in line.splits)
+        if spec.update.shadow.share:
+            raise BadInput(
+                f"{spec.source}: update.shadow: the router splits {job_id} ({split}), so no "
+                f"one stable version is mirrored: route it to one first (`nomadml router "
+                f"weights {spec.name} {job_id} VERSION=100`), or remove [update.shadow]"
+            )
+        emit(Event("note", job_id, f"update.steps: the router splits this line ({split}); "
+                   "the canary count decides the canary's share"))  # fmt: skip
+        return None
     if not stable or stable[0] == prepared.release.version:
         emit(Event("note", job_id, "update.steps: no router routes this line yet; "
                    "the canary count decides the canary's share"))  # fmt: skip
