@@ -91,35 +91,54 @@ def weights(
 @click.argument("model")
 @click.option(
     "--split",
-    required=True,
-    help="The arms and their shares, adding to 100: e.g. 1.1.0=50,1.2.0=50 (one major).",
+    help="The arms and their shares, adding to 100: versions of one major (e.g. "
+    "1.1.0=50,1.2.0=50), or majors (e.g. 1=50,2=50) to split the requests naming no version.",
 )
 @click.option("--sticky-header", help="Keep a client on one arm by this header's value.")
 @click.option("--sticky-cookie", help="Keep a client on one arm by this cookie's value.")
+@click.option("--end", "end", is_flag=True, help="End the A/B experiment across majors.")
 @click.pass_context
 def ab(
     ctx: click.Context,
     model: str,
-    split: str,
+    split: str | None,
     sticky_header: str | None,
     sticky_cookie: str | None,
+    end: bool,
 ) -> None:
     """An A/B experiment: split MODEL's line between versions for good, each client kept
     on one arm by a hash of its header or cookie (no key: the plain split). Per-arm
     numbers in `nomadml status`; start and end in `nomadml model history`. It ends when
-    the line's weights are set again (`nomadml router weights`)."""
+    the line's weights are set again (`nomadml router weights`). With majors as arms
+    (1=50,2=50) the requests that name no version are split between the lines, each
+    line's own split applying within its share; `--end` ends that."""
     from nomadml.core.routing import sticky
     from nomadml.engine import experiment
     from nomadml.engine import router as engine
     from nomadml.errors import BadInput
 
+    if end:
+        if split or sticky_header or sticky_cookie:
+            raise BadInput("--end takes no --split or sticky key")
+        _print(engine.RouterState(model, [], experiment.end_across(nomad_client(ctx), model)))
+        return
+    if not split:
+        raise BadInput("an A/B split needs --split (or --end to end one across majors)")
     if (sticky_header is None) == (sticky_cookie is None):
         raise BadInput("an A/B split needs one of --sticky-header or --sticky-cookie")
     if sticky_header is not None:
         key = sticky("header", sticky_header)
     else:
         key = sticky("cookie", str(sticky_cookie))
-    table = experiment.start(nomad_client(ctx), model, split, key)
+    arms = [w.partition("=")[0].strip() for w in split.split(",") if w.strip()]
+    if any(a.isdigit() for a in arms) and not all(a.isdigit() for a in arms):
+        raise BadInput(
+            f"--split {split}: the arms are either versions of one major or majors, not both"
+        )
+    if arms and all(a.isdigit() for a in arms):  # majors: between lines
+        table = experiment.start_across(nomad_client(ctx), model, split, key)
+    else:
+        table = experiment.start(nomad_client(ctx), model, split, key)
     _print(engine.RouterState(model, [], table))
 
 
@@ -141,6 +160,10 @@ def _print(state: RouterState) -> None:
     if state.problem:
         click.echo(f"routing table: INVALID: {state.problem} (the router keeps its last good one)")
     if state.table is not None:
+        if state.table.across is not None:
+            across = state.table.across
+            click.echo(f"requests naming no version: A/B across majors {across}, sticky by "
+                       f"{across.sticky}")  # fmt: skip
         for line in state.table.lines:
             split = " ".join(f"{s.version}={s.weight}%" for s in line.splits)
             default = " (default)" if line.major == state.table.default_major else ""

@@ -33,7 +33,10 @@ def _experiment(ab: dict[str, Any]) -> list[str]:
     """A running A/B split, its arms as the routers counted them."""
     since = ab.get("counting_since")
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since)) if since else "(no router)"
-    head = f"  A/B sticky by {ab['sticky']}, {ab['path']} counted by {ab['routers']} router(s)"
+    across = f" across majors {ab['across']}" if ab.get("across") else ""
+    head = (
+        f"  A/B{across} sticky by {ab['sticky']}, {ab['path']} counted by {ab['routers']} router(s)"
+    )
     return [f"{head} since {when}:", *(f"    {arm}" for arm in ab["shown"])]
 
 

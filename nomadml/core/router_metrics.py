@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nomadml.core.metrics import MetricNames, Sample, Snapshot, quantile, snapshot
-from nomadml.core.routing import Line, backend_name
+from nomadml.core.metrics import MetricNames, Sample, Snapshot, merge, quantile, snapshot
+from nomadml.core.routing import Across, Line, RoutingTable, backend_name
 
 ROUTER_METRICS_PATH = "/nomadml-router/metrics"
 BACKEND_LABEL = "backend"
@@ -60,6 +60,21 @@ def unserved(samples: Iterable[Sample]) -> dict[str, int]:
         if sample.name == NOSRV and backend is not None:
             found[backend] += int(sample.value)
     return dict(found)
+
+
+def across_numbers(
+    table: RoutingTable, across: Across, counts: Mapping[str, Snapshot]
+) -> list[ArmNumbers]:
+    """Each arm of an A/B split across majors: its line's versions summed (every
+    request to the line, whether it named the major or was split to it)."""
+    arms = []
+    for major, weight in across.arms:
+        line = table.line(major)
+        versions = line.splits if line is not None else ()
+        job = line.job if line is not None else ""
+        snap = merge(counts.get(backend_name(job, s.version), Snapshot()) for s in versions)
+        arms.append(_arm(f"major {major}", weight, snap))
+    return arms
 
 
 def unserved_versions(line: Line, found: Mapping[str, int]) -> dict[str, int]:
@@ -121,15 +136,17 @@ def arm_numbers(line: Line, counts: Mapping[str, Snapshot]) -> list[ArmNumbers]:
         if not split.weight:
             continue
         snap = counts.get(backend_name(line.job, split.version), Snapshot())
-        latency = quantile(snap.buckets, LATENCY_PERCENTILE)
-        arms.append(
-            ArmNumbers(
-                split.version,
-                split.weight,
-                int(snap.requests),
-                int(snap.errors),
-                snap.errors / snap.requests if snap.requests else None,
-                None if latency is None else latency * 1000.0,
-            )
-        )
+        arms.append(_arm(split.version, split.weight, snap))
     return arms
+
+
+def _arm(name: str, weight: int, snap: Snapshot) -> ArmNumbers:
+    latency = quantile(snap.buckets, LATENCY_PERCENTILE)
+    return ArmNumbers(
+        name,
+        weight,
+        int(snap.requests),
+        int(snap.errors),
+        snap.errors / snap.requests if snap.requests else None,
+        None if latency is None else latency * 1000.0,
+    )

@@ -84,10 +84,30 @@ class Line:
 
 
 @dataclass(frozen=True)
+class Across:
+    """An A/B experiment across majors: the requests that name no version are split
+    between lines (majors) by a sticky key's hash (no key: the request counter); each
+    line's own split (its canary steps, its A/B) applies within its share. Requests that
+    name a major or a version keep their routes."""
+
+    arms: tuple[tuple[int, int], ...]  # (major, percent of the unversioned requests)
+    sticky: Sticky
+
+    @property
+    def seed(self) -> int:
+        split = " ".join(f"{major}={weight}" for major, weight in self.arms)
+        return int(hashlib.sha256(f"across {split}".encode()).hexdigest()[:8], 16) >> 1
+
+    def __str__(self) -> str:
+        return ",".join(f"{major}={weight}" for major, weight in self.arms)
+
+
+@dataclass(frozen=True)
 class RoutingTable:
     model: str
     lines: tuple[Line, ...]
     default_major: int
+    across: Across | None = None  # an A/B experiment between lines (unversioned requests)
 
     def line(self, major: int) -> Line | None:
         return next((line for line in self.lines if line.major == major), None)
@@ -124,6 +144,11 @@ class RoutingTable:
                     entry["mirror"]["tolerance"] = line.mirror.tolerance
             lines.append(entry)
         table = {"model": self.model, "default_major": self.default_major, "lines": lines}
+        if self.across is not None:
+            table["across"] = {
+                "arms": [{"major": m, "weight": w} for m, w in self.across.arms],
+                "sticky": {"kind": self.across.sticky.kind, "name": self.across.sticky.name},
+            }
         known = " ".join(
             sorted(
                 {str(line.major) for line in self.lines}
@@ -154,7 +179,7 @@ class RoutingTable:
         versions, heaviest first, so the router never answers 503 for a share it could
         serve. A request naming an exact version goes to that version or gets the
         router's 503 (counted apart from the version's own answers, see the Lua)."""
-        keys, exact, split, backends = [], [], [], []
+        keys, exact, split, backends = _across_rules(self.across, typed), [], [], []
         for line in lines:
             previous, roll = 0, "txn.roll"
             sticky = typed[line["major"]].sticky
@@ -186,6 +211,32 @@ class RoutingTable:
         if any("mirror" in line for line in lines):
             keys += MIRROR_CAPTURE
         return "\n".join(keys + exact + split), ";".join(backends)
+
+
+def _across_rules(across: Across | None, typed: dict[int, Line]) -> list[str]:
+    """A request naming no version is told a major (as if it had named it) by the
+    experiment's sticky hash (no key: at random, so that the request counter stays
+    independent for the line's own split); an arm whose line has no usable server is
+    passed over (then the next arm, or the default line, takes the request)."""
+    if across is None:
+        return []
+    fetch = f"req.{'hdr' if across.sticky.kind == 'header' else 'cook'}({across.sticky.name})"
+    rules = [  # no key: a random pick (the request counter stays the lines' own picks')
+        "  http-request set-var(txn.abx) rand(100) if !versioned",
+        f"  http-request set-var(txn.abx) {fetch},xxh32({across.seed}),mod(100) "
+        f"if !versioned {{ {fetch} -m len gt 0 }}",
+    ]
+    until = 0
+    for major, weight in across.arms:
+        until += weight
+        pick = f"!versioned {{ var(txn.abx) -m int lt {until} }}"
+        usable = " || ".join(  # HAProxy has no parentheses: (pick and a) or (pick and b)
+            f"{pick} {{ nbsrv({backend_name(typed[major].job, s.version)}) gt 0 }}"
+            for s in typed[major].splits
+            if s.weight
+        )
+        rules.append(f"  http-request set-var(txn.ver) str({major}) if {usable}")
+    return rules
 
 
 def _line_rules(use: str, major: int, condition: str, default: bool) -> list[str]:
@@ -276,7 +327,24 @@ def check(table: RoutingTable) -> RoutingTable:
             raise BadInput(f"{where}: weights {shown} add up to {total}, not 100")
         if line.mirror is not None:
             _check_mirror(where, line, line.mirror)
+    if table.across is not None:
+        _check_across(table, table.across)
     return table
+
+
+def _check_across(table: RoutingTable, across: Across) -> None:
+    where = f"routing table of {table.model}: A/B across majors {across}"
+    majors = [major for major, _ in across.arms]
+    if len(set(majors)) != len(majors):
+        raise BadInput(f"{where}: a major appears twice")
+    if len(majors) < 2 or any(not 0 < weight <= 100 for _, weight in across.arms):
+        raise BadInput(f"{where}: needs at least two majors, each with a share of 1..100")
+    if sum(weight for _, weight in across.arms) != 100:
+        raise BadInput(f"{where}: the shares add up to "
+                       f"{sum(w for _, w in across.arms)}, not 100")  # fmt: skip
+    missing = [str(major) for major in majors if table.line(major) is None]
+    if missing:
+        raise BadInput(f"{where}: no line for major {', '.join(missing)}")
 
 
 COMPARE = ("predictions", "labels", "body")
@@ -357,7 +425,18 @@ def from_variable(model: str, items: Mapping[str, Any]) -> RoutingTable:
             )
             for line in raw["lines"]
         )
-        table = RoutingTable(model, lines, int(raw["default_major"]))
+        across = raw.get("across")
+        table = RoutingTable(
+            model,
+            lines,
+            int(raw["default_major"]),
+            Across(
+                tuple((int(a["major"]), int(a["weight"])) for a in across["arms"]),
+                sticky(across["sticky"]["kind"], str(across["sticky"]["name"])),
+            )
+            if across
+            else None,
+        )
     except (KeyError, TypeError, ValueError) as err:
         raise BadInput(f"routing variable of {model} is not a routing table: {err}") from None
     check(table)

@@ -9,14 +9,15 @@ rollout's canary steps)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from nomadml.adapters.metric_scrape import router_counts
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.metrics import MetricNames
-from nomadml.core.router_metrics import ArmNumbers, arm_numbers, unserved_versions
-from nomadml.core.routing import Line, RoutingTable, Split, Sticky, parse_weights
+from nomadml.core.router_metrics import ArmNumbers, across_numbers, arm_numbers, unserved_versions
+from nomadml.core.routing import Across, Line, RoutingTable, Split, Sticky, check, parse_weights
 from nomadml.core.spec import parse_version
 from nomadml.engine import router
 from nomadml.errors import BadInput
@@ -51,6 +52,65 @@ def start(api: NomadAPI, model: str, split: str, sticky: Sticky) -> RoutingTable
         model, "ab-start", shown, {"line": job, "split": shown, "sticky": str(sticky)}
     )
     return table
+
+
+def start_across(api: NomadAPI, model: str, split: str, sticky: Sticky) -> RoutingTable:
+    """Split the requests that name no version between lines (majors), e.g. `1=50,2=50`,
+    sticky by `sticky`; each line's own split applies within its share."""
+    arms = []
+    for word in (w.strip() for w in split.split(",") if w.strip()):
+        major, _, weight = word.partition("=")
+        if not (major.isdigit() and weight.isdigit()):
+            raise BadInput(f"--split {word!r}: expected MAJOR=PERCENT such as 1=50")
+        arms.append((int(major), int(weight)))
+    current = router.read_table(api, model) or router.running_lines(api, model)
+    table = check(replace(current, across=Across(tuple(arms), sticky)))
+    for arm, _ in arms:
+        line = table.line(arm)
+        assert line is not None  # check() refuses an arm without a line
+        if not {s.version for s in line.splits if s.weight} & router.running_versions(
+            api, line.job
+        ):
+            raise BadInput(
+                f"--split {split}: no running server of {line.job}'s versions with a share"
+            )
+    ended = current.across if current.across is not None else None
+    figures = across_figures(api, current) if ended is not None else None
+    router.publish(api, table)
+    registry = ModelRegistry(api)
+    if ended is not None and figures is not None:
+        registry.audit(model, "ab-end", str(ended), figures)
+    registry.audit(model, "ab-start", str(table.across), {"across": split, "sticky": str(sticky)})
+    return table
+
+
+def end_across(api: NomadAPI, model: str) -> RoutingTable:
+    """End the A/B experiment across majors: unversioned requests to the default line."""
+    current = router.read_table(api, model)
+    if current is None or current.across is None:
+        raise BadInput(f"{model}: no A/B experiment across majors runs")
+    figures = across_figures(api, current)
+    table = replace(current, across=None)
+    router.publish(api, table)
+    ModelRegistry(api).audit(model, "ab-end", str(current.across), figures)
+    return table
+
+
+def across_figures(api: NomadAPI, table: RoutingTable) -> dict[str, Any]:
+    """The experiment across majors: each arm (a line) as the routers counted it, its
+    versions summed."""
+    assert table.across is not None
+    counts = router_counts(api, table.model, MetricNames.path)
+    arms = across_numbers(table, table.across, counts.backends)
+    return {
+        "across": str(table.across),
+        "sticky": str(table.across.sticky),
+        "path": MetricNames.path,
+        "routers": counts.routers,
+        "counting_since": counts.since,
+        "arms": [a.as_dict() for a in arms],
+        "shown": [str(a) for a in arms],
+    }
 
 
 def arm_figures(api: NomadAPI, model: str, line: Line) -> dict[str, Any]:
@@ -96,6 +156,8 @@ def annotate(api: NomadAPI, rows: list[dict[str, Any]]) -> None:
                 row["router_unserved"] = unserved
         if line is not None and line.sticky is not None:
             row["experiment"] = arm_figures(api, model, line)
+        if table and table.across and line and line.major == table.default_major:
+            row["experiment"] = across_figures(api, table)  # shown once: the default line
         if line is not None and line.mirror is not None:
             from nomadml.engine.shadow import shadow_figures
 

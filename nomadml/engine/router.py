@@ -133,7 +133,7 @@ def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
             f"(running: {', '.join(sorted(running)) or 'none'})"
         )
     lines = tuple(line if existing.job == line.job else existing for existing in current.lines)
-    table = check(RoutingTable(model, lines, current.default_major))
+    table = check(RoutingTable(model, lines, current.default_major, current.across))
     ended = known[line.job] if known[line.job].sticky and known[line.job] != line else None
     if ended is not None:
         from nomadml.engine import experiment
@@ -143,12 +143,26 @@ def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
     stale = confirm(api, table, write_table(api, table))
     if ended is not None:
         experiment.record_end(api, model, ended, figures)
+    _stale(model, stale)
+    return table
+
+
+def publish(api: NomadAPI, table: RoutingTable) -> None:
+    """Write `table` and wait until every router serves it."""
+    _stale(table.model, confirm(api, table, write_table(api, table)))
+
+
+def _stale(model: str, stale: list[str]) -> None:
     if stale:
         raise OperationTimeout(
             f"{model}: the routing table is written, but router(s) {', '.join(stale)} still "
             f"serve an older one after {CONFIRM_S:.0f} s (see `nomadml router show {model}`)"
         )
-    return table
+
+
+def running_versions(api: NomadAPI, job_id: str) -> set[str]:
+    """The versions the line's registrations serve (stable and canaries)."""
+    return _running_versions(api, job_id)
 
 
 def route_all(api: NomadAPI, model: str, line: str, version: str, emit: Emit) -> None:

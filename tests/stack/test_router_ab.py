@@ -8,31 +8,18 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support.router import ROWS, cli, router_image
+from support.router import ask_as as ask
+from support.router import cli, router_image
 
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
 from nomadml.engine.result import RolloutResult
 from nomadml.errors import ExitCode
-
-
-def ask(router: str, user: str | None) -> tuple[int, str]:
-    """One prediction through `router` as `user`: (status, the answering version)."""
-    headers = {"Content-Type": "application/json", **({"X-User": user} if user else {})}
-    request = urllib.request.Request(
-        router + "/predict", data=json.dumps(ROWS).encode(), headers=headers
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, str(json.load(response).get("version"))
-    except OSError as err:  # HTTPError included: never expected here
-        return 0, f"{type(err).__name__}: {err}"
 
 
 def arms(model: str) -> dict[str, dict[str, Any]]:

@@ -66,6 +66,20 @@ def ask(
         return 0, f"{type(err).__name__}: {err}"
 
 
+def ask_as(router: str, user: str | None) -> tuple[int, str]:
+    """One prediction through `router` as `user` (its X-User header, the sticky key of
+    the A/B tests): (status, the answering version)."""
+    headers = {"Content-Type": "application/json", **({"X-User": user} if user else {})}
+    request = urllib.request.Request(
+        router + "/predict", data=json.dumps(ROWS).encode(), headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, str(json.load(response).get("version"))
+    except OSError as err:  # HTTPError included: never expected here
+        return 0, f"{type(err).__name__}: {err}"
+
+
 class RouterLoad:
     """Predictions sent through the router from a thread while a rollout runs:
     answers counted per version, failures kept."""

@@ -5,10 +5,12 @@ thresholds and backend names; a hand-edited variable that is no table is refused
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from nomadml.core.routing import (
+    Across,
     Line,
     RoutingTable,
     Split,
@@ -157,3 +159,51 @@ def test_a_table_written_before_the_server_guard_is_still_read() -> None:
     old = check(_table(V1)).as_variable(guarded=False)
     assert "nbsrv" not in old["routes"]
     assert from_variable("iris", old) == _table(V1)
+
+
+ACROSS = _table(
+    Line("iris-v1", 1, (Split("1.0.0", 100),)),
+    Line("iris-v2", 2, (Split("2.0.0", 90), Split("2.1.0", 10))),
+    default=2,
+)
+
+
+def test_an_ab_across_majors_tells_unversioned_requests_a_major() -> None:
+    """The requests naming no version get a major by the key's hash (no key: at random,
+    the request counter stays the lines' own); an arm whose line has no usable server
+    is passed over; then the line's own split applies. On the router's HAProxy 2.6.12:
+    400 keys 189 / 211 (v1 / v2, of which 2.1.0 20), a key always on its arm, requests
+    naming major 1 all 1.0.0."""
+    across = Across(((1, 50), (2, 50)), sticky("header", "X-User"))
+    table = replace(ACROSS, across=across)
+    items = check(table).as_variable()
+    rules = items["routes"].splitlines()
+    pick = "!versioned { var(txn.abx) -m int lt 100 }"
+    assert rules[:4] == [
+        "  http-request set-var(txn.abx) rand(100) if !versioned",
+        f"  http-request set-var(txn.abx) req.hdr(X-User),xxh32({across.seed}),mod(100) "
+        "if !versioned { req.hdr(X-User) -m len gt 0 }",
+        "  http-request set-var(txn.ver) str(1) if !versioned { var(txn.abx) -m int lt 50 } "
+        "{ nbsrv(iris_v1_1_0_0) gt 0 }",
+        f"  http-request set-var(txn.ver) str(2) if {pick} {{ nbsrv(iris_v2_2_0_0) gt 0 }} "
+        f"|| {pick} {{ nbsrv(iris_v2_2_1_0) gt 0 }}",
+    ]
+    assert from_variable("iris", items) == table
+    # A line's weights set again keep the experiment between lines (engine.set_line
+    # builds the new table with it); without one, nothing of it is rendered.
+    assert "txn.abx" not in check(ACROSS).as_variable()["routes"]
+
+
+@pytest.mark.parametrize(
+    ("arms", "problem"),
+    [
+        (((1, 50), (3, 50)), "no line for major 3"),
+        (((1, 60), (2, 50)), "the shares add up to 110, not 100"),
+        (((1, 100),), "needs at least two majors"),
+        (((1, 0), (2, 100)), "needs at least two majors, each with a share of 1..100"),
+        (((2, 50), (2, 50)), "a major appears twice"),
+    ],
+)
+def test_a_bad_ab_across_majors_is_refused(arms: tuple[tuple[int, int], ...], problem: str) -> None:
+    with pytest.raises(BadInput, match=problem):
+        check(replace(ACROSS, across=Across(arms, Sticky("header", "X-User"))))
