@@ -368,6 +368,20 @@ def cross_checks(data: dict[str, Any]) -> list[tuple[str, str]]:
         )
     if up["shadow"]["share"] and up["canary"] == 0:
         problems.append(("update.shadow.share", "needs update.canary >= 1 (the shadow)"))
+    # Without a canary, or with the analysis off, deploy runs no steps (and no shadow):
+    # Nomad alone would decide, and the spec would promise what does not happen.
+    if up["steps"] and up["canary"] == 0:
+        problems.append(
+            ("update.steps", "the steps set a canary's share: needs update.canary >= 1")
+        )
+    if up["steps"] and not data["gates"]["analysis"]:
+        problems.append(
+            (
+                "update.steps",
+                "each step is judged by the canary analysis: needs gates.analysis = true "
+                "(with it off, Nomad's health alone decides)",
+            )
+        )
     if up["steps"] and up["steps"][0] == 100 and data["gates"]["judge"]["enabled"]:
         # The judge compares canary with stable; at 100% stable serves no one, so there
         # is nothing to compare and the rollout could only wait for its deadline.

@@ -78,6 +78,8 @@ ERROR_KINDS: dict[str, tuple[type[NomadMLError], str]] = {
     "shadow-tolerance": (SpecError, r": update\.shadow\.tolerance: must be between 0 and 1"),
     "shadow-without-steps": (SpecError, r": update\.shadow\.share: a shadow phase runs at"),
     "judge-steps-start-at-100": (SpecError, r": update\.steps: \[100\] with gates\.judge: at 100%"),
+    "steps-without-canary": (SpecError, r": update\.steps: the steps set a canary's share"),
+    "steps-without-analysis": (SpecError, r": update\.steps: each step is judged by the canary"),
     "template-syntax": (TemplateError, r"^<case>/\S+\.hcl:\d+: .+ \(in: .+\)$"),
     "template-undefined": (TemplateError, r"^<case>/\S+\.hcl:\d+: .*undefined.* \(in: .+\)$"),
     "template-sandbox": (TemplateError, r"^<case>/\S+\.hcl:\d+: .* is unsafe\. \(in: .+\)$"),
