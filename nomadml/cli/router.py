@@ -131,6 +131,8 @@ def ab(
     else:
         key = sticky("cookie", str(sticky_cookie))
     arms = [w.partition("=")[0].strip() for w in split.split(",") if w.strip()]
+    if not arms:
+        raise BadInput(f"--split {split!r}: no arms; e.g. 1.1.0=50,1.2.0=50 or 1=50,2=50")
     if any(a.isdigit() for a in arms) and not all(a.isdigit() for a in arms):
         raise BadInput(
             f"--split {split}: the arms are either versions of one major or majors, not both"
