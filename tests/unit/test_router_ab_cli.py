@@ -22,8 +22,10 @@ from nomadml.cli.main import main
 def test_a_split_it_cannot_read_is_one_line(split: str, said: str) -> None:
     run = CliRunner().invoke(
         main,
-        ["--address", "http://127.0.0.1:9", "router", "ab", "iris", "--split", split]
-        + ["--sticky-header", "X-User"],
+        [
+            *("--address", "http://127.0.0.1:9", "router", "ab", "iris"),
+            *("--split", split, "--sticky-header", "X-User"),
+        ],
     )
     assert run.exit_code == 2, run.output
     assert run.output.count("\n") == 1 and run.output.startswith(f"nomadml: error: {said}"), (
