@@ -50,7 +50,7 @@ def show(ctx: click.Context, model: str) -> None:
     """MODEL's router addresses and routing table (exit 7 if the table is invalid)."""
     from nomadml.engine import router as engine
 
-    state = engine.show(nomad_client(ctx), model)
+    state = engine.show(nomad_client(ctx), model, required=True)
     _print(state)
     if state.problem:
         ctx.exit(7)

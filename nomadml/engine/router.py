@@ -260,13 +260,18 @@ def _unreadable_table(model: str, namespace: str) -> str:
     )
 
 
-def show(api: NomadAPI, model: str) -> RouterState:
-    """The router's healthy addresses and its routing table (or what is wrong with it)."""
+def show(api: NomadAPI, model: str, required: bool = False) -> RouterState:
+    """The router's healthy addresses and its routing table (or what is wrong with it);
+    `required`: a model with no router job and no table is BadInput."""
     addresses = []
     for reg in api.service(f"{model}-router"):
         addresses.append(f"http://{reg['Address']}:{reg['Port']}")
     healthy = _healthy(api, model, addresses)
-    items = (api.get_variable(routes_variable(model)) or {}).get("Items") or {}
+    variable = api.get_variable(routes_variable(model))
+    if required and not addresses and variable is None and api.job(f"{model}-router") is None:
+        # Nothing to show is not an empty router: a misspelt model would look fine.
+        raise BadInput(f"{model} has no router (`nomadml router up SPEC` starts one)")
+    items = (variable or {}).get("Items") or {}
     written = f"{items.get('check')} {items.get('written')}"
     stale = tuple(a for a in healthy if _serves(a) != written)
     nosrv = router_counts(api, model, "/").unserved if healthy else {}
