@@ -263,6 +263,9 @@ class Model:
     extra_latency_ms: float = 0.0
     error_after: int = 0  # the first this many predictions never fail (a late regression)
     slow_after: int = 0  # the first this many predictions get no extra latency (a late slowdown)
+    # After this many predictions every row gets the first class (inputs that break later:
+    # the predicted labels shift, no error, no delay); 0: never.
+    stuck_after: int = 0
 
     def probabilities(self, x: Sequence[float]) -> list[float]:
         """softmax(coef . x + intercept); OverflowError if the inputs are too large to score."""
@@ -319,14 +322,16 @@ def _matrix(raw: object, rows: int, cols: int) -> tuple[tuple[float, ...], ...]:
     return tuple(_vector(row, cols, f"coef[{i}]", "one per feature") for i, row in enumerate(raw))
 
 
-def _serving(raw: object) -> tuple[float, float, int, int]:
-    """The fault-injection knobs: (error_rate, extra_latency_ms, error_after, slow_after)."""
+def _serving(raw: object) -> tuple[float, float, int, int, int]:
+    """The fault-injection knobs: (error_rate, extra_latency_ms, error_after, slow_after,
+    stuck_after)."""
     if raw is None:
-        return 0.0, 0.0, 0, 0
+        return 0.0, 0.0, 0, 0, 0
     if not isinstance(raw, dict):
         raise StartupError("model.json: serving must be an object")
     # Strict keys: a typo would silently turn a deliberately bad version into a good one.
-    unknown = sorted(set(raw) - {"error_rate", "extra_latency_ms", "error_after", "slow_after"})
+    knobs = {"error_rate", "extra_latency_ms", "error_after", "slow_after", "stuck_after"}
+    unknown = sorted(set(raw) - knobs)
     if unknown:
         raise StartupError(f"model.json: serving has unknown key(s): {', '.join(unknown)}")
     rate = _finite(raw.get("error_rate", 0.0))
@@ -337,11 +342,11 @@ def _serving(raw: object) -> tuple[float, float, int, int]:
         raise StartupError(
             f"model.json: serving.extra_latency_ms must be from 0 to {MAX_EXTRA_LATENCY_MS:g}"
         )
-    after, slow_after = raw.get("error_after", 0), raw.get("slow_after", 0)
-    for key, value in (("error_after", after), ("slow_after", slow_after)):
+    counts = [raw.get(key, 0) for key in ("error_after", "slow_after", "stuck_after")]
+    for key, value in zip(("error_after", "slow_after", "stuck_after"), counts, strict=True):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise StartupError(f"model.json: serving.{key} must be a whole number >= 0")
-    return rate, latency, after, slow_after
+    return rate, latency, counts[0], counts[1], counts[2]
 
 
 def load_model(path: Path) -> Model:
@@ -356,10 +361,8 @@ def load_model(path: Path) -> Model:
     classes = _names(doc, "classes", 2)
     coef = _matrix(doc.get("coef"), len(classes), len(features))
     intercept = _vector(doc.get("intercept"), len(classes), "intercept", "one per class")
-    error_rate, extra_latency_ms, error_after, slow_after = _serving(doc.get("serving"))
-    return Model(
-        features, classes, coef, intercept, error_rate, extra_latency_ms, error_after, slow_after
-    )
+    knobs = _serving(doc.get("serving"))
+    return Model(features, classes, coef, intercept, *knobs)
 
 
 # --------------------------------------------------------------------------- requests
@@ -452,6 +455,12 @@ def predict(model: Model, rows: Sequence[Sequence[float]]) -> list[dict[str, obj
     return predictions
 
 
+def stuck(model: Model, predictions: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Every row answered with the first class, all of its probability there."""
+    first = {c: float(c == model.classes[0]) for c in model.classes}
+    return [{**p, "label": model.classes[0], "probabilities": first} for p in predictions]
+
+
 class FaultInjector:
     """Fails a fixed fraction of calls, spread evenly and deterministically.
 
@@ -460,15 +469,26 @@ class FaultInjector:
     the first `after` calls all succeed and the count starts there: a version that passes
     its canary and degrades later. `slow_after` does the same for the extra latency:
     the first `slow_after` calls get none (a version that turns slow after its canary).
+    `stuck_after` (0: never): calls after that many answer the first class for every row.
     """
 
-    def __init__(self, rate: float, after: int = 0, slow_after: int = 0) -> None:
+    def __init__(
+        self, rate: float, after: int = 0, slow_after: int = 0, stuck_after: int = 0
+    ) -> None:
         self._rate = rate
         self._after = after
         self._slow_after = slow_after
+        self._stuck_after = stuck_after
         self._calls = 0
         self._slow_calls = 0
+        self._stuck_calls = 0
         self._lock = threading.Lock()
+
+    def stuck_now(self) -> bool:
+        """Whether this call's rows all get the first class."""
+        with self._lock:
+            self._stuck_calls += 1
+            return 0 < self._stuck_after < self._stuck_calls
 
     def slow_now(self) -> bool:
         """Whether this call gets the configured extra latency."""
@@ -744,6 +764,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             rows = parse_instances(body, state.model.features)
             predictions = predict(state.model, rows)
+            if state.model.stuck_after and state.faults.stuck_now():
+                predictions = stuck(state.model, predictions)
             labels = [str(p["label"]) for p in predictions]
             state.metrics.predicted(labels)
         except BadRequest as exc:
@@ -897,7 +919,9 @@ def make_server(config: Config) -> ModelServer:
         config=config,
         model=model,
         metrics=Metrics(config.model_name, config.model_version),
-        faults=FaultInjector(model.error_rate, model.error_after, model.slow_after),
+        faults=FaultInjector(
+            model.error_rate, model.error_after, model.slow_after, model.stuck_after
+        ),
     )
     try:
         return ModelServer(state)

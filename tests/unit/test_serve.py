@@ -463,6 +463,23 @@ def test_extra_latency_starts_after_the_configured_requests(start_server: StartS
     assert buckets(scrape(base))[5] == 3  # le="0.25": the three fast ones only
 
 
+def test_predictions_get_stuck_on_the_first_class_after_the_configured_requests(
+    start_server: StartServer,
+) -> None:
+    """Inputs that break later: after `stuck_after` predictions every row answers the
+    first class (no error, no delay), and the label counters say so."""
+    base = start_server(model_doc(serving={"stuck_after": 2}))
+    virginica = [0.0, 0.0, 9.0, 0.0]  # petal length: the third class
+    labels = [
+        post_predict(base, {"instances": [virginica]}).json()["predictions"][0]["label"]
+        for _ in range(4)
+    ]
+    assert labels == ["virginica", "virginica", "setosa", "setosa"]
+    samples = scrape(base)
+    assert samples['nomadml_predictions_total{label="setosa"}'] == 2
+    assert samples['nomadml_predictions_total{label="virginica"}'] == 2
+
+
 def test_extra_latency_is_added_and_measured(start_server: StartServer) -> None:
     base = start_server(model_doc(serving={"extra_latency_ms": 150}))
     for _ in range(3):
@@ -588,6 +605,9 @@ def _refusal(doc: Mapping[str, Any] | None = None, **kwargs: Any) -> Setup:
         ),
         pytest.param(
             _refusal(model_doc(serving={"slow_after": 1.5})), "slow_after", id="slow-after"
+        ),
+        pytest.param(
+            _refusal(model_doc(serving={"stuck_after": True})), "stuck_after", id="stuck-after"
         ),
         pytest.param(_refusal(env={"NOMADML_PORT": "http"}), "NOMADML_PORT", id="bad-port"),
     ],
