@@ -127,6 +127,8 @@ def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
         raise BadInput(f"{line.job} is not a line of {model}'s router (lines: {', '.join(known)})")
     running = _running_versions(api, line.job)
     missing = [s.version for s in line.splits if s.weight and s.version not in running]
+    if line.mirror is not None and line.mirror.version not in running:  # copies to no one
+        missing.append(f"{line.mirror.version} (the mirror)")
     if missing:
         raise BadInput(
             f"{line.job}: no running server of {', '.join(missing)} "
