@@ -453,7 +453,8 @@ def baseline_from_gates(records: Sequence[Mapping[str, Any]]) -> Baseline | None
         buckets, slow_above = _histogram_of(record)
         traffic = Snapshot(float(requests), errors, buckets)
         predicted = record.get("predictions")
-        predictions = PredictionBaseline.from_gate(predicted) if predicted else None
+        encoded = record.get("source") == "router"  # the header's percent-encoded labels
+        predictions = PredictionBaseline.from_gate(predicted, encoded) if predicted else None
         return Baseline(traffic, slow_above, latency_ms, predictions)
     return None
 

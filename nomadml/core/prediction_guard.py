@@ -39,6 +39,7 @@ that starts late must outweigh the promoted version's good predictions before it
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,20 +77,34 @@ class PredictionBaseline:
             raise BadInput(f"guard record: not a prediction baseline ({err})") from None
 
     @classmethod
-    def from_gate(cls, shown: Mapping[str, Any]) -> PredictionBaseline | None:
+    def from_gate(
+        cls, shown: Mapping[str, Any], encoded: bool = False
+    ) -> PredictionBaseline | None:
         """From a gate record's `predictions` (the sequential test's state at that look);
-        None when it is not one or either arm predicted nothing."""
+        None when it is not one or either arm predicted nothing. `encoded`: counted by a
+        router from the servers' X-Nomadml-Predictions header, whose labels are percent-
+        encoded; the guard reads the servers' own counters, so they are decoded here."""
         if shown.get("test") != "sequential":
             return None
+        name = _decoded if encoded else str
         try:
-            stable = {str(k): float(v) for k, v in dict(shown["stable"]).items() if v > 0}
-            labels = tuple(sorted(str(k) for k, v in dict(shown["canary"]).items() if v > 0))
+            stable: dict[str, float] = {}
+            for k, v in dict(shown["stable"]).items():
+                if v > 0:
+                    stable[name(k)] = stable.get(name(k), 0.0) + float(v)
+            labels = tuple(sorted({name(k) for k, v in dict(shown["canary"]).items() if v > 0}))
             alpha = float(shown["alpha"])
         except (KeyError, TypeError, ValueError):
             return None
         if not stable or not labels or not 0.0 < alpha < 0.5:
             return None
         return cls(stable, labels, alpha)
+
+
+def _decoded(label: object) -> str:
+    """A label as the server wrote it before percent-encoding it for the header."""
+    raw = re.sub(rb"%([0-9A-Fa-f]{2})", lambda m: bytes([int(m[1], 16)]), str(label).encode())
+    return raw.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)

@@ -146,3 +146,26 @@ def test_the_baseline_comes_from_the_deciding_gate_record() -> None:
     del record["predictions"]
     plain = baseline_from_gates([record])
     assert plain is not None and plain.predictions is None and "predictions" not in plain.as_dict()
+
+
+def test_labels_a_router_counted_are_the_servers_labels_again() -> None:
+    """Through the router the labels were the header's, percent-encoded; the guard reads
+    the servers' own counters (plain labels): the baseline is decoded, so a version that
+    still predicts "class 1" is not taken for one that predicts "(other)"."""
+    shift = sequential_shift(
+        {"class%201": 300.0, "na%C3%AFve": 300.0}, {"class%201": 290.0, "na%C3%AFve": 310.0}, 0.001
+    )
+    record = {
+        "values": {"stable_requests": 600, "stable_errors": 0},
+        "predictions": shift.as_dict(),
+        "source": "router",
+    }
+    base = baseline_from_gates([record])
+    assert base is not None and base.predictions is not None
+    assert base.predictions.labels == ("class 1", "na\u00efve")
+    assert base.predictions.stable == {"class 1": 290.0, "na\u00efve": 310.0}
+    assert not check_predictions(base.predictions, {"class 1": 500.0, "na\u00efve": 500.0}).shifted
+    record["source"] = "direct"  # a server's own label is never decoded
+    direct = baseline_from_gates([record])
+    assert direct is not None and direct.predictions is not None
+    assert direct.predictions.labels == ("class%201", "na%C3%AFve")
