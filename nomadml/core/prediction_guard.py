@@ -102,7 +102,10 @@ class PredictionBaseline:
 
 
 def _decoded(label: object) -> str:
-    """A label as the server wrote it before percent-encoding it for the header."""
+    """A label as the server wrote it before percent-encoding it for the header; the
+    router's own "other" (the labels past its 64 per version) is the guard's OTHER."""
+    if label == "other":
+        return OTHER
     raw = re.sub(rb"%([0-9A-Fa-f]{2})", lambda m: bytes([int(m[1], 16)]), str(label).encode())
     return raw.decode("utf-8", errors="replace")
 

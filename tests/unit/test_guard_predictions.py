@@ -165,6 +165,10 @@ def test_labels_a_router_counted_are_the_servers_labels_again() -> None:
     assert base.predictions.labels == ("class 1", "na\u00efve")
     assert base.predictions.stable == {"class 1": 290.0, "na\u00efve": 310.0}
     assert not check_predictions(base.predictions, {"class 1": 500.0, "na\u00efve": 500.0}).shifted
+    capped = {"a": 500.0, "other": 10.0}  # the router's labels past its 64 per version
+    routed = PredictionBaseline.from_gate(sequential_shift(capped, capped, 0.01).as_dict(), True)
+    assert routed is not None and routed.labels == (OTHER, "a")
+    assert not check_predictions(routed, {"a": 500.0, "zz-unseen": 10.0}).shifted
     record["source"] = "direct"  # a server's own label is never decoded
     direct = baseline_from_gates([record])
     assert direct is not None and direct.predictions is not None
