@@ -64,6 +64,8 @@ def guard(
         ):
             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
                 raise BadInput(f"guard: {option} applies only with --up")
+    if line and model:  # LINE names its model already
+        raise BadInput("guard: --model applies only with --all or --up")
     api = nomad_client(ctx)
     if register:
         from nomadml.engine.guard_service import up

@@ -168,3 +168,10 @@ def test_the_guard_job_s_options_are_refused_without_up(args: list[str], option:
     run = CliRunner().invoke(main, ["--address", "http://127.0.0.1:9", "guard", *args])
     assert run.exit_code == 2, run.output
     assert run.output.strip() == f"nomadml: error: guard: {option} applies only with --up"
+
+
+def test_model_is_refused_with_a_line() -> None:
+    args = ["--address", "http://127.0.0.1:9", "guard", LINE, "--model", "iris"]
+    run = CliRunner().invoke(main, args)
+    assert run.exit_code == 2, run.output
+    assert run.output.strip() == "nomadml: error: guard: --model applies only with --all or --up"
