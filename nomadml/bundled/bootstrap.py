@@ -73,7 +73,9 @@ HASH_CHUNK: Final = 1 << 20
 # Bytes per chunk hash in new manifests: big enough that hashing, not bookkeeping, is
 # the cost; small enough that a big file spreads over every core.
 CHUNK_SIZE: Final = 8 << 20
-_CHUNK_SIZE_LIMITS: Final = (64 << 10, 1 << 30)
+# At most 64 MiB: where a chunk goes through Python, each thread holds one in memory,
+# and a bootstrap task runs in Nomad's default 128 MiB memory limit.
+_CHUNK_SIZE_LIMITS: Final = (64 << 10, 64 << 20)
 # Open files and queued chunks the parallel install keeps ahead of the one it checks.
 _OPEN_FILES_AHEAD: Final = 64
 # Ways to copy a chunk, best first (see _ChunkCopier). A way the kernel refuses for these

@@ -420,6 +420,7 @@ def test_both_manifest_kinds_install_and_verify(tmp_path: Path, chunked: bool) -
         ({"chunk_size": 1000}, "chunk_size: must be a power of two"),
         ({"chunk_size": True}, "chunk_size: must be a power of two"),
         ({"chunk_size": 1 << 40}, "chunk_size: must be a power of two"),
+        ({"chunk_size": 128 << 20}, "chunk_size: must be a power of two"),
         ({"files": [{"chunks": []}]}, r"files\[0\]\.chunks: expected 1 chunk hashes for 23 bytes"),
         ({"files": [{"chunks": "abc"}]}, r"files\[0\]\.chunks: must be a list"),
         ({"files": [{"chunks": ["xyz"]}]}, r"files\[0\]\.chunks\[0\]: must be 64 hex"),
