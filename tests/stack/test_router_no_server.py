@@ -52,10 +52,10 @@ def test_a_weight_for_a_version_without_a_server_is_served_by_the_line_and_blame
     canary = counts.backends.get(backend_name(line, "1.1.0"), Snapshot())
     assert (canary.requests, canary.errors) == (0, 0)  # nothing for a gate to blame
     assert counts.unserved == {backend_name(line, "1.1.0"): 1}
-    code, out, _ = cli("router", "show", model_name)
-    assert code == 0 and "1 request(s) for 1.1.0 answered 503 by the router itself" in out, out
-    code, out, _ = cli("status", model_name)
-    assert code == 0 and "router: 1 request(s) for 1.1.0 answered 503" in out, out
+    code, out, err = cli("router", "show", model_name)
+    assert code == 0 and "1 request(s) for 1.1.0 answered 503 by the router itself" in out, err
+    code, out, err = cli("status", model_name)
+    assert code == 0 and "router: 1 request(s) for 1.1.0 answered 503" in out, err
 
     # Its server comes: the router takes it from the catalog and the 50 % applies,
     # under load, without a failed request.
