@@ -3,6 +3,7 @@ connection is status None), for probes that must see exactly what a server sends
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 
@@ -19,6 +20,11 @@ def call(url: str, body: bytes | None = None, timeout_s: float = 5.0) -> tuple[i
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return int(response.status), response.read()
     except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
-    except (urllib.error.URLError, OSError):
+        try:
+            return int(err.code), err.read()
+        except (http.client.HTTPException, OSError):
+            return int(err.code), b""
+    # A connection cut mid-answer (a router reloading, a server stopping) is a broken
+    # connection too: IncompleteRead and BadStatusLine are not OSErrors.
+    except (urllib.error.URLError, http.client.HTTPException, OSError):
         return None, b""
