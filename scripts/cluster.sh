@@ -150,6 +150,10 @@ plugin "docker" {
       dangling_containers { enabled = false }
     }
     extra_labels = ["job_name", "task_group_name", "task_name", "node_id"]
+    # The retraining job's nomadml task (retraining.nomadml_image) mounts the engine's
+    # socket (it builds and pushes the model image, runs the serving images of the
+    # evaluation), a scratch folder and certs.d by host path: as on the dev agent.
+    volumes { enabled = true }
   }
 }
 plugin "raw_exec" {

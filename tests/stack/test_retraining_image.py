@@ -7,27 +7,23 @@ non-zero in its image registers nothing, says so in the job's log and the audit 
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 import json
 import os
 import shutil
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from private_agent import Agent
-from support.periodic import force_and_wait
+from support.periodic import force_and_read
+from support.trainer_image import SPEC, bind_retraining_policy, build_training_image
 from support.webhook_receiver import WebhookReceiver
 
-from examples.iris.train import train_iris
 from nomadml.adapters import image_registry
-from nomadml.adapters.images import DEFAULT_BASE_IMAGE, DEFAULT_REGISTRY, build_and_push
+from nomadml.adapters.images import DEFAULT_REGISTRY
 from nomadml.adapters.model_store import ModelRegistry
-from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.adapters.webhooks import sign
 from nomadml.cli.main import main
 
@@ -35,43 +31,6 @@ PORT_BASE = 6046
 ACL_PORT_BASE = 6146
 SECURE_PORT_BASE = 6246
 SECURE = os.environ.get("NOMADML_SECURE_REGISTRY", "127.0.0.1:5443")
-
-# The operator's trainer: stdlib only, in an image of its own. It ships a model fitted
-# beforehand and stamps each run into the training-data provenance (new data, new
-# artifact); with an argument it fails the way a trainer does on bad data.
-TRAINER = b"""\
-import json, os, shutil, sys
-if len(sys.argv) > 1:
-    print("trainer: the input data is unusable, giving up", file=sys.stderr)
-    sys.exit(int(sys.argv[1]))
-out = os.environ["NOMADML_OUTPUT_DIR"]
-shutil.copy("/opt/trainer/model.json", out)
-with open("/opt/trainer/metadata.json") as f:
-    meta = json.load(f)
-meta["training_data"].update(run=os.environ["NOMAD_ALLOC_ID"], uid=os.getuid())
-if os.environ.get("NOMADML_TRAIN_DATA"):  # the spec's data, from the data volume
-    with open(os.environ["NOMADML_TRAIN_DATA"]) as f:
-        meta["training_data"]["rows"] = sum(1 for _ in f) - 1
-with open(os.path.join(out, "metadata.json"), "w") as f:
-    json.dump(meta, f)
-print("trainer: wrote", sorted(os.listdir(out)))
-"""
-
-SPEC = """\
-[model]
-name = "{name}"
-registry = "{registry}"
-
-[validation]
-min_metrics = {{ accuracy = 0.5 }}
-
-[retraining]
-enabled = true
-driver = "docker"
-image = "{image}"
-trainer = {trainer}
-nomadml_image = "nomadml"
-"""
 
 
 @contextlib.contextmanager
@@ -110,24 +69,7 @@ def agent(docker_client: object) -> Iterator[Agent]:
 @pytest.fixture(scope="module")
 def training_image(tmp_path_factory: pytest.TempPathFactory, docker_client: object) -> str:
     """An operator's training image on the base image, running as a non-root user."""
-    model = tmp_path_factory.mktemp("model")
-    train_iris(model)
-    dockerfile = (
-        f"FROM {DEFAULT_BASE_IMAGE}\nCOPY trainer/ /opt/trainer/\nUSER 10001:10001\n"
-    ).encode()
-    files: list[tuple[str, Path | bytes]] = [
-        ("Dockerfile", dockerfile),
-        ("trainer/train.py", TRAINER),
-        ("trainer/model.json", model / "model.json"),
-        ("trainer/metadata.json", model / "metadata.json"),
-    ]
-    ref = build_and_push(
-        iter(files),
-        f"{DEFAULT_REGISTRY}/tests/trainer",
-        uuid.uuid4().hex[:8],
-        {"io.nomadml.test": "1"},
-    )
-    return ref.pinned
+    return build_training_image(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
@@ -143,29 +85,6 @@ def _schedule(agent: Agent, spec: Path) -> None:
         env={"NOMAD_ADDR": agent.address, "NOMAD_TOKEN": agent.token},
     )
     assert result.exit_code == 0, (result.output, result.stderr)
-
-
-def _force_and_wait(api: NomadAPI, job_id: str) -> tuple[str, str, dict[str, str]]:
-    """Launch the periodic job now and wait (blocking queries) until the child and both
-    its tasks are dead; (the allocation's client status, its id, each task's stdout +
-    stderr: the trainer's may be empty, Nomad lost a container's output that exited at once)."""
-    child = force_and_wait(api, job_id, timeout_s=300)
-    deadline = time.monotonic() + 120
-    (alloc,) = api.job_allocations(child)
-    # The job is dead as soon as the trainer failed; nomadml's poststop task runs after.
-    index = 0
-    while time.monotonic() < deadline:
-        answer = api.get(f"allocation/{alloc['ID']}", index, wait=10)
-        alloc, index = answer.body or {}, answer.index
-        states = (alloc.get("TaskStates") or {}).values()
-        if len(states) == 2 and all(s["State"] == "dead" for s in states):
-            break
-    logs = {
-        task: api.task_log_tail(alloc["ID"], task, "stdout", size=20000)
-        + api.task_log_tail(alloc["ID"], task, "stderr", size=5000)
-        for task in ("train", "nomadml")
-    }
-    return str(alloc["ClientStatus"]), alloc["ID"], logs
 
 
 def test_trainer_image_then_nomadml_image_registers_or_registers_nothing(
@@ -194,7 +113,7 @@ def test_trainer_image_then_nomadml_image_registers_or_registers_nothing(
     assert tasks["nomadml"]["Identity"]["Env"] is True
     assert not [t for t in tasks.values() if "NOMAD_TOKEN" in (t["Env"] or {})]
 
-    status, alloc_id, logs = _force_and_wait(api, f"{model_name}-retrain")
+    status, alloc_id, logs = force_and_read(api, f"{model_name}-retrain")
     assert status == "complete", logs
     assert "trainer task 'train' exited 0" in logs["nomadml"], logs
     assert f"{model_name} 1.0.0: validated" in logs["nomadml"], logs
@@ -209,7 +128,7 @@ def test_trainer_image_then_nomadml_image_registers_or_registers_nothing(
     # trail say which task exited how.
     spec.write_text(SPEC.format(**values, trainer=json.dumps([*trainer, "3"])) + hook)
     _schedule(agent, spec)
-    status, _, logs = _force_and_wait(api, f"{model_name}-retrain")
+    status, _, logs = force_and_read(api, f"{model_name}-retrain")
     assert status == "failed", logs
     line = "trainer task 'train' exited 3"
     assert [x for x in logs["nomadml"].splitlines() if line in x], logs
@@ -237,7 +156,7 @@ def test_on_an_acl_cluster_the_job_has_the_rights_of_the_policy_bound_to_it(
     _schedule(acl_agent, spec)
 
     # No policy bound to the job: its workload identity may do nothing of nomadml's.
-    status, _, logs = _force_and_wait(api, job_id)
+    status, _, logs = force_and_read(api, job_id)
     assert status == "failed", logs
     hint = f"is the retraining policy bound to job {job_id}?"
     assert [x for x in logs["nomadml"].splitlines() if hint in x], logs
@@ -245,11 +164,8 @@ def test_on_an_acl_cluster_the_job_has_the_rights_of_the_policy_bound_to_it(
 
     # The shipped retraining policy bound to the job (what `nomad acl policy apply -job`
     # does): the periodic run's identity gets exactly its rights, and registers.
-    rules = (importlib.resources.files("nomadml") / "policies" / "retraining.hcl").read_text()
-    name = f"nomadml-retraining-{model_name}"
-    binding = {"Namespace": "default", "JobID": job_id}
-    api.request("PUT", f"acl/policy/{name}", body={"Name": name, "Rules": rules, "JobACL": binding})
-    status, _, logs = _force_and_wait(api, job_id)
+    bind_retraining_policy(api, job_id)
+    status, _, logs = force_and_read(api, job_id)
     assert status == "complete", logs
     assert f"{model_name} 1.0.0: validated" in logs["nomadml"], logs
     assert [(r.version, r.stage) for r in registry.versions(model_name)] == [("1.0.0", "validated")]
@@ -284,7 +200,7 @@ def test_the_trainer_and_the_checks_read_the_spec_data_from_the_data_volume(
     spec.write_text(SPEC.format(**values, trainer=json.dumps(trainer)) + DATA)
     _schedule(agent, spec)
 
-    status, _, logs = _force_and_wait(api, f"{model_name}-retrain")
+    status, _, logs = force_and_read(api, f"{model_name}-retrain")
     assert status == "complete", logs
     assert "data checks passed: /data/iris/train.csv, /data/iris/eval.csv" in logs["nomadml"]
     # Same-data evaluation from inside the job: the serving image ran on the engine.
@@ -297,7 +213,7 @@ def test_the_trainer_and_the_checks_read_the_spec_data_from_the_data_volume(
     lines = (volume / "train.csv").read_text().splitlines()
     lines[1] = ",".join(["", *lines[1].split(",")[1:]])  # a missing sepal_length
     (volume / "train.csv").write_text("\n".join(lines) + "\n")
-    status, _, logs = _force_and_wait(api, f"{model_name}-retrain")
+    status, _, logs = force_and_read(api, f"{model_name}-retrain")
     assert status == "failed", logs
     assert (
         "data check failed: train data /data/iris/train.csv: column sepal_length"
@@ -327,7 +243,7 @@ def test_a_registry_with_tls_and_auth_takes_credentials_from_the_jobs_own_variab
         spec.write_text(SPEC.format(**values, trainer='["python3", "/opt/trainer/train.py"]'))
         _schedule(agent, spec)
 
-        status, _, logs = _force_and_wait(api, job_id)  # no credentials: nothing pushed
+        status, _, logs = force_and_read(api, job_id)  # no credentials: nothing pushed
         assert status == "failed", logs
         assert f"docker login {SECURE}" in logs["nomadml"], logs
         assert registry.versions(model_name) == []
@@ -335,7 +251,7 @@ def test_a_registry_with_tls_and_auth_takes_credentials_from_the_jobs_own_variab
         entry = json.loads(auth.read_text())["auths"][SECURE]
         config = json.dumps({"auths": {SECURE: {"auth": entry["auth"]}}})
         api.put_variable(f"nomad/jobs/{job_id}", {"docker_config": config})
-        status, _, logs = _force_and_wait(api, job_id)
+        status, _, logs = force_and_read(api, job_id)
         assert status == "complete", logs
         (record,) = registry.versions(model_name)
         assert (record.version, record.stage) == ("1.0.0", "validated"), logs
