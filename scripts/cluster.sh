@@ -162,13 +162,27 @@ plugin "raw_exec" {
 HCL
 }
 
+# cluster_config_current DATA: every agent runs the configuration cluster_config writes.
+cluster_config_current() {
+  local a
+  for a in "${CLUSTER_SERVERS[@]}" "${CLUSTER_CLIENTS[@]}"; do
+    cluster_config "$a" "$1" | cmp -s - "$CLUSTER_DIR/$a.hcl" || return 1
+  done
+}
+
 cluster_agent_alive() { pid_alive "cluster-$1" "$(nomad_bin)"; }
 
 up_cluster() {
   local bin a data
   bin="$(nomad_bin)"
   if [ -f "$RUN_DIR/cluster.datadir" ]; then
-    if cluster_ready 2>/dev/null; then say "nomad cluster (ours) already running"; return; fi
+    if cluster_ready 2>/dev/null; then
+      say "nomad cluster (ours) already running"
+      cluster_config_current "$(cat "$RUN_DIR/cluster.datadir")" ||
+        say "its agents run an older configuration than scripts/cluster.sh writes now;" \
+          "restart it: scripts/stack down --cluster && scripts/stack up --cluster"
+      return
+    fi
     if cluster_repair; then return; fi
     say "stale cluster state and no agent running: starting afresh"
     down_cluster
