@@ -187,13 +187,15 @@ def bake(api: NomadAPI, line: str, emit: Emit = discard) -> GuardResult:
     state = GuardState.from_dict(data.get("state") or {})
     started = float(data.get("promoted_at") or time.time())
     observer = _Observer(api, line, version, data)
+    watched = baseline.predictions is not None and cfg.compare == "judge"
+    labels = "; predicted labels too" if watched else ""
     emit(
         Event(
             "note",
             line,
             f"guard: watching {version} until "
             f"{time.strftime('%H:%M:%S', time.gmtime(started + cfg.bake_s))} UTC "
-            f"({cfg.compare}, look every {cfg.interval_s:g} s)",
+            f"({cfg.compare}, look every {cfg.interval_s:g} s{labels})",
         )
     )
     observer.block(cfg.gates.window)  # every allocation's zero

@@ -86,6 +86,7 @@ def test_a_version_whose_predictions_shift_after_its_promotion_is_rolled_back(
     assert deciding["verdict"] == "pass" and deciding["predictions"]["test"] == "sequential"
     assert guarded.returncode == int(ExitCode.ROLLED_BACK), guarded.stdout + guarded.stderr
     assert "guard rolled-back — regression: predictions shifted" in guarded.stdout
+    assert "look every 2 s; predicted labels too)" in guarded.stdout  # said when it starts
 
     assert (nomad.job(line) or {})["Meta"]["nomadml.version"] == "1.0.0"
     assert report.failed == 0, report.summary()  # shifted, never failing
@@ -129,6 +130,7 @@ def test_through_the_router_the_labels_the_router_counted_are_the_baseline(
     assert deciding["source"] == "router" and deciding["verdict"] == "pass"
     assert guarded.returncode == int(ExitCode.ROLLED_BACK), guarded.stdout + guarded.stderr
     assert "guard rolled-back — regression: predictions shifted" in guarded.stdout
+    assert "look every 2 s; predicted labels too)" in guarded.stdout  # said when it starts
     assert sum(n for (status, _), n in load.answers.items() if status != 200) == 0, load.answers
     record = history.records(nomad, line)[int(promoted.job_version or 0)]["guard"]
     base = record["baseline"]["predictions"]
