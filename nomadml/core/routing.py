@@ -450,3 +450,15 @@ def from_variable(model: str, items: Mapping[str, Any]) -> RoutingTable:
             "hand?); the router keeps its last good configuration; write weights again"
         )
     return table
+
+
+def with_new_line(table: RoutingTable, line: Line) -> RoutingTable:
+    """`table` with a line it does not route yet (a new major, healthy beside the
+    others): requests naming its major reach it, and it is the default when it is the
+    newest major (as in a table built from what runs). A table that already routes the
+    line or its major is returned as it is (its split is the operator's)."""
+    if any(known.job == line.job or known.major == line.major for known in table.lines):
+        return table
+    lines = tuple(sorted((*table.lines, line), key=lambda known: known.major))
+    default = max(table.default_major, line.major)
+    return check(RoutingTable(table.model, lines, default, table.across))

@@ -97,6 +97,9 @@ def deploy(
         after_index=int(answer.get("JobModifyIndex") or 0),
     )
     if result.action is Action.SUCCEEDED:
+        from nomadml.engine.router import route_new_line
+
+        route_new_line(api, spec.name, job_id, version, emit)  # a new major: now it serves
         # Only a healthy new line retires older majors; a failed one never does.
         retire_old_majors(api, spec.name, job_id, spec.lifecycle, emit)
     if isinstance(gates, SteppedGates):

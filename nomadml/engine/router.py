@@ -18,7 +18,7 @@ from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.acl import bind_command
 from nomadml.core.jobs import render_router, routes_variable
 from nomadml.core.plan import check_owner
-from nomadml.core.routing import Line, RoutingTable, Split, check, from_variable
+from nomadml.core.routing import Line, RoutingTable, Split, check, from_variable, with_new_line
 from nomadml.core.spec import ModelSpec, parse_version
 from nomadml.core.task_state import waits_for_variable
 from nomadml.engine.lines import managed_jobs
@@ -186,6 +186,30 @@ def route_all(api: NomadAPI, model: str, line: str, version: str, emit: Emit) ->
         emit(Event("note", line, f"router: {line} not routed to {version}: {err}"))
         return
     emit(Event("note", line, f"router: {version} takes all of {line}"))
+
+
+def route_new_line(api: NomadAPI, model: str, line: str, version: str, emit: Emit) -> None:
+    """A healthy line the model's router does not route yet (a new major beside the
+    old): into the table, the default when it is the newest major, once it serves (so
+    no unversioned request reaches it before); a routing change that fails is a note."""
+    try:
+        table = read_table(api, model)
+    except BadInput as err:
+        emit(Event("note", line, f"router: {line} not routed: {err}"))
+        return
+    if table is None:
+        return
+    major = parse_version(version)[0]
+    routed = with_new_line(table, Line(line, major, (Split(version, 100),)))
+    if routed == table:
+        return
+    try:
+        publish(api, routed)
+    except NomadMLError as err:
+        emit(Event("note", line, f"router: {line} not routed: {err}"))
+        return
+    default = ", the default for unversioned requests" if routed.default_major == major else ""
+    emit(Event("note", line, f"router: {line} routed to {version}{default}"))
 
 
 def _running_versions(api: NomadAPI, job_id: str) -> set[str]:

@@ -84,9 +84,10 @@ class RouterLoad:
     """Predictions sent through the router from a thread while a rollout runs:
     answers counted per version, failures kept."""
 
-    def __init__(self, router: str, rows: object = ROWS) -> None:
+    def __init__(self, router: str, rows: object = ROWS, header: str | None = None) -> None:
         self.router, self.answers = router, Counter[tuple[int, str]]()
         self.rows = rows  # what each request asks about
+        self.header = header  # the X-Model-Version each request names (None: none)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -101,5 +102,5 @@ class RouterLoad:
     def _run(self) -> None:
         deadline = time.monotonic() + 240
         while not self._stop.is_set() and time.monotonic() < deadline:
-            self.answers[ask(self.router, rows=self.rows)] += 1
+            self.answers[ask(self.router, self.header, rows=self.rows)] += 1
             self._stop.wait(0.03)
