@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -450,6 +450,24 @@ def from_variable(model: str, items: Mapping[str, Any]) -> RoutingTable:
             "hand?); the router keeps its last good configuration; write weights again"
         )
     return table
+
+
+def without_lines(table: RoutingTable, jobs: Collection[str]) -> RoutingTable:
+    """`table` without the lines of `jobs` (retired majors): a request naming their
+    major is then an unknown version (404), not a route to no server (503). An A/B
+    experiment across majors that names a removed line ends with it. The table keeps at
+    least one line: removing every line returns it as it is."""
+    gone = {line.major for line in table.lines if line.job in jobs}
+    kept = tuple(line for line in table.lines if line.job not in jobs)
+    if not gone or not kept:
+        return table
+    across = table.across
+    if across is not None and any(major in gone for major, _ in across.arms):
+        across = None
+    default = table.default_major
+    if default in gone:
+        default = max(line.major for line in kept)
+    return check(RoutingTable(table.model, kept, default, across))
 
 
 def with_new_line(table: RoutingTable, line: Line) -> RoutingTable:

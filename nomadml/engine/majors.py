@@ -27,6 +27,10 @@ def retire_old_majors(
         and j["Meta"].get("nomadml.role", "model") == "model"
     }
     retired = to_retire(lines, deployed, policy.keep_majors)
+    if retired:
+        from nomadml.engine.router import unroute_lines
+
+        unroute_lines(api, model, retired, emit)  # before their servers go
     for job_id in retired:
         api.stop_job(job_id, purge=policy.purge_retired)
     _wait_unregistered(api, retired)

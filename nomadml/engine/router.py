@@ -18,7 +18,15 @@ from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.acl import bind_command
 from nomadml.core.jobs import render_router, routes_variable
 from nomadml.core.plan import check_owner
-from nomadml.core.routing import Line, RoutingTable, Split, check, from_variable, with_new_line
+from nomadml.core.routing import (
+    Line,
+    RoutingTable,
+    Split,
+    check,
+    from_variable,
+    with_new_line,
+    without_lines,
+)
 from nomadml.core.spec import ModelSpec, parse_version
 from nomadml.core.task_state import waits_for_variable
 from nomadml.engine.lines import managed_jobs
@@ -210,6 +218,30 @@ def route_new_line(api: NomadAPI, model: str, line: str, version: str, emit: Emi
         return
     default = ", the default for unversioned requests" if routed.default_major == major else ""
     emit(Event("note", line, f"router: {line} routed to {version}{default}"))
+
+
+def unroute_lines(api: NomadAPI, model: str, jobs: list[str], emit: Emit) -> None:
+    """Lines about to retire leave the model's router table first, so a request naming
+    their major gets the router's 404 for an unknown version, never a 503 from a line
+    with no server left; a routing change that fails is a note (the retirement goes on)."""
+    if not jobs:
+        return
+    try:
+        table = read_table(api, model)
+    except BadInput as err:
+        emit(Event("note", jobs[0], f"router: {', '.join(jobs)} still routed: {err}"))
+        return
+    if table is None:
+        return
+    unrouted = without_lines(table, jobs)
+    if unrouted == table:
+        return
+    try:
+        publish(api, unrouted)
+    except NomadMLError as err:
+        emit(Event("note", jobs[0], f"router: {', '.join(jobs)} still routed: {err}"))
+        return
+    emit(Event("note", jobs[0], f"router: {', '.join(jobs)} no longer routed"))
 
 
 def _running_versions(api: NomadAPI, job_id: str) -> set[str]:

@@ -1,7 +1,9 @@
 """A new major deployed beside the old one behind the router, on the real stack: the
 deploy adds the new line to the routing table once it serves, as the default for the
 requests that name no version; requests naming major 1 keep reaching 1.0.0; not one
-request fails at the client, named or unnamed, across the whole deploy."""
+request fails at the client, named or unnamed, across the whole deploy. A third major
+retires the first (keep_majors = 2): its line leaves the table before its servers stop,
+so a request naming it is an unknown version (404), not a route to no server (503)."""
 
 from __future__ import annotations
 
@@ -58,3 +60,16 @@ def test_a_new_major_beside_the_old_takes_unversioned_requests_without_a_failure
     code, out, err = cli("router", "show", model_name)
     assert code == 0, err
     assert f"{old}: 1.0.0=100%\n" in out and f"{new} (default): 2.0.0=100%\n" in out, out
+
+    # A third major: keep_majors = 2 retires v1, whose line leaves the table first.
+    result = roll(spec, "3.0.0", ship("3.0.0", c=0.3))
+    assert result.action is Action.SUCCEEDED, result.reason
+    retired = ask(router, "1")
+    assert retired[0] == 404 and "unknown model version" in retired[1], retired
+    assert {ask(router, "2") for _ in range(10)} == {(200, "2.0.0")}
+    assert {ask(router) for _ in range(10)} == {(200, "3.0.0")}
+    code, out, err = cli("router", "show", model_name)
+    assert code == 0 and old not in out and f"{model_name}-v3 (default): 3.0.0=100%" in out, (
+        out,
+        err,
+    )
