@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.acl import bind_command
 from nomadml.core.task_state import last_event, trainer_exit_code
 from nomadml.errors import BadInput, NomadAPIError
 
@@ -39,10 +40,11 @@ def check_trained(api: NomadAPI, trained: Trained, log: Log) -> None:
             if err.status not in (403, 500):  # ACLs: Nomad says "Unknown allocation"
                 raise
             job = trained.job or "<model>-retrain"
+            namespace = api.settings.namespace or "default"
+            command = bind_command("retraining", namespace, job, f"nomadml-{job}")
             raise BadInput(
                 f"cannot read this allocation ({err.message}): is the retraining policy bound "
-                f"to job {job}? (nomadml policy retraining | nomad acl policy apply -job "
-                f"{job} {job} -); nothing registered"
+                f"to job {job}? ({command}); nothing registered"
             ) from None
         if not state:
             raise BadInput(
