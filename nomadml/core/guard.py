@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from nomadml.core.gates import GateConfig, evaluate, stats
+from nomadml.core.guard_source import Source, source_of
 from nomadml.core.judge import Counts, JudgeConfig, Signal, evidence, slow_threshold
 from nomadml.core.metrics import Buckets, Snapshot, buckets_from_record, buckets_record
 from nomadml.core.prediction_guard import PredictionBaseline, check_predictions
@@ -166,6 +167,8 @@ class Baseline:
     latency_ms: float | None = None
     # With the rollout's sequential prediction gate: stable's label counts (judge mode).
     predictions: PredictionBaseline | None = None
+    # Where the rollout was judged, so where the guard reads (core/guard_source.py).
+    source: Source = "servers"
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -177,6 +180,8 @@ class Baseline:
         }
         if self.predictions is not None:
             out["predictions"] = self.predictions.as_dict()
+        if self.source != "servers":
+            out["source"] = self.source
         return out
 
     @classmethod
@@ -191,6 +196,7 @@ class Baseline:
                 None if slow is None else float(slow),
                 None if latency is None else float(latency),
                 None if predicted is None else PredictionBaseline.from_dict(predicted),
+                source_of(data),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise BadInput(f"guard record: not a baseline ({err})") from None
@@ -436,7 +442,9 @@ def baseline_from_gates(records: Sequence[Mapping[str, Any]]) -> Baseline | None
     counts since the canaries turned healthy, else the thresholds' last window with
     stable traffic; with stable's latency where a gate measured it, and stable's merged
     latency histogram (with the judge's latency bound) where the deciding look kept it
-    (`stable_histogram`, `judge.slow_above_s`). None when no gate measured stable."""
+    (`stable_histogram`, `judge.slow_above_s`), all as measured where the rollout was judged:
+    the router's numbers after a rollout judged at the router (the guard then reads the
+    router too). None when no gate measured stable."""
     for record in reversed(records):
         values = record.get("values") or {}
         requests = values.get("stable_requests")
@@ -453,9 +461,10 @@ def baseline_from_gates(records: Sequence[Mapping[str, Any]]) -> Baseline | None
         buckets, slow_above = _histogram_of(record)
         traffic = Snapshot(float(requests), errors, buckets)
         predicted = record.get("predictions")
-        encoded = record.get("source") == "router"  # the header's percent-encoded labels
+        source = source_of(record)
+        encoded = source == "router"  # the header's percent-encoded labels
         predictions = PredictionBaseline.from_gate(predicted, encoded) if predicted else None
-        return Baseline(traffic, slow_above, latency_ms, predictions)
+        return Baseline(traffic, slow_above, latency_ms, predictions, source)
     return None
 
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from nomadml.errors import BadInput
 
-__all__ = ["PredictionBaseline", "PredictionCheck", "check_predictions"]
+__all__ = ["PredictionBaseline", "PredictionCheck", "check_predictions", "decoded_label"]
 
 _CONCENTRATIONS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 OTHER = "(other)"  # any label the promoted version did not predict during the rollout
@@ -86,7 +86,7 @@ class PredictionBaseline:
         encoded; the guard reads the servers' own counters, so they are decoded here."""
         if shown.get("test") != "sequential":
             return None
-        name = _decoded if encoded else str
+        name = decoded_label if encoded else str
         try:
             stable: dict[str, float] = {}
             for k, v in dict(shown["stable"]).items():
@@ -101,7 +101,7 @@ class PredictionBaseline:
         return cls(stable, labels, alpha)
 
 
-def _decoded(label: object) -> str:
+def decoded_label(label: object) -> str:
     """A label as the server wrote it before percent-encoding it for the header; the
     router's own "other" (the labels past its 64 per version) is the guard's OTHER."""
     if label == "other":

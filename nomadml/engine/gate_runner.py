@@ -75,9 +75,9 @@ class GateRunner:
             "reasons": list(result.reasons),
             "source": self.source.name,
         }
-        if outcome != "pending" and stable and stable.buckets and self.source.name != "router":
-            # The deciding window keeps stable's histogram: the guard's latency baseline
-            # (the servers' own, as the guard reads them; not the router's).
+        if outcome != "pending" and stable is not None and stable.buckets:
+            # The deciding window keeps stable's histogram: the guard's latency baseline,
+            # measured where the guard will read (the router's, with gates.source router).
             record["stable_histogram"] = buckets_record(stable.buckets)
         self._records.append(record)
         emit(

@@ -19,7 +19,7 @@ from collections import deque
 from typing import Any
 
 from nomadml.adapters import rollout_records as history
-from nomadml.adapters.metric_scrape import MetricScraper
+from nomadml.adapters.metric_scrape import MetricScraper, RouterMetrics
 from nomadml.adapters.nomad_api import NomadAPI
 from nomadml.core.decide import Action
 from nomadml.core.gates import GateConfig
@@ -32,8 +32,9 @@ from nomadml.core.guard import (
     baseline_from_gates,
     decide,
 )
+from nomadml.core.guard_source import Source, block_since, from_router
 from nomadml.core.judge import JudgeConfig
-from nomadml.core.metrics import MetricNames, Snapshot, delta, merge
+from nomadml.core.metrics import MetricNames, Snapshot, merge
 from nomadml.core.schema import seconds
 from nomadml.core.spec import ModelSpec
 from nomadml.engine.guard_record import (
@@ -133,32 +134,43 @@ _METRIC_FIELDS = (
 
 
 class _Observer:
-    """The promoted version's traffic, look by look: each allocation's first scrape is
-    its zero; a block is the sum of every allocation's change since the previous look."""
+    """The promoted version's traffic, look by look, where the rollout was judged: each
+    of its allocations' /metrics, or (after a rollout judged at the router) what every
+    router counted for its backend. A block is the sum of every place's change since the
+    previous look (core.guard_source.block_since: a first reading is a zero, a reset -- a
+    restart, a router reload -- counts from the reset)."""
 
-    def __init__(self, api: NomadAPI, line: str, version: str, data: dict[str, Any]) -> None:
+    def __init__(
+        self, api: NomadAPI, line: str, version: str, data: dict[str, Any], source: Source
+    ) -> None:
         metrics = data.get("metrics") or {}
+        names = MetricNames(**dict(metrics.get("names") or {}))
         self.api, self.line, self.version = api, line, version
-        self.scraper = MetricScraper(MetricNames(**dict(metrics.get("names") or {})))
+        self.scraper = MetricScraper(names)
         self.path = str(metrics.get("path") or "/metrics")
+        self.router: RouterMetrics | None = None
+        if source == "router":  # the promoted version is both "arms": one backend
+            model = str(data.get("model"))
+            self.router = RouterMetrics(api, model, names.path, line, version, version)
         self.last: dict[str, Snapshot] = {}
         self.recent: deque[tuple[float, Snapshot]] = deque()
 
-    def block(self, window_s: float) -> tuple[Snapshot, Snapshot]:
-        """(traffic since the previous look, traffic over the last `window_s`)."""
-        parts = []
+    def _read(self) -> dict[str, Snapshot]:
+        if self.router is not None:
+            return {r.key: from_router(r.snapshot) for r in self.router.read(self.line, set())}
+        now = {}
         for reg in self.api.job_services(self.line):
             if f"version={self.version}" not in (reg.get("Tags") or []):
                 continue
             snap = self.scraper.scrape(f"http://{reg['Address']}:{reg['Port']}{self.path}")
-            if snap is None:
-                continue
-            before = self.last.get(reg["AllocID"])
-            self.last[reg["AllocID"]] = snap
-            if before is not None:
-                parts.append(delta(before, snap))
+            if snap is not None:
+                now[str(reg["AllocID"])] = snap
+        return now
+
+    def block(self, window_s: float) -> tuple[Snapshot, Snapshot]:
+        """(traffic since the previous look, traffic over the last `window_s`)."""
+        block, self.last = block_since(self.last, self._read())
         now = time.monotonic()
-        block = merge(parts) if parts else Snapshot()
         self.recent.append((now, block))
         while self.recent and now - self.recent[0][0] > window_s:
             self.recent.popleft()
@@ -186,16 +198,17 @@ def bake(api: NomadAPI, line: str, emit: Emit = discard) -> GuardResult:
     baseline = Baseline.from_dict(data.get("baseline") or {})
     state = GuardState.from_dict(data.get("state") or {})
     started = float(data.get("promoted_at") or time.time())
-    observer = _Observer(api, line, version, data)
+    observer = _Observer(api, line, version, data, baseline.source)
     watched = baseline.predictions is not None and cfg.compare == "judge"
     labels = "; predicted labels too" if watched else ""
+    where = " at the router" if baseline.source == "router" else ""
     emit(
         Event(
             "note",
             line,
             f"guard: watching {version} until "
             f"{time.strftime('%H:%M:%S', time.gmtime(started + cfg.bake_s))} UTC "
-            f"({cfg.compare}, look every {cfg.interval_s:g} s{labels})",
+            f"({cfg.compare}{where}, look every {cfg.interval_s:g} s{labels})",
         )
     )
     observer.block(cfg.gates.window)  # every allocation's zero

@@ -103,10 +103,10 @@ class JudgeRunner:
         decision = self._with_predictions(canary, stable, at_deadline, record)
         if decision != self.verdict.decision:
             said = str(record["predictions"]["said"])
-        if decision != "inconclusive" and stable.buckets and self.source.name != "router":
+        if decision != "inconclusive" and stable.buckets:
             # The deciding look keeps stable's merged histogram (compact, once per
-            # rollout): the post-promotion guard's latency baseline. Not the router's:
-            # the guard reads the servers' own histograms (other buckets, no network).
+            # rollout): the post-promotion guard's latency baseline. After a rollout
+            # judged at the router it is the router's, and the guard reads the router.
             record["stable_histogram"] = buckets_record(stable.buckets)
         record["verdict"] = decision
         self._records.append(record)

@@ -162,13 +162,19 @@ def test_the_deciding_look_keeps_stables_histogram_once(
     assert len(json.dumps({k: json.dumps(v) for k, v in stored.items()})) < 48 * 1024
 
 
-def test_the_routers_histogram_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The guard reads the servers' own histograms: a router's (its buckets, the network
-    in its times) would be another measurement; the guard then judges errors only."""
+def test_the_routers_histogram_is_kept_for_a_guard_that_reads_the_router(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollout judged at the router keeps the router's histogram (its buckets, the
+    network in its times), and the baseline says the guard reads the router too: one
+    measurement on both sides (tests/unit/test_guard_source.py)."""
     records = _judged_rollout(tmp_path, monkeypatch, source="router")
-    assert not any("stable_histogram" in r for r in records)
+    kept = [r for r in records if "stable_histogram" in r]
+    assert kept == [records[-1]]
     base = baseline_from_gates(records)
-    assert base is not None and base.traffic.buckets == ()
+    assert base is not None and base.source == "router"
+    assert base.traffic.buckets == buckets_from_record(records[-1]["stable_histogram"])
+    assert Baseline.from_dict(json.loads(json.dumps(base.as_dict()))) == base
 
 
 def test_baseline_reads_the_histogram_and_the_judges_bound() -> None:
