@@ -63,37 +63,47 @@ def start_across(api: NomadAPI, model: str, split: str, sticky: Sticky) -> Routi
         if not (major.isdigit() and weight.isdigit()):
             raise BadInput(f"--split {word!r}: expected MAJOR=PERCENT such as 1=50")
         arms.append((int(major), int(weight)))
-    current = router.read_table(api, model) or router.running_lines(api, model)
-    table = check(replace(current, across=Across(tuple(arms), sticky)))
-    for arm, _ in arms:
-        line = table.line(arm)
-        assert line is not None  # check() refuses an arm without a line
-        if not {s.version for s in line.splits if s.weight} & router.running_versions(
-            api, line.job
-        ):
-            raise BadInput(
-                f"--split {split}: no running server of {line.job}'s versions with a share"
-            )
-    ended = current.across if current.across is not None else None
-    figures = across_figures(api, current) if ended is not None else None
-    router.publish(api, table)
+    figures: list[dict[str, Any]] = []
+
+    def set_across(current: RoutingTable) -> RoutingTable:
+        table = check(replace(current, across=Across(tuple(arms), sticky)))
+        for arm, _ in arms:
+            line = table.line(arm)
+            assert line is not None  # check() refuses an arm without a line
+            if not {s.version for s in line.splits if s.weight} & router.running_versions(
+                api, line.job
+            ):
+                raise BadInput(
+                    f"--split {split}: no running server of {line.job}'s versions with a share"
+                )
+        figures[:] = [across_figures(api, current)] if current.across is not None else []
+        return table
+
+    changed = router.publish(api, model, set_across, rebuild=True)
+    assert changed is not None  # set_across always writes
+    table, ended = changed.table, changed.before.across
     registry = ModelRegistry(api)
-    if ended is not None and figures is not None:
-        registry.audit(model, "ab-end", str(ended), figures)
+    if ended is not None:
+        registry.audit(model, "ab-end", str(ended), figures[0])
     registry.audit(model, "ab-start", str(table.across), {"across": split, "sticky": str(sticky)})
     return table
 
 
 def end_across(api: NomadAPI, model: str) -> RoutingTable:
     """End the A/B experiment across majors: unversioned requests to the default line."""
-    current = router.read_table(api, model)
-    if current is None or current.across is None:
+    figures: list[dict[str, Any]] = []
+
+    def end(current: RoutingTable) -> RoutingTable:
+        if current.across is None:
+            raise BadInput(f"{model}: no A/B experiment across majors runs")
+        figures[:] = [across_figures(api, current)]
+        return replace(current, across=None)
+
+    changed = router.publish(api, model, end)
+    if changed is None:
         raise BadInput(f"{model}: no A/B experiment across majors runs")
-    figures = across_figures(api, current)
-    table = replace(current, across=None)
-    router.publish(api, table)
-    ModelRegistry(api).audit(model, "ab-end", str(current.across), figures)
-    return table
+    ModelRegistry(api).audit(model, "ab-end", str(changed.before.across), figures[0])
+    return changed.table
 
 
 def across_figures(api: NomadAPI, table: RoutingTable) -> dict[str, Any]:

@@ -8,9 +8,12 @@ nomadml writes (ownership meta, check-and-set under the job lock)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nomadml.adapters.job_lock import register_exclusively
 from nomadml.adapters.metric_scrape import router_counts
@@ -31,13 +34,43 @@ from nomadml.core.spec import ModelSpec, parse_version
 from nomadml.core.task_state import waits_for_variable
 from nomadml.engine.lines import managed_jobs
 from nomadml.engine.prepare import parse_and_validate
-from nomadml.errors import BadInput, NomadMLError, OperationFailed, OperationTimeout
+from nomadml.errors import (
+    BadInput,
+    Conflict,
+    ExitCode,
+    NomadMLError,
+    OperationFailed,
+    OperationTimeout,
+)
 from nomadml.events import Emit, Event
 
 READY_S = 90.0
 CONFIRM_S = 10.0  # a written table reaches every router within this, or set_line says so
 RESEND_S = 1.5  # a router not on the new table by then is given it again
 POLL_S = 0.02  # how often a router is asked which table it serves
+ATTEMPTS = 8  # a write lost to another writer: re-read, the same change re-applied
+
+
+class TableContended(NomadMLError):
+    """Another writer kept changing the routing table while this change was applied."""
+
+    exit_code = ExitCode.CONFLICT
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"{model}: the routing table {routes_variable(model)} was changed by another "
+            f"writer before each of {ATTEMPTS} writes; nothing written, try again"
+        )
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A change written: the table it was applied to, the table written, and what a
+    router that serves this write answers at /nomadml-router/table."""
+
+    before: RoutingTable
+    table: RoutingTable
+    serving: str
 
 
 @dataclass(frozen=True)
@@ -77,19 +110,56 @@ def running_lines(api: NomadAPI, model: str) -> RoutingTable:
 def read_table(api: NomadAPI, model: str) -> RoutingTable | None:
     """The routing table in the variable (None if there is none); an invalid one is
     refused with the reason (the router keeps rendering its last good one)."""
-    var = api.get_variable(routes_variable(model))
-    if not var:
-        return None
-    return from_variable(model, var.get("Items") or {})
+    return read_table_from(model, api.get_variable(routes_variable(model)))
 
 
-def write_table(api: NomadAPI, table: RoutingTable) -> str:
+def write_table(api: NomadAPI, table: RoutingTable, cas: int | None = None) -> str:
     """Check, then write: a table the router could not serve is never written. Returns
-    what a router that serves this write answers at /nomadml-router/table."""
+    what a router that serves this write answers at /nomadml-router/table. With `cas`,
+    only if the variable's ModifyIndex is still `cas` (0: there is none), else Conflict."""
     items = check(table).as_variable()
     items["written"] = secrets.token_hex(8)
-    api.put_variable(routes_variable(table.model), items)
+    api.put_variable(routes_variable(table.model), items, cas=cas)
     return f"{items['check']} {items['written']}"
+
+
+Change = Callable[[RoutingTable], RoutingTable | None]
+
+
+def change_table(
+    api: NomadAPI, model: str, change: Change, rebuild: bool = False
+) -> Changed | None:
+    """Read the table with its ModifyIndex, apply `change` (None: nothing to write),
+    write with check-and-set. A write another writer got in before is not lost or
+    overwritten: the table is read again and the same change applied to theirs.
+    No table (or an invalid one): None (BadInput), unless `rebuild`: then the change
+    applies to the table of what runs."""
+    path = routes_variable(model)
+    for _ in range(ATTEMPTS):
+        variable = api.get_variable(path)
+        index = int(variable["ModifyIndex"]) if variable else 0
+        current = None
+        try:
+            current = read_table_from(model, variable)
+        except BadInput:
+            if not rebuild:
+                raise
+        if current is None and not rebuild:
+            return None
+        before = current if current is not None else running_lines(api, model)
+        table = change(before)
+        if table is None:
+            return None
+        try:
+            return Changed(before, table, write_table(api, table, cas=index))
+        except Conflict:
+            continue
+    raise TableContended(model)
+
+
+def read_table_from(model: str, variable: Any) -> RoutingTable | None:
+    """The table in a routing variable as read (None: there is none)."""
+    return from_variable(model, variable.get("Items") or {}) if variable else None
 
 
 def confirm(api: NomadAPI, table: RoutingTable, serving: str) -> list[str]:
@@ -108,9 +178,23 @@ def confirm(api: NomadAPI, table: RoutingTable, serving: str) -> list[str]:
         if not waiting or time.monotonic() > deadline:
             return waiting
         if time.monotonic() >= resend:
-            serving = write_table(api, table)
+            serving = _resend(api, table, serving)
             resend = time.monotonic() + RESEND_S
         time.sleep(POLL_S)
+
+
+def _resend(api: NomadAPI, table: RoutingTable, serving: str) -> str:
+    """The same table written again, only if the variable still holds this write (a
+    newer write by another writer is never overwritten: the routers are then waited
+    for on that one, which was applied to this)."""
+    variable = api.get_variable(routes_variable(table.model))
+    items = (variable or {}).get("Items") or {}
+    if variable is None or f"{items.get('check')} {items.get('written')}" != serving:
+        return f"{items.get('check')} {items.get('written')}" if variable else serving
+    try:
+        return write_table(api, table, cas=int(variable["ModifyIndex"]))
+    except Conflict:
+        return serving  # the next look finds the newer write
 
 
 def _serves(address: str) -> str | None:
@@ -125,14 +209,41 @@ def _serves(address: str) -> str | None:
 
 def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
     """Replace one line's split (e.g. 1.0.0=95 1.1.0=5) in the current table (a table
-    broken by hand is rebuilt from what runs, as its error message promises)."""
-    try:
-        current = read_table(api, model) or running_lines(api, model)
-    except BadInput:
-        current = running_lines(api, model)
-    known = {existing.job: existing for existing in current.lines}
-    if line.job not in known:
-        raise BadInput(f"{line.job} is not a line of {model}'s router (lines: {', '.join(known)})")
+    broken by hand is rebuilt from what runs, as its error message promises); the
+    other lines stay as the table has them when it is written (check-and-set)."""
+    figures: list[dict[str, Any]] = []
+
+    def replace_line(current: RoutingTable) -> RoutingTable:
+        known = {existing.job: existing for existing in current.lines}
+        if line.job not in known:
+            raise BadInput(
+                f"{line.job} is not a line of {model}'s router (lines: {', '.join(known)})"
+            )
+        _check_running(api, line)
+        lines = tuple(line if x.job == line.job else x for x in current.lines)
+        table = check(RoutingTable(model, lines, current.default_major, current.across))
+        ended = _ended(current, line)
+        figures.clear()
+        if ended is not None:
+            from nomadml.engine import experiment
+
+            # Read before the write: the router's reload starts its counters anew.
+            figures.append(experiment.arm_figures(api, model, ended))
+        return table
+
+    changed = change_table(api, model, replace_line, rebuild=True)
+    assert changed is not None  # replace_line always writes
+    stale = confirm(api, changed.table, changed.serving)
+    ended = _ended(changed.before, line)
+    if ended is not None:
+        from nomadml.engine import experiment
+
+        experiment.record_end(api, model, ended, figures[0])
+    _stale(model, stale)
+    return changed.table
+
+
+def _check_running(api: NomadAPI, line: Line) -> None:
     running = _running_versions(api, line.job)
     missing = [s.version for s in line.splits if s.weight and s.version not in running]
     if line.mirror is not None and line.mirror.version not in running:  # copies to no one
@@ -142,24 +253,21 @@ def set_line(api: NomadAPI, model: str, line: Line) -> RoutingTable:
             f"{line.job}: no running server of {', '.join(missing)} "
             f"(running: {', '.join(sorted(running)) or 'none'})"
         )
-    lines = tuple(line if existing.job == line.job else existing for existing in current.lines)
-    table = check(RoutingTable(model, lines, current.default_major, current.across))
-    ended = known[line.job] if known[line.job].sticky and known[line.job] != line else None
-    if ended is not None:
-        from nomadml.engine import experiment
-
-        # Read before the write: the router's reload starts its counters anew.
-        figures = experiment.arm_figures(api, model, ended)
-    stale = confirm(api, table, write_table(api, table))
-    if ended is not None:
-        experiment.record_end(api, model, ended, figures)
-    _stale(model, stale)
-    return table
 
 
-def publish(api: NomadAPI, table: RoutingTable) -> None:
-    """Write `table` and wait until every router serves it."""
-    _stale(table.model, confirm(api, table, write_table(api, table)))
+def _ended(current: RoutingTable, line: Line) -> Line | None:
+    """The experiment on `line`'s job that replacing it with `line` ends."""
+    before = next((x for x in current.lines if x.job == line.job), None)
+    return before if before is not None and before.sticky and before != line else None
+
+
+def publish(api: NomadAPI, model: str, change: Change, rebuild: bool = False) -> Changed | None:
+    """Apply `change` to the table (check-and-set, see change_table) and wait until
+    every router serves it; None: there is no table, or the change leaves it as it is."""
+    changed = change_table(api, model, change, rebuild)
+    if changed is not None:
+        _stale(model, confirm(api, changed.table, changed.serving))
+    return changed
 
 
 def _stale(model: str, stale: list[str]) -> None:
@@ -200,22 +308,16 @@ def route_new_line(api: NomadAPI, model: str, line: str, version: str, emit: Emi
     """A healthy line the model's router does not route yet (a new major beside the
     old): into the table, the default when it is the newest major, once it serves (so
     no unversioned request reaches it before); a routing change that fails is a note."""
-    try:
-        table = read_table(api, model)
-    except BadInput as err:
-        emit(Event("note", line, f"router: {line} not routed: {err}"))
-        return
-    if table is None:
-        return
     major = parse_version(version)[0]
-    routed = with_new_line(table, Line(line, major, (Split(version, 100),)))
-    if routed == table:
-        return
+    new = Line(line, major, (Split(version, 100),))
     try:
-        publish(api, routed)
+        changed = publish(api, model, lambda table: _if_changed(table, with_new_line(table, new)))
     except NomadMLError as err:
         emit(Event("note", line, f"router: {line} not routed: {err}"))
         return
+    if changed is None:
+        return
+    routed = changed.table
     default = ", the default for unversioned requests" if routed.default_major == major else ""
     emit(Event("note", line, f"router: {line} routed to {version}{default}"))
 
@@ -227,21 +329,17 @@ def unroute_lines(api: NomadAPI, model: str, jobs: list[str], emit: Emit) -> Non
     if not jobs:
         return
     try:
-        table = read_table(api, model)
-    except BadInput as err:
-        emit(Event("note", jobs[0], f"router: {', '.join(jobs)} still routed: {err}"))
-        return
-    if table is None:
-        return
-    unrouted = without_lines(table, jobs)
-    if unrouted == table:
-        return
-    try:
-        publish(api, unrouted)
+        changed = publish(api, model, lambda table: _if_changed(table, without_lines(table, jobs)))
     except NomadMLError as err:
         emit(Event("note", jobs[0], f"router: {', '.join(jobs)} still routed: {err}"))
         return
+    if changed is None:
+        return
     emit(Event("note", jobs[0], f"router: {', '.join(jobs)} no longer routed"))
+
+
+def _if_changed(table: RoutingTable, changed: RoutingTable) -> RoutingTable | None:
+    return None if changed == table else changed
 
 
 def _running_versions(api: NomadAPI, job_id: str) -> set[str]:
@@ -264,7 +362,8 @@ def up(api: NomadAPI, spec: ModelSpec, image: str, count: int = 2) -> RouterStat
     """Write the routing table (what runs now, unless one exists), register the router
     job, and wait until its allocations answer."""
     if read_table(api, spec.name) is None:
-        write_table(api, running_lines(api, spec.name))
+        with contextlib.suppress(Conflict):  # another `router up` wrote it first
+            write_table(api, running_lines(api, spec.name), cas=0)
     hcl = render_router(spec, image, count)
     job = parse_and_validate(api, hcl, f"{spec.name} router")
     api = api.scoped(job.get("Namespace"))
