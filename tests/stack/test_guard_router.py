@@ -1,6 +1,7 @@
 """The guard through the router, on the real stack: every request reaches the model
 through the model's router; a version good for its first requests passes its canary
-steps, takes all of the line, then degrades; the guard rolls the line back and the
+steps, takes all of the line, then degrades; the guard (reading the router, as the gates
+did: errors and latency against stable's router histogram) rolls the line back and the
 router's table follows (the earlier version takes all of the line as soon as it is
 healthy, before the regressed allocations stop). Counted at the client: every failed
 request is the regressed version's own injected fault — no 502/503 from the switch,
@@ -102,6 +103,13 @@ def test_the_guard_rolls_back_through_the_router(
     print(f"through the router: before the bake {before}; in all {dict(load.answers)}")
     print("\n".join(m for m in said if "router" in m or "guard" in m))
     assert result.outcome == "rolled-back", result.reason
+    # Judged at the router, guarded at the router: errors and latency on the router's
+    # numbers, stable's baseline the router's histogram from the rollout.
+    assert any("(judge at the router, look every" in m for m in said), said
+    signals = result.evidence["signals"]
+    print(f"guard's signals at the router: {signals}")
+    assert signals["latency"]["requests"] == signals["errors"]["requests"] > 0, signals
+    assert signals["latency"]["baseline_rate"] is not None, signals
     assert f"router: {line} -> 1.0.0 100%, 1.1.0 0%" in said, said
     assert f"router: {line} -> 1.0.0 100%" in said, said
     code, out, _ = cli("router", "show", model_name)
