@@ -120,6 +120,13 @@ class OperationFailed(NomadMLError):
     exit_code = ExitCode.FAILED
 
 
+class CannotBePlaced(NomadMLError):
+    """No client can ever run a job as rendered (e.g. none allows the docker host-path
+    volumes it mounts): nothing was registered."""
+
+    exit_code = ExitCode.FAILED
+
+
 class OperationTimeout(NomadMLError):
     exit_code = ExitCode.TIMEOUT
 

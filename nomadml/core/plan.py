@@ -7,6 +7,14 @@ from typing import Any
 
 from nomadml.errors import NotOwned
 
+# The docker driver's fingerprint of `plugin "docker" { config { volumes { enabled = true } } }`
+# (Nomad sets no attribute without it). Groups whose docker tasks mount host paths (the
+# retraining job's nomadml task: the engine's socket) are constrained to it.
+DOCKER_VOLUMES = "${attr.driver.docker.volumes.enabled}"
+NO_DOCKER_VOLUMES = (
+    "no eligible node's docker driver allows the host-path volumes the group mounts: "
+    'add volumes { enabled = true } to the clients\' plugin "docker" { config { ... } } block'
+)
 COUNTS = ("Place", "Canary", "DestructiveUpdate", "InPlaceUpdate", "Stop", "Migrate", "Ignore")
 MARK = {"Added": "+", "Deleted": "-", "Edited": "~"}
 
@@ -20,6 +28,8 @@ class PlanSummary:
     diff: list[str] = field(default_factory=list)
     warnings: str = ""
     placement_failures: dict[str, str] = field(default_factory=dict)
+    # groups no node can run however free it is: none allows docker host-path volumes
+    no_docker_volumes: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -76,6 +86,14 @@ def _host_volumes(job: dict[str, Any] | None, group: str) -> list[str]:
     return []
 
 
+def no_docker_volumes(metric: dict[str, Any]) -> bool:
+    """A group's placement failed because no node that passed the other filters allows
+    docker host-path volumes (not because the eligible ones are busy now)."""
+    filtered = metric.get("ConstraintFiltered") or {}
+    exhausted = int(metric.get("NodesExhausted") or 0)
+    return not exhausted and any(str(k).startswith(DOCKER_VOLUMES) for k in filtered)
+
+
 def summarize(job_id: str, plan: dict[str, Any], job: dict[str, Any] | None = None) -> PlanSummary:
     """Nomad's plan in a few numbers and lines; `job` (the planned one) lets a placement
     failure name what the group asked for (Nomad counts nodes, it names no volume)."""
@@ -83,6 +101,7 @@ def summarize(job_id: str, plan: dict[str, Any], job: dict[str, Any] | None = No
     updates = ((plan.get("Annotations") or {}).get("DesiredTGUpdates")) or {}
     groups = {name: {k: int(v.get(k, 0) or 0) for k in COUNTS} for name, v in updates.items()}
     failures: dict[str, str] = {}
+    refused: list[str] = []
     for group, metric in (plan.get("FailedTGAllocs") or {}).items():
         reasons = [f"{k} ({v})" for k, v in (metric.get("DimensionExhausted") or {}).items()]
         reasons += [f"{k} ({v})" for k, v in (metric.get("ConstraintFiltered") or {}).items()]
@@ -90,6 +109,9 @@ def summarize(job_id: str, plan: dict[str, Any], job: dict[str, Any] | None = No
         if volumes and any("host volume" in r for r in reasons):
             named = ", ".join(repr(v) for v in volumes)
             reasons.append(f"no eligible node has the host volume {named} the group mounts")
+        if no_docker_volumes(metric):
+            refused.append(group)
+            reasons.append(NO_DOCKER_VOLUMES)
         failures[group] = "; ".join(reasons) or f"{metric.get('NodesEvaluated', 0)} nodes evaluated"
     return PlanSummary(
         job_id=job_id,
@@ -99,6 +121,7 @@ def summarize(job_id: str, plan: dict[str, Any], job: dict[str, Any] | None = No
         diff=_diff_lines(diff),
         warnings=str(plan.get("Warnings") or ""),
         placement_failures=failures,
+        no_docker_volumes=tuple(refused),
     )
 
 

@@ -224,6 +224,7 @@ def _register_retraining(api: NomadAPI, spec: ModelSpec, dispatch: bool) -> tupl
     if spec.retraining.driver == "docker" and spec.retraining.nomadml_image:
         from nomadml.adapters.nomadml_image import nomadml_image
 
+        _check_placeable(api, spec, dispatch)  # before building or pushing the image
         image = nomadml_image(spec.retraining.nomadml_image, spec.model.registry)
     hcl = render_retraining(spec, dispatch=dispatch, nomadml_image=image)
     job = parse_and_validate(api, hcl, spec.source)
@@ -234,3 +235,20 @@ def _register_retraining(api: NomadAPI, spec: ModelSpec, dispatch: bool) -> tupl
         api, job, enforce_index=int(existing["JobModifyIndex"]) if existing else 0, source=hcl
     )
     return job["ID"], int((api.job(job["ID"]) or {}).get("Version", 0))
+
+
+def _check_placeable(api: NomadAPI, spec: ModelSpec, dispatch: bool) -> None:
+    """Nomad's plan of the job (its nomadml image as the spec names it): refuse when no
+    client can ever run it — its nomadml task mounts host paths, which no eligible
+    client's docker driver allows. Busy clients are no reason: the run is later."""
+    from nomadml.core.jobs import render_retraining
+    from nomadml.core.plan import summarize
+    from nomadml.engine.prepare import parse_and_validate
+    from nomadml.errors import CannotBePlaced
+
+    job = parse_and_validate(api, render_retraining(spec, dispatch=dispatch), spec.source)
+    summary = summarize(job["ID"], api.scoped(job.get("Namespace")).plan(job, diff=False), job)
+    refused = summary.no_docker_volumes
+    if refused:
+        reasons = "; ".join(f"{g}: {summary.placement_failures[g]}" for g in refused)
+        raise CannotBePlaced(f"{job['ID']} cannot be placed: {reasons}; nothing registered")

@@ -46,6 +46,14 @@ job [[ job.id | hcl ]] {
     }
 
 [%- if retraining.driver == "docker" and retraining.nomadml_image %]
+
+    # nomadml's task mounts the Docker engine's socket and scratch folders by host path:
+    # only on clients whose docker driver allows it (plugin "docker" { config {
+    # volumes { enabled = true } } }); schedule-retraining refuses when none does.
+    constraint {
+      attribute = "${attr.driver.docker.volumes.enabled}"
+      value     = "true"
+    }
 [%- if retraining.data_volume %]
 
     # The [data] files, read-only in both tasks.

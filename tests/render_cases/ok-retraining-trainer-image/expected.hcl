@@ -31,6 +31,14 @@ job "churn-retrain" {
       unlimited = false
     }
 
+    # nomadml's task mounts the Docker engine's socket and scratch folders by host path:
+    # only on clients whose docker driver allows it (plugin "docker" { config {
+    # volumes { enabled = true } } }); schedule-retraining refuses when none does.
+    constraint {
+      attribute = "${attr.driver.docker.volumes.enabled}"
+      value     = "true"
+    }
+
     # The [data] files, read-only in both tasks.
     volume "training-data" {
       type      = "host"
