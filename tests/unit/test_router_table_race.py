@@ -7,14 +7,16 @@ attempt is one line and exit 5, with nothing of this change written."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from support.fake_nomad import FakeNomad
 
+from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.core.routing import Line, RoutingTable, Split
-from nomadml.engine import router
+from nomadml.core.routing import Across, Line, RoutingTable, Split, Sticky
+from nomadml.engine import experiment, router
 from nomadml.errors import ExitCode
 from nomadml.events import Event
 from nomadml.settings import NomadSettings
@@ -48,7 +50,7 @@ def _other_writer_after_reads(
 
     def read_then_other_writes(path: str) -> Any:
         found = read(path)
-        reads[0] += 1
+        reads[0] += path == PATH
         if path == PATH and reads[0] <= times:
             current = router.read_table(other, "iris")
             assert current is not None
@@ -143,3 +145,35 @@ def test_a_table_that_keeps_changing_is_one_line_and_nothing_of_this_change_is_w
     assert table is not None and table.lines[0] == V1  # this change: not written
     assert table.lines[1].splits[1] == Split("2.1.0", router.ATTEMPTS)  # theirs: all kept
     assert _put_answers(nomad) - before == 2 * router.ATTEMPTS  # theirs and each refused one
+
+
+def test_an_ab_across_majors_started_then_ended_while_a_line_changes_keeps_the_line(
+    nomad: FakeNomad, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, other = _two_lines(nomad, monkeypatch)
+    monkeypatch.setattr(router, "running_versions", lambda _api, _job: {"1.0.0", "2.0.0"})
+    canary = Line("iris-v2", 2, (Split("2.0.0", 90), Split("2.1.0", 10)))
+
+    def canary_step(table: RoutingTable) -> RoutingTable:
+        return replace(table, lines=(table.lines[0], canary))
+
+    reads = _other_writer_after_reads(monkeypatch, api, other, canary_step, times=1)
+    sticky = Sticky("header", "X-User")
+    started = experiment.start_across(api, "iris", "1=50,2=50", sticky)
+    assert started == RoutingTable("iris", (V1, canary), 2, Across(((1, 50), (2, 50)), sticky))
+    assert router.read_table(other, "iris") == started and reads[0] == 2
+
+    steps = iter([Split("2.1.0", 20), Split("2.1.0", 30)])
+
+    def next_step(table: RoutingTable) -> RoutingTable:
+        share = next(steps).weight
+        line = Line("iris-v2", 2, (Split("2.0.0", 100 - share), Split("2.1.0", share)))
+        return replace(table, lines=(table.lines[0], line))
+
+    reads = _other_writer_after_reads(monkeypatch, api, other, next_step, times=2)
+    ended = experiment.end_across(api, "iris")
+    stepped = Line("iris-v2", 2, (Split("2.0.0", 70), Split("2.1.0", 30)))
+    assert ended == RoutingTable("iris", (V1, stepped), 2)
+    assert router.read_table(other, "iris") == ended
+    actions = [e["action"] for e in ModelRegistry(other).audit_log("iris")]
+    assert sorted(actions) == ["ab-end", "ab-start"]
