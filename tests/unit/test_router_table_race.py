@@ -11,10 +11,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from support.fake_nomad import FakeNomad
 
 from nomadml.adapters.model_store import ModelRegistry
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.cli.main import main
 from nomadml.core.routing import Across, Line, RoutingTable, Split, Sticky
 from nomadml.engine import experiment, router
 from nomadml.errors import ExitCode
@@ -177,3 +179,45 @@ def test_an_ab_across_majors_started_then_ended_while_a_line_changes_keeps_the_l
     assert router.read_table(other, "iris") == ended
     actions = [e["action"] for e in ModelRegistry(other).audit_log("iris")]
     assert sorted(actions) == ["ab-end", "ab-start"]
+
+
+def test_router_weights_on_a_table_that_keeps_changing_is_one_line_exit_5(
+    nomad: FakeNomad, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for version in ("1.0.0", "1.1.0"):
+        tags = [f"version={version}"]
+        nomad.put_service({"ID": version, "ServiceName": "iris", "JobID": "iris-v1", "Tags": tags})
+    router.write_table(_api(nomad), RoutingTable("iris", (V1, V2), 2))
+    read = NomadAPI.get_variable
+    shares = iter(range(1, 100))
+
+    def read_then_a_deploy_steps(self: NomadAPI, path: str) -> Any:
+        found = read(self, path)
+        if path == PATH:  # every read: another canary step lands before the write
+            share = next(shares)
+            line = Line("iris-v2", 2, (Split("2.0.0", 100 - share), Split("2.1.0", share)))
+            items = RoutingTable("iris", (V1, line), 2).as_variable()
+            nomad.put_variable(PATH, {**items, "written": str(share)})
+        return found
+
+    monkeypatch.setattr(NomadAPI, "get_variable", read_then_a_deploy_steps)
+    args = ["--address", nomad.address, "router", "weights", "iris", "iris-v1"]
+    run = CliRunner().invoke(main, [*args, "1.0.0=50", "1.1.0=50"])
+    assert (run.exit_code, run.output) == (
+        ExitCode.CONFLICT,
+        f"nomadml: error: iris: the routing table {PATH} was changed by another writer "
+        f"before each of {router.ATTEMPTS} writes; nothing written, try again\n",
+    )
+    monkeypatch.setattr(NomadAPI, "get_variable", read)
+    assert router.read_table(_api(nomad), "iris") == RoutingTable(
+        "iris",
+        (
+            V1,
+            Line(
+                "iris-v2",
+                2,
+                (Split("2.0.0", 100 - router.ATTEMPTS), Split("2.1.0", router.ATTEMPTS)),
+            ),
+        ),
+        2,
+    )
