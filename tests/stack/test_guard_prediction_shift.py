@@ -108,8 +108,8 @@ def test_through_the_router_the_labels_the_router_counted_are_the_baseline(
     model_name: str,
 ) -> None:
     """The rollout judged at the router (canary steps 50/100, the router's counts of the
-    X-Nomadml-Predictions header); after the promotion the guard reads the servers' own
-    counters against that baseline, and rolls the stuck version back through the router."""
+    X-Nomadml-Predictions header); after the promotion the guard reads the router's counts
+    too (labels decoded on both sides), and rolls the stuck version back through the router."""
     routed = {
         **SPEC,
         'interval = "5s"': 'interval = "2s"',
