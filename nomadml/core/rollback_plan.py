@@ -47,10 +47,14 @@ def choose_target(
     return stable[0]
 
 
-def all_at_once(target: dict[str, Any], rolled_back_from: str) -> dict[str, Any]:
+def all_at_once(
+    target: dict[str, Any], rolled_back_from: str, auto_promote: bool = True
+) -> dict[str, Any]:
     """The target job as a new version placed all at once beside the running
     allocations (canary = count, auto-promoted): the previous version comes back in
     one start time, with no dip in capacity and no manual promotion. Pure.
+    `auto_promote=False`: the caller promotes once it saw the canaries healthy (a router
+    must move the line's traffic to them before the promotion stops the current ones).
 
     (A plain rolling update, canary = 0, replaces one allocation after another and
     was measured twice as slow as `nomad job revert` with a prompt promotion.)"""
@@ -62,10 +66,10 @@ def all_at_once(target: dict[str, Any], rolled_back_from: str) -> dict[str, Any]
     for tg in groups:
         if tg.get("Update"):
             tg["Update"]["Canary"] = int(tg.get("Count") or 0)
-            tg["Update"]["AutoPromote"] = bool(tg.get("Count"))
+            tg["Update"]["AutoPromote"] = auto_promote and bool(tg.get("Count"))
     if new.get("Update"):
         most = max((int(tg.get("Count") or 0) for tg in groups), default=0)
         new["Update"]["Canary"] = most
-        new["Update"]["AutoPromote"] = bool(most)
+        new["Update"]["AutoPromote"] = auto_promote and bool(most)
     new["Meta"] = {**(new.get("Meta") or {}), "nomadml.rolled_back_from": rolled_back_from}
     return new

@@ -38,7 +38,13 @@ def roll_back(api: NomadAPI, line: str, regressed: str, emit: Emit) -> RolloutRe
             target = str(((api.job(line) or {}).get("Meta") or {}).get("nomadml.version", ""))
             _route(api, model, Line(line, major, (Split(target, 100), Split(regressed, 0))), emit)
 
-    result = rollback(api, line, timeout_s=ROLLBACK_TIMEOUT_S, emit=on_event)
+    # Routed: nomadml promotes (not Nomad on its own), so the table moves on the
+    # "canary-healthy" event before the promotion stops the regressed allocations;
+    # auto-promoted, a deployment could complete between two looks and the event
+    # came too late (the router then answered 503 for the regressed version).
+    result = rollback(
+        api, line, timeout_s=ROLLBACK_TIMEOUT_S, emit=on_event, auto_promote=not routed
+    )
     if routed and model is not None:
         _route(api, model, Line(line, major, (Split(result.model_version, 100),)), emit)
     return result

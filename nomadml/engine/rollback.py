@@ -30,7 +30,11 @@ def rollback(
     *,
     timeout_s: float = 600.0,
     emit: Emit = discard,
+    auto_promote: bool = True,
 ) -> RolloutResult:
+    """`auto_promote=False`: Nomad does not promote the earlier version's allocations on
+    its own; the watch promotes them after it emitted "canary-healthy" (a router's table
+    follows on that event, before the current allocations stop)."""
     started = time.monotonic()
     job = api.job(job_id)
     if job is None:
@@ -86,11 +90,12 @@ def rollback(
     if source:
         source = (
             f"# nomadml rollback from {current}: job version {target['Version']} "
-            "re-registered with canary = count, auto_promote = true\n" + source
+            f"re-registered with canary = count, auto_promote = {str(auto_promote).lower()}\n"
+            + source
         )
     answer, new_version = register_version(
         api,
-        all_at_once(target, current),
+        all_at_once(target, current, auto_promote),
         enforce_index=int(job["JobModifyIndex"]),
         source=source,
         model_version=model_version,

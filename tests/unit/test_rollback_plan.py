@@ -393,3 +393,16 @@ def test_all_at_once_does_not_mutate_its_input(job_update: bool) -> None:
     if job_update:
         new["Update"]["MaxParallel"] = 99
     assert target == before
+
+
+def test_a_rollback_the_caller_promotes_is_not_auto_promoted() -> None:
+    """Where a router routes the line the guard's rollback is promoted by nomadml after it
+    saw the canaries healthy (the router's table moves first): Nomad must not promote on
+    its own; the canary count stays the group's count, all at once as before."""
+    held = all_at_once(job_version(2, "1.1.0"), "1.2.0", auto_promote=False)
+    assert [tg["Update"]["AutoPromote"] for tg in held["TaskGroups"]] == [False]
+    assert [tg["Update"]["Canary"] for tg in held["TaskGroups"]] == [2]
+    assert held["Update"]["AutoPromote"] is False
+    auto = all_at_once(job_version(2, "1.1.0"), "1.2.0")
+    assert auto["Update"]["AutoPromote"] is True
+    assert [tg["Update"]["AutoPromote"] for tg in auto["TaskGroups"]] == [True]
