@@ -33,6 +33,7 @@ from nomadml.core.guard import (
     decide,
 )
 from nomadml.core.guard_source import Source, block_since, from_router
+from nomadml.core.guard_takeover import takeover_step
 from nomadml.core.judge import JudgeConfig
 from nomadml.core.metrics import MetricNames, Snapshot, merge
 from nomadml.core.schema import seconds
@@ -303,20 +304,30 @@ def _act(
     looks = int((claimed.get("state") or {}).get("looks", 0))
     result = GuardResult(line, version, "regressed", reason, evidence, looks=looks)
     if cfg.on_regression == "rollback":
-        from nomadml.engine.guard_actions import roll_back
+        from nomadml.engine.guard_actions import finish_rollback, roll_back
 
-        current = int((api.job(line) or {}).get("Version", -1))
-        if current != job_version:  # an earlier guard registered it before it stopped
-            result.outcome = "rolled-back"
-            result.reason += f"; the line already moved on to job version {current}"
-        else:
+        job = api.job(line) or {}
+        current = int(job.get("Version", -1))
+        # A takeover: an earlier guard may have registered the rollback before it stopped
+        # (routed: its deployment waits for nomadml's promotion). Never a second one.
+        step = takeover_step(job_version, version, job, api.latest_deployment(line))
+        if step == "register":
             result.rollback = roll_back(api, line, version, emit)
+        elif step == "follow":
+            result.rollback = finish_rollback(api, line, version, current, emit)
+        if result.rollback is not None:
             ok = result.rollback.action is Action.SUCCEEDED
             result.outcome = "rolled-back" if ok else "rollback-failed"
             if not ok:
                 result.reason += (
                     f"; the rollback {result.rollback.action.value}: {result.rollback.reason}"
                 )
+        elif step == "failed":
+            result.outcome = "rollback-failed"
+            result.reason += f"; the rollback's deployment (job version {current}) failed"
+        else:
+            result.outcome = "rolled-back"
+            result.reason += f"; the line already moved on to job version {current}"
     if cfg.retrain:
         from nomadml.engine.guard_actions import dispatch_retraining
 

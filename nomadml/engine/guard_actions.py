@@ -16,10 +16,15 @@ both when `[guard] retrain = true`)."""
 
 from __future__ import annotations
 
+import contextlib
+
+from nomadml.adapters import rollout_records as history
 from nomadml.adapters.nomad_api import NomadAPI
+from nomadml.core.decide import Action
 from nomadml.core.routing import Line, Split
 from nomadml.engine.result import RolloutResult
 from nomadml.engine.rollback import rollback
+from nomadml.engine.watch import WatchOptions, watch
 from nomadml.errors import BadInput, NomadMLError
 from nomadml.events import Emit, Event
 
@@ -31,23 +36,71 @@ def roll_back(api: NomadAPI, line: str, regressed: str, emit: Emit) -> RolloutRe
     follows as soon as the earlier version is healthy."""
     model, major = _model_and_major(api, line)
     routed = model is not None and _routes(api, model, line)
-
-    def on_event(event: Event) -> None:
-        emit(event)
-        if routed and model is not None and event.kind == "canary-healthy":
-            target = str(((api.job(line) or {}).get("Meta") or {}).get("nomadml.version", ""))
-            _route(api, model, Line(line, major, (Split(target, 100), Split(regressed, 0))), emit)
-
     # Routed: nomadml promotes (not Nomad on its own), so the table moves on the
     # "canary-healthy" event before the promotion stops the regressed allocations;
     # auto-promoted, a deployment could complete between two looks and the event
     # came too late (the router then answered 503 for the regressed version).
     result = rollback(
-        api, line, timeout_s=ROLLBACK_TIMEOUT_S, emit=on_event, auto_promote=not routed
+        api,
+        line,
+        timeout_s=ROLLBACK_TIMEOUT_S,
+        emit=_routing(api, model if routed else None, line, major, regressed, emit),
+        auto_promote=not routed,
     )
     if routed and model is not None:
         _route(api, model, Line(line, major, (Split(result.model_version, 100),)), emit)
     return result
+
+
+def finish_rollback(
+    api: NomadAPI, line: str, regressed: str, job_version: int, emit: Emit
+) -> RolloutResult:
+    """Follow a rollback an earlier guard registered (job version `job_version`) to its
+    end: where a router routes the line its table moves once the canaries are healthy,
+    then nomadml promotes them (the watch's PROMOTE); nothing is registered."""
+    model, major = _model_and_major(api, line)
+    routed = model is not None and _routes(api, model, line)
+    target = str(((api.job(line) or {}).get("Meta") or {}).get("nomadml.version", "?"))
+    emit(
+        Event(
+            "note",
+            line,
+            f"guard: following the rollback to {target} an earlier guard registered "
+            f"(job version {job_version})",
+        )
+    )
+    result = watch(
+        api,
+        line,
+        job_version,
+        target,
+        WatchOptions(timeout_s=ROLLBACK_TIMEOUT_S, operation="rollback"),
+        None,
+        _routing(api, model if routed else None, line, major, regressed, emit),
+    )
+    result.rollback_seconds = result.seconds
+    with contextlib.suppress(NomadMLError):  # the line is back; the record follows it
+        history.record(
+            api, line, job_version, {"kind": "rollback", "from": regressed, **result.as_dict()}
+        )
+    if routed and model is not None and result.action is Action.SUCCEEDED:
+        _route(api, model, Line(line, major, (Split(target, 100),)), emit)
+    return result
+
+
+def _routing(
+    api: NomadAPI, model: str | None, line: str, major: int, regressed: str, emit: Emit
+) -> Emit:
+    """The rollback's events, and (when `model`'s router routes the line) the table's
+    move to the earlier version on "canary-healthy", before the promotion."""
+
+    def on_event(event: Event) -> None:
+        emit(event)
+        if model is not None and event.kind == "canary-healthy":
+            target = str(((api.job(line) or {}).get("Meta") or {}).get("nomadml.version", ""))
+            _route(api, model, Line(line, major, (Split(target, 100), Split(regressed, 0))), emit)
+
+    return on_event
 
 
 def _model_and_major(api: NomadAPI, line: str) -> tuple[str | None, int]:
