@@ -15,7 +15,8 @@ its own image).
  7. a new input schema is a new major: iris 2.0.0 beside iris-v1
  8. wine: the serving contract checked, then register, validate, deploy; a worse
     retrain rejected
- 9. one address for every version: the model's router (HAProxy, run by Nomad)
+ 9. one address for every version: the model's router (HAProxy, run by Nomad); iris
+    1.4.0 released through it under traffic: a shadow phase, then canary steps
 10. the registry's view, the lines, and a prediction from each
 
 Exits 0 only if every check passes; ends with `N/N checks passed`."""
@@ -25,13 +26,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,58 @@ IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 PETAL_ROWS = [[1.4, 0.2], [5.2, 2.3]]
 WINE_ROW = [13.2, 1.78, 2.14, 11.2, 100.0, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050.0]
 SHOWN_LINES = 14  # long outputs are shown by their last lines
+# The release spec (step 9): iris/iris.toml with canary steps at the router and a
+# shadow phase before them; labels compared (a retrained model's probabilities move).
+RELEASE = {
+    "auto_revert = true\n": "auto_revert = true\nsteps = [50, 100]\n",
+    "[restart]\n": (
+        "[update.shadow]\nshare = 100\nmin_requests = 20\nmin_agreement = 1.0\n"
+        'compare = "labels"\ntimeout = "60s"\n\n[restart]\n'
+    ),
+}
+
+
+def post(url: str, rows: list[list[float]], version: str | None) -> tuple[int, dict[str, Any]]:
+    """One POST /predict (`X-Model-Version: version` when given): (status, the JSON answer)."""
+    headers = {"Content-Type": "application/json"}
+    if version:
+        headers["X-Model-Version"] = version
+    body = json.dumps({"instances": rows}).encode()
+    request = urllib.request.Request(f"{url}/predict", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), json.load(response)
+    except urllib.error.HTTPError as err:
+        return int(err.code), json.loads(err.read() or b"{}")
+
+
+class RouterClients:
+    """Clients asking one major through the router while a block runs (about 20 a
+    second, bounded in time): every answer counted by (status, answering version)."""
+
+    def __init__(self, url: str, major: str, rows: list[list[float]]) -> None:
+        self.url, self.major, self.rows = url, major, rows
+        self.answers: Counter[tuple[int, str]] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="router-clients")
+
+    def __enter__(self) -> RouterClients:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 300
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                status, answer = post(self.url, self.rows, self.major)
+                self.answers[status, str(answer.get("version"))] += 1
+            except (OSError, ValueError) as err:  # no answer at all: counted as failed
+                self.answers[0, type(err).__name__] += 1
+            self._stop.wait(0.05)
 
 
 class Demo:
@@ -148,12 +204,12 @@ class Demo:
         return {j["ID"] for j in jobs or []}
 
     def clean(self, model: str) -> None:
-        """Purge what an earlier run left of `model`: its lines, its retraining job and
-        its registry records, so the story starts fresh."""
-        for var in self.api.list_variables(f"nomadml/models/{model}/"):
-            self.api.request("DELETE", f"var/{var['Path']}")
-        for var in self.api.list_variables(f"nomadml/routes/{model}"):
-            self.api.request("DELETE", f"var/{var['Path']}")
+        """Purge what an earlier run left of `model`: its lines, its retraining job, its
+        registry records and its lines' rollout records (a report of the latest rollout
+        must not find an earlier run's), so the story starts fresh."""
+        for prefix in (f"models/{model}/", f"routes/{model}", f"rollouts/{model}-v"):
+            for var in self.api.list_variables(f"nomadml/{prefix}"):
+                self.api.request("DELETE", f"var/{var['Path']}")
         for job in managed_jobs(self.api, model):
             if job["Meta"].get("nomadml.model") == model:
                 print(f"    purging {job['ID']} from an earlier run")
@@ -170,15 +226,7 @@ class Demo:
         body = json.dumps({"instances": rows})
         header = f" -H 'X-Model-Version: {version}'" if version else ""
         print(f"$ curl -s{header} {url}/predict -d '{body}'", flush=True)
-        headers = {"Content-Type": "application/json"}
-        if version:
-            headers["X-Model-Version"] = version
-        request = urllib.request.Request(f"{url}/predict", data=body.encode(), headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                status, answer = int(response.status), json.load(response)
-        except urllib.error.HTTPError as err:
-            status, answer = int(err.code), json.loads(err.read() or b"{}")
+        status, answer = post(url, rows, version)
         if status == 200:
             found = answer["predictions"]
             labels = [p.get("label") if isinstance(p, dict) else p for p in found]
@@ -334,6 +382,42 @@ class Demo:
             self.check(f"router, {said}: answered by {version}", answer.get("version") == version)
         status, _ = self.ask(url, IRIS_ROWS, "7")
         self.check(f"router, X-Model-Version: 7 (no such version): HTTP {status}", status == 404)
+        self.release(url)
+
+    def release(self, url: str) -> None:
+        """iris 1.4.0 released through the router while clients ask line 1 there: a
+        shadow phase (every request of the line mirrored, answers compared and
+        discarded), then canary steps of 50 % and 100 % with the gates at each."""
+        spec = (self.work / "iris" / "iris.toml").read_text()
+        for old, new in RELEASE.items():
+            spec = spec.replace(old, new, 1)
+        (self.work / "iris" / "release.toml").write_text(spec)
+        print("(iris/release.toml: iris/iris.toml with, in [update] and after it:)")
+        self.show("\n".join(new.replace(old, "").strip() for old, new in RELEASE.items()))
+        started = time.monotonic()
+        # Weaker regularization: other probabilities than 1.0.0's, the same labels.
+        self.train("iris", "models/iris-1.4.0", "--c", "0.5")
+        self.nomadml(
+            "model", "register", "models/iris-1.4.0", "--name", "iris", "--version", "1.4.0"
+        )
+        self.nomadml("model", "validate", "iris", "1.4.0", "--spec", "iris/release.toml")
+        with RouterClients(url, "1", IRIS_ROWS) as clients:
+            out = self.nomadml("deploy", "iris/release.toml", "--version", "1.4.0")
+        self.check("1.4.0 passed its shadow phase, then its steps, and is the production version",
+                   "iris 1.4.0 -> production" in out)  # fmt: skip
+        out = self.nomadml("history", "iris-v1")
+        verdict = re.search(r"shadow pass: agreed (\d+)/(\d+)", out)
+        agreed = f"agreed {verdict[1]}/{verdict[2]}" if verdict else "no shadow verdict"
+        self.check(f"history shows 1.4.0's shadow verdict: {agreed}",
+                   verdict is not None and verdict[1] == verdict[2] != "0")  # fmt: skip
+        served = Counter({v: n for (status, v), n in clients.answers.items() if status == 200})
+        failed = sum(clients.answers.values()) - sum(served.values())
+        self.check(
+            f"clients through the router during the release: answered by {dict(served)}, "
+            f"{failed} failed",
+            failed == 0 and set(served) == {"1.0.0", "1.4.0"},
+        )
+        print(f"(the release took {time.monotonic() - started:.0f} s)")
 
     def overview(self) -> None:
         self.step("10. the registry's view, the lines, and a prediction from each")
@@ -345,13 +429,13 @@ class Demo:
         out = self.nomadml("volume", "prune", "iris-v1", "--dry-run")
         self.check("volume prune keeps what iris-v1 can still run", "keeping 1.0.0" in out)
         want = {
-            "iris": {"1.0.0": "production", "1.1.0": "archived", "1.2.0": "rejected",
-                     "1.3.0": "rejected", "2.0.0": "production"},
+            "iris": {"1.0.0": "archived", "1.1.0": "archived", "1.2.0": "rejected",
+                     "1.3.0": "rejected", "1.4.0": "production", "2.0.0": "production"},
             "wine": {"1.0.0": "production", "1.1.0": "rejected"},
         }  # fmt: skip
         for model, stages in want.items():
             self.check(f"registry: {model} {stages}", self.stages(model) == stages)
-        asks = (("iris-v1", IRIS_ROWS, "1.0.0"), ("iris-v2", PETAL_ROWS, "2.0.0"),
+        asks = (("iris-v1", IRIS_ROWS, "1.4.0"), ("iris-v2", PETAL_ROWS, "2.0.0"),
                 ("wine-v1", [WINE_ROW], "1.0.0"))  # fmt: skip
         for line, rows, version in asks:
             live = [e for e in endpoints(self.api, line) if e.healthy]
