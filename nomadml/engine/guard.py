@@ -304,7 +304,7 @@ def _act(
     looks = int((claimed.get("state") or {}).get("looks", 0))
     result = GuardResult(line, version, "regressed", reason, evidence, looks=looks)
     if cfg.on_regression == "rollback":
-        from nomadml.engine.guard_actions import finish_rollback, roll_back
+        from nomadml.engine.guard_actions import finish_rollback, roll_back, settle_route
 
         job = api.job(line) or {}
         current = int(job.get("Version", -1))
@@ -326,6 +326,8 @@ def _act(
             result.outcome = "rollback-failed"
             result.reason += f"; the rollback's deployment (job version {current}) failed"
         else:
+            if step == "done":  # the stopped guard may have left the regressed version at 0%
+                settle_route(api, line, emit)
             result.outcome = "rolled-back"
             result.reason += f"; the line already moved on to job version {current}"
     if cfg.retrain:

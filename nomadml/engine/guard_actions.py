@@ -88,6 +88,23 @@ def finish_rollback(
     return result
 
 
+def settle_route(api: NomadAPI, line: str, emit: Emit) -> None:
+    """A rollback found complete on takeover: where a router routes the line and its
+    table still names another version (the stopped guard's `earlier 100%, regressed 0%`),
+    the line goes to what it runs, alone."""
+    from nomadml.engine import router
+
+    model, major = _model_and_major(api, line)
+    if model is None or not _routes(api, model, line):
+        return
+    target = str(((api.job(line) or {}).get("Meta") or {}).get("nomadml.version", "?"))
+    wanted = Line(line, major, (Split(target, 100),))
+    table = router.read_table(api, model)
+    routed = [x for x in (table.lines if table else ()) if x.job == line]
+    if routed and routed[0].splits != wanted.splits:
+        _route(api, model, wanted, emit)
+
+
 def _routing(
     api: NomadAPI, model: str | None, line: str, major: int, regressed: str, emit: Emit
 ) -> Emit:

@@ -191,3 +191,18 @@ def test_a_routed_line_s_table_moves_before_the_taken_over_promotion(
     assert fake_nomad.requests_to("PUT", f"/v1/job/{LINE}") == []
     table = router.read_table(api, "churn")
     assert table is not None and table.lines[0].splits == (Split("1.0.0", 100),)
+
+
+def test_a_complete_rollback_s_leftover_zero_split_is_removed(fake_nomad: FakeNomad) -> None:
+    api, version = _claimed_rollback(fake_nomad)
+    fake_nomad.put_deployment(_deployment(version, "successful", 2, promoted=True))
+    service = {"ServiceName": "churn-serve", "JobID": LINE, "Tags": ["version=1.0.0"]}
+    fake_nomad.put_service({**service, "ID": "a1", "AllocID": "a1"})
+    left = Line(LINE, 1, (Split("1.0.0", 100), Split("1.1.0", 0)))
+    router.write_table(api, RoutingTable("churn", (left,), 1))
+    result = guard.bake(api, LINE)
+    assert result.outcome == "rolled-back", result.reason
+    table = router.read_table(api, "churn")
+    assert table is not None and table.lines[0].splits == (Split("1.0.0", 100),)
+    assert fake_nomad.requests_to("PUT", PROMOTE) == []
+    assert fake_nomad.requests_to("PUT", f"/v1/job/{LINE}") == []
