@@ -293,6 +293,11 @@ def _mirror_rules(line: dict[str, Any], default: bool) -> list[str]:
     return rules
 
 
+def line_major(job: str) -> int:
+    """The major a model line's job serves (`iris-v2` -> 2)."""
+    return int(job.rpartition("-v")[2])
+
+
 def backend_name(job: str, version: str) -> str:
     return f"{job}_{version}".replace(".", "_").replace("-", "_")
 

@@ -114,15 +114,15 @@ def deploy(
 
 def _settle_routes(api: NomadAPI, gates: SteppedGates, result: RolloutResult, emit: Emit) -> None:
     """After stepped canaries: the line's traffic all to what it now runs."""
-    from nomadml.core.routing import Line, Split
+    from nomadml.core.routing import Line, Split, line_major
     from nomadml.engine import router
 
     if not gates.active:
         return
     keep = gates.canary if result.action is Action.SUCCEEDED else gates.stable
-    major = int(gates.line.rpartition("-v")[2])
+    settled = Line(gates.line, line_major(gates.line), (Split(keep, 100),))
     try:
-        router.set_line(api, gates.model, Line(gates.line, major, (Split(keep, 100),)))
+        router.set_line(api, gates.model, settled)
     except NomadMLError as err:  # the rollout is done; the table follows when it can
         emit(Event("note", gates.line, f"router table not updated: {err}"))
         return
@@ -168,11 +168,12 @@ def gate_runner(prepared: Prepared, api: NomadAPI, emit: Emit = discard) -> Any:
 def _stepped(prepared: Prepared, api: NomadAPI, emit: Emit) -> SteppedGates | None:
     """Canary steps through the model's router: when the model has one, and its table
     routes this line to one stable version (that version keeps the rest)."""
+    from nomadml.core.routing import line_major
     from nomadml.engine import router
 
     spec, job_id = prepared.spec, prepared.job_id
     table = router.read_table(api, spec.name)
-    line = table.line(int(job_id.rpartition("-v")[2])) if table is not None else None
+    line = table.line(line_major(job_id)) if table is not None else None
     stable = [s.version for s in line.splits if s.weight == 100] if line is not None else []
     running = api.job(job_id) if line is None and spec.update.shadow.share else None
     if running is not None and running.get("Status") != "dead":

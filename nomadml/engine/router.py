@@ -322,6 +322,15 @@ def route_new_line(api: NomadAPI, model: str, line: str, version: str, emit: Emi
     emit(Event("note", line, f"router: {line} routed to {version}{default}"))
 
 
+def route_line(api: NomadAPI, model: str, line: Line, emit: Emit) -> None:
+    """set_line during a rollout: a table written that a router has not taken yet is a
+    note, and the rollout goes on (that router renders the newest table when it can)."""
+    try:
+        set_line(api, model, line)
+    except OperationTimeout as err:
+        emit(Event("note", line.job, f"router: {err}"))
+
+
 def unroute_lines(api: NomadAPI, model: str, jobs: list[str], emit: Emit) -> None:
     """Lines about to retire leave the model's router table first, so a request naming
     their major gets the router's 404 for an unknown version, never a 503 from a line

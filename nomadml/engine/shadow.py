@@ -13,12 +13,11 @@ from typing import Any
 
 from nomadml.adapters.metric_scrape import shadow_readings
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.core.routing import Line, Mirror, Split, backend_name
+from nomadml.core.routing import Line, Mirror, Split, backend_name, line_major
 from nomadml.core.schema import seconds
 from nomadml.core.shadow import ShadowCounts, carried, judge_shadow, shadow_values
 from nomadml.core.spec import Shadow
 from nomadml.engine import router
-from nomadml.errors import OperationTimeout
 from nomadml.events import Emit, Event
 
 
@@ -55,17 +54,13 @@ class ShadowPhase:
 
     def start(self, emit: Emit) -> None:
         """The canary takes no traffic; `share` percent of the line's is mirrored to it."""
-        major = int(self.line.rpartition("-v")[2])
         line = Line(
             self.line,
-            major,
+            line_major(self.line),
             (Split(self.stable, 100), Split(self.canary, 0)),
             mirror=Mirror(self.canary, self.rule.share, self.rule.compare, self.rule.tolerance),
         )
-        try:
-            router.set_line(self.api, self.model, line)
-        except OperationTimeout as err:  # written, but a router has not taken it: say so
-            emit(Event("note", self.line, f"router: {err}"))
+        router.route_line(self.api, self.model, line, emit)
         said = (
             f"router: {self.canary} shadows {self.rule.share}% of {self.line} (its answers "
             f"are compared with {self.stable}'s and discarded; it serves no client)"

@@ -17,10 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from nomadml.adapters.nomad_api import NomadAPI
-from nomadml.core.routing import Line, Split
+from nomadml.core.routing import Line, Split, line_major
 from nomadml.engine import router
 from nomadml.engine.shadow import ShadowPhase
-from nomadml.errors import OperationTimeout
 from nomadml.events import Emit, Event
 
 Runner = Any  # a GateRunner or JudgeRunner: active, next_sample, step(), history()
@@ -71,12 +70,9 @@ class SteppedGates:
         return [{**entry, "step": self.steps[self.index]} for entry in entries]
 
     def _weigh(self, share: int, emit: Emit) -> None:
-        major = int(self.line.rpartition("-v")[2])
         splits = (Split(self.stable, 100 - share), Split(self.canary, share))
-        try:
-            router.set_line(self.api, self.model, Line(self.line, major, splits))
-        except OperationTimeout as err:  # written, but a router has not taken it: say so, go on
-            emit(Event("note", self.line, f"router: {err}"))
+        line = Line(self.line, line_major(self.line), splits)
+        router.route_line(self.api, self.model, line, emit)
         said = f"router: {self.canary} takes {share}% of {self.line}, {self.stable} {100 - share}%"
         emit(Event("note", self.line, said, {"step": share}))
 
