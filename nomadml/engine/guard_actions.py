@@ -34,7 +34,7 @@ ROLLBACK_TIMEOUT_S = 600.0
 def roll_back(api: NomadAPI, line: str, regressed: str, emit: Emit) -> RolloutResult:
     """Roll `line` back from the regressed version; the router (if it routes the line)
     follows as soon as the earlier version is healthy."""
-    model, major = _model_and_major(api, line)
+    model, major, _ = _running(api, line)
     routed = model is not None and _routes(api, model, line)
     # Routed: nomadml promotes (not Nomad on its own), so the table moves on the
     # "canary-healthy" event before the promotion stops the regressed allocations;
@@ -58,9 +58,8 @@ def finish_rollback(
     """Follow a rollback an earlier guard registered (job version `job_version`) to its
     end: where a router routes the line its table moves once the canaries are healthy,
     then nomadml promotes them (the watch's PROMOTE); nothing is registered."""
-    model, major = _model_and_major(api, line)
+    model, major, target = _running(api, line)
     routed = model is not None and _routes(api, model, line)
-    target = str(((api.job(line) or {}).get("Meta") or {}).get("nomadml.version", "?"))
     emit(
         Event(
             "note",
@@ -94,10 +93,9 @@ def settle_route(api: NomadAPI, line: str, emit: Emit) -> None:
     the line goes to what it runs, alone."""
     from nomadml.engine import router
 
-    model, major = _model_and_major(api, line)
+    model, major, target = _running(api, line)
     if model is None or not _routes(api, model, line):
         return
-    target = str(((api.job(line) or {}).get("Meta") or {}).get("nomadml.version", "?"))
     wanted = Line(line, major, (Split(target, 100),))
     table = router.read_table(api, model)
     routed = [x for x in (table.lines if table else ()) if x.job == line]
@@ -120,10 +118,12 @@ def _routing(
     return on_event
 
 
-def _model_and_major(api: NomadAPI, line: str) -> tuple[str | None, int]:
+def _running(api: NomadAPI, line: str) -> tuple[str | None, int, str]:
+    """From one read of the line's job: its model, its major, the version it runs."""
     meta = (api.job(line) or {}).get("Meta") or {}
     model = meta.get("nomadml.model")
-    return (str(model) if model else None), int(line.rpartition("-v")[2] or 0)
+    version = str(meta.get("nomadml.version", "?"))
+    return (str(model) if model else None), int(line.rpartition("-v")[2] or 0), version
 
 
 def _routes(api: NomadAPI, model: str, line: str) -> bool:
